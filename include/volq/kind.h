@@ -1,0 +1,33 @@
+/* Job kinds: one file each under jobs/, one entry each in the table of jobs/kind.c. */
+#ifndef VOLQ_KIND_H
+#define VOLQ_KIND_H
+#include <jansson.h>
+
+#include "volq/disk.h"
+#include "volq/domain.h"
+#include "volq/job.h"
+#include "volq/spawn.h"
+
+/* What a running job may call back into: progress and the lease heartbeat. */
+typedef struct vq_job_ctx {
+    const vq_job *job;
+    const char *domains_root;
+    int qemu_timeout_ms;     /* per qemu-img process */
+    /* Both return 0, or VQ_ESTALE when the attempt was fenced (stop, write nothing). */
+    int (*progress)(struct vq_job_ctx *c, int done, int total);
+    vq_spawn_tick heartbeat; /* pass to vq_spawn_run() with heartbeat_arg */
+    void *heartbeat_arg;
+    void *priv;
+} vq_job_ctx;
+
+typedef struct vq_job_kind {
+    const char *name;        /* "amend", "create-volume" */
+    /* Runs one attempt.  0 on success; VQ_EREFUSED for a refusal (ends the job,
+     * not retried); VQ_ESTALE when fenced; any other code is transient (retried). */
+    int (*run)(vq_job_ctx *c, vq_error *err);
+} vq_job_kind;
+
+/* NULL for an unknown kind.  Borrowed static entry. */
+const vq_job_kind *vq_job_kind_find(const char *name);
+
+#endif

@@ -1,0 +1,53 @@
+/* Volume metadata: ROOT/SD/images/IMG/VOL.meta, as VDSM writes it on file domains. */
+#ifndef VOLQ_META_H
+#define VOLQ_META_H
+#include <stdint.h>
+
+#include "volq/kv.h"
+#include "volq/uuid.h"
+
+enum vq_format { VQ_FORMAT_COW = 0, VQ_FORMAT_RAW = 1 };
+enum vq_voltype { VQ_VOLTYPE_LEAF = 0, VQ_VOLTYPE_INTERNAL = 1, VQ_VOLTYPE_SHARED = 2 };
+enum vq_legality { VQ_LEGAL = 0, VQ_ILLEGAL = 1, VQ_FAKE = 2 };
+enum vq_preallocation { VQ_TYPE_SPARSE = 0, VQ_TYPE_PREALLOCATED = 1, VQ_TYPE_UNKNOWN = 2 };
+
+/* DESCRIPTION is limited by VDSM to 210 bytes. */
+#define VQ_DESCRIPTION_MAX 210
+#define VQ_ALIAS_MAX 210
+
+typedef struct vq_meta {
+    vq_kv kv;                 /* every key of the file, unknown ones included (owned) */
+    enum vq_format format;
+    enum vq_voltype voltype;
+    enum vq_legality legality;
+    enum vq_preallocation type;
+    char image[VQ_UUID_SIZE];
+    char domain[VQ_UUID_SIZE];
+    char puuid[VQ_UUID_SIZE]; /* VQ_UUID_BLANK for a base volume */
+    uint64_t capacity;        /* bytes: CAP, or SIZE * 512 */
+    unsigned gen;             /* GEN, 0 when absent */
+    char alias[VQ_ALIAS_MAX + 1]; /* DESCRIPTION.DiskAlias; "" when it cannot be read */
+} vq_meta;
+
+/* Parses a .meta buffer (len <= VQ_META_MAX, else error).  Requires the EOF line,
+ * FORMAT, VOLTYPE, LEGALITY, IMAGE, PUUID (UUIDs, lower case), and SIZE or CAP.
+ * DESCRIPTION may be JSON (possibly truncated: DiskAlias is taken when its string
+ * is complete) or plain text (alias ""). m must be zeroed or freed before. */
+int vq_meta_parse(const char *buf, size_t len, vq_meta *m, vq_error *err);
+
+/* Reads and parses "<vol>.meta" relative to the image folder imgfd (no symlinks). */
+int vq_meta_read(int imgfd, const char *vol, vq_meta *m, vq_error *err);
+
+/* Serialises m->kv (after syncing the typed fields back into it: FORMAT, VOLTYPE,
+ * LEGALITY, GEN, PUUID, ...) sorted with EOF last, and rewrites "<vol>.meta"
+ * atomically.  Refuses (VQ_EINVAL) a result over VQ_META_MAX bytes. */
+int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
+
+/* Name tables for the enums: "COW"/"RAW", "LEAF"/..., used by parse and write. */
+const char *vq_format_name(enum vq_format f);     /* "COW", "RAW" */
+const char *vq_voltype_name(enum vq_voltype v);   /* "LEAF", "INTERNAL", "SHARED" */
+const char *vq_legality_name(enum vq_legality l); /* "LEGAL", "ILLEGAL", "FAKE" */
+
+void vq_meta_free(vq_meta *m);
+
+#endif

@@ -1,0 +1,157 @@
+/* The job queue in Redis: acceptance with disk locks, reliable fetch with
+ * leases and fencing tokens, ends, retries, cancel, housekeeping.  Every
+ * state change is one Lua script (queue/lua/), so a crash between two calls
+ * never leaves a half-moved job.  docs/queue.md shows the keys and scripts. */
+#ifndef VOLQ_QUEUE_H
+#define VOLQ_QUEUE_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "volq/job.h"
+#include "volq/redis.h"
+
+typedef struct vq_queue_config {
+    int lease_ms;            /* running job / disk lock lease; default 15000 */
+    int max_attempts;        /* error retries; default 5 */
+    int max_crashes;         /* worker deaths before a job fails; default 5 */
+    int backoff_base_ms;     /* first retry delay; doubles each attempt, jittered; default 1000 */
+    int backoff_max_ms;      /* default 300000 */
+    int keep_finished_s;     /* ended jobs kept this long; default 7 days */
+    int keep_finished_max;   /* and at most this many; default 100000 */
+    int events_max;          /* audit stream cap (approximate, at least); default 100000 */
+} vq_queue_config;
+
+/* Defaults, overridden by VOLQ_LEASE_MS, VOLQ_MAX_ATTEMPTS, VOLQ_MAX_CRASHES,
+ * VOLQ_BACKOFF_MS, VOLQ_BACKOFF_MAX_MS, VOLQ_KEEP_FINISHED_S, VOLQ_KEEP_FINISHED_MAX. */
+void vq_queue_config_default(vq_queue_config *c);
+
+typedef struct vq_queue {
+    vq_redis *r;             /* owned */
+    vq_queue_config cfg;
+} vq_queue;
+
+/* Takes ownership of r, even on failure.  Returns a new queue; free with vq_queue_free(). */
+int vq_queue_new(vq_redis *r, const vq_queue_config *cfg, vq_queue **out, vq_error *err);
+void vq_queue_free(vq_queue *q);
+
+/* ---- acceptance ------------------------------------------------------- */
+
+/* One job to accept.  All strings borrowed for the call. */
+typedef struct vq_accept_req {
+    const char *kind;        /* "amend" | "create-volume" */
+    const char *domain_id;
+    const char *disk_id;
+    const char *volume_id;   /* create-volume: the new volume's id; else NULL */
+    const char *alias;
+    const json_t *params;    /* kind parameters, or NULL */
+    const char *refusal;     /* non-NULL: refused at acceptance; recorded as a failed
+                                job with this reason and the failure event, no lock */
+    const char *idem_key;    /* Idempotency-Key or NULL */
+} vq_accept_req;
+
+typedef enum vq_accept_status {
+    VQ_ACCEPT_QUEUED = 0,    /* new job queued, disk locked */
+    VQ_ACCEPT_REFUSED,       /* recorded as failed (req.refusal) */
+    VQ_ACCEPT_LOCKED,        /* disk locked by holder: nothing recorded */
+    VQ_ACCEPT_IDEMPOTENT,    /* the key was seen: job_id is the job it made */
+} vq_accept_status;
+
+typedef struct vq_accept_res {
+    vq_accept_status status;
+    char job_id[VQ_UUID_SIZE];  /* the new job, the holder (LOCKED) or the first job */
+} vq_accept_res;
+
+/* Accepts n jobs in one script call (bulk upgrade: one Redis step).  res[i]
+ * answers reqs[i].  Fails as a whole only when Redis fails (VQ_EREDIS). */
+int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
+                    vq_error *err);
+
+/* ---- workers ---------------------------------------------------------- */
+
+/* Registers (or refreshes) worker id ("host:pid") with its current job ("" when
+ * idle); the record expires after 3 leases without a refresh. */
+int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq_error *err);
+/* Removes the worker's record (clean exit). */
+int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err);
+
+/* Waits up to block_ms for a queued job, moves it into the worker's in-flight
+ * record and starts its attempt (state running, attempts+1, a new fencing token,
+ * a lease, "Started to amend ..." on an amend's first attempt).  *out is NULL
+ * when nothing came (not an error).  Returns a new job; free with vq_job_free(). */
+int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, vq_error *err);
+
+/* Extends the lease of the running attempt (and its disk lock).  VQ_ESTALE when
+ * the token is no longer current: the worker must stop and write nothing. */
+int vq_queue_heartbeat(vq_queue *q, const vq_job *j, vq_error *err);
+
+/* Records progress (done of total volumes); fenced like heartbeat. */
+int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_error *err);
+
+typedef enum vq_outcome {
+    VQ_OUT_SUCCESS = 0,
+    VQ_OUT_REFUSED,          /* ends failed, never retried */
+    VQ_OUT_RETRY,            /* transient: retrying with backoff, or failed after max_attempts */
+} vq_outcome;
+
+/* Ends the attempt: job state, indexes, the disk lock (released when the job
+ * ends) and the audit event in one step.  reason: one line, NULL on success.
+ * *final_state (may be NULL) gets the resulting state.  VQ_ESTALE when fenced. */
+int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reason,
+                    vq_job_state *final_state, vq_error *err);
+
+/* The worker is dead (its parent saw it die, or its lease ran out): put its
+ * in-flight job back in the queue at the front, counting a crash; a job whose
+ * worker died max_crashes times fails ("worker died N times during this job").
+ * *n (may be NULL) gets the number of jobs put back. */
+int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *err);
+
+/* ---- administrator ---------------------------------------------------- */
+
+/* Returns a new job (free with vq_job_free()); VQ_ENOENT when unknown. */
+int vq_queue_get(vq_queue *q, const char *job_id, vq_job **out, vq_error *err);
+
+/* Jobs newest first, all states or one (state < 0 for all), at most limit.
+ * Returns a new JSON array of job objects. */
+int vq_queue_list(vq_queue *q, int state, size_t limit, json_t **out, vq_error *err);
+
+/* failed -> queued, attempts reset, taking the disk lock again.  VQ_ESTATE when
+ * the job is not failed; VQ_ELOCKED (holder in err) when its disk is taken. */
+int vq_queue_retry(vq_queue *q, const char *job_id, vq_error *err);
+/* Every failed job (newest end first); counts of retried and of those left. */
+int vq_queue_retry_failed(vq_queue *q, size_t *retried, size_t *left, vq_error *err);
+
+/* queued|retrying -> cancelled, lock released, event.  VQ_ESTATE otherwise. */
+int vq_queue_cancel(vq_queue *q, const char *job_id, vq_error *err);
+
+/* Lock holders of n disks in one round trip: holders[i] gets the job id or "". */
+int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
+                          char (*holders)[VQ_UUID_SIZE], vq_error *err);
+
+/* The status object of SPEC §4 (jobs per state, workers, oldest_waiting_s,
+ * jobs_per_min, redis "up").  New reference. */
+int vq_queue_status(vq_queue *q, json_t **out, vq_error *err);
+
+/* ---- housekeeping (scheduler; safe to run on several at once) --------- */
+
+/* Due retries -> queued; expired leases -> requeued (crash counted); in-flight
+ * records of workers whose registration expired -> requeued; finished jobs past
+ * retention trimmed.  *moved (may be NULL) counts the jobs it moved. */
+int vq_queue_housekeep(vq_queue *q, size_t *moved, vq_error *err);
+
+/* Start-up repair: locks whose job is missing or ended are dropped, a live job
+ * whose lock is missing gets it back, a job found in two indexes is left only in
+ * the one its state names.  *fixed counts repairs. */
+int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err);
+
+/* ---- audit events ----------------------------------------------------- */
+
+/* Events after since (a stream id "ms-seq", an RFC 3339 time, or NULL for the
+ * oldest kept), at most count, waiting up to block_ms (0: no wait) when there
+ * are none yet.  *out gets a new JSON array of event objects, each with an "id"
+ * added (the stream id, to pass back as since); last_id gets the last id or is
+ * left as it was. */
+int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
+                    char last_id[64], vq_error *err);
+
+#endif

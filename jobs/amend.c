@@ -1,0 +1,10 @@
+/* The amend job: every qcow2 volume of the disk's own chain to compat 1.1. */
+#include "volq/kind.h"
+
+static int amend_run(vq_job_ctx *c, vq_error *err)
+{
+    (void)c;
+    return vq_error_set(err, VQ_EREFUSED, "amend: not implemented yet");
+}
+
+const vq_job_kind vq_kind_amend_ = {"amend", amend_run};
