@@ -22,6 +22,13 @@ typedef struct vq_job_ctx {
 
 typedef struct vq_job_kind {
     const char *name;        /* "amend", "create-volume" */
+    /* Acceptance-time check, from the files alone (nothing written, nothing spawned).
+     * disk is NULL for a create-volume on a new disk.  params is the kind's
+     * parameters (create-volume: size, format, parent, alias; may be normalised
+     * in place, e.g. a size taken from the parent).  0 when the job may be queued;
+     * VQ_EINVAL for bad input (HTTP 400, nothing recorded); VQ_EREFUSED for a
+     * refusal (HTTP 409, recorded as a failed job with err->text as its reason). */
+    int (*check)(const vq_domain *d, const vq_disk *disk, json_t *params, vq_error *err);
     /* Runs one attempt.  0 on success; VQ_EREFUSED for a refusal (ends the job,
      * not retried); VQ_ESTALE when fenced; any other code is transient (retried). */
     int (*run)(vq_job_ctx *c, vq_error *err);
