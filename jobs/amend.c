@@ -1,16 +1,147 @@
-/* The amend job: every qcow2 volume of the disk's own chain to compat 1.1. */
+/* The amend job: every qcow2 volume of the disk's own chain to compat 1.1,
+ * one at a time (qemu cannot amend two volumes of one chain at once), base
+ * first, each read back from its header and, on success only, its GEN bumped. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "volq/disk.h"
 #include "volq/kind.h"
+#include "volq/log.h"
+#include "volq/qemu.h"
+
+/* The refusals an amend shares between acceptance and the run: the files say
+ * no (template, V3, raw only, ILLEGAL, containment) or qemu's lock is held. */
+static int refuse_if_not_eligible(const vq_domain *d, const vq_disk *disk, const char *imgdir,
+                                  vq_error *err)
+{
+    int done = 0;
+    if (d->status != VQ_STATUS_OK)
+        return vq_error_set(err, VQ_EREFUSED, "domain %s is illegal: %s", d->id, d->reason);
+    int rc = vq_disk_check_amend(d, disk, &done, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < disk->nvols; i++) {
+        const vq_volume *v = &disk->vols[i];
+        if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
+        vq_error probe = {0};
+        int busy = vq_qemu_in_use(imgdir, v->id, &probe);
+        if (busy > 0)
+            return vq_error_set(err, VQ_EREFUSED,
+                                "disk is in use: qemu's image lock on volume %s is held (a running VM?)",
+                                v->id);
+        if (busy < 0) vq_log(VQ_LOG_WARN, "disk %s: in-use probe failed: %s", disk->id, probe.text);
+    }
+    return 0;
+}
+
+static int image_dir(const vq_domain *d, const char *img, char *out, size_t outsz, vq_error *err)
+{
+    int n = snprintf(out, outsz, "%s/images/%s", d->path, img);
+    if (n < 0 || (size_t)n >= outsz)
+        return vq_error_set(err, VQ_EINVAL, "disk %s: image path too long", img);
+    return 0;
+}
 
 static int amend_check(const vq_domain *d, const vq_disk *disk, json_t *params, vq_error *err)
 {
-    (void)d; (void)disk; (void)params; (void)err;
+    (void)params;
+    char imgdir[PATH_MAX];
+    if (!disk) return vq_error_set(err, VQ_EINVAL, "amend needs a disk");
+    if (image_dir(d, disk->id, imgdir, sizeof imgdir, err)) return err ? err->code : VQ_EINVAL;
+    return refuse_if_not_eligible(d, disk, imgdir, err);
+}
+
+/* Reads the volume's header back: the amend counts only when it says version 3. */
+static int verify_v3(const vq_domain *d, const char *img, const char *vol, vq_error *err)
+{
+    int dfd = -1;
+    int rc = vq_domain_open_image(d, img, &dfd, err);
+    if (rc) return rc;
+    int fd = openat(dfd, vol, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        rc = vq_error_set(err, VQ_EIO, "volume %s: cannot open after amend: %m", vol);
+        goto out_close_dir;
+    }
+    vq_qcow2 h;
+    rc = vq_qcow2_read(fd, &h, err);
+    if (rc == 0 && h.version != 3)
+        rc = vq_error_set(err, VQ_EIO, "volume %s: header still says version %u after amend", vol,
+                          h.version);
+    close(fd);
+out_close_dir:
+    close(dfd);
+    return rc;
+}
+
+/* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000. */
+static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_error *err)
+{
+    int dfd = -1;
+    int rc = vq_domain_open_image(d, img, &dfd, err);
+    if (rc) return rc;
+    vq_meta m = {0};
+    rc = vq_meta_read(dfd, vol, &m, err);
+    if (rc == 0) {
+        m.gen = (m.gen + 1) % 1000;
+        rc = vq_meta_write(dfd, vol, &m, err);
+    }
+    vq_meta_free(&m);
+    close(dfd);
+    return rc;
+}
+
+static int amend_volume(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk,
+                        const char *imgdir, const char *vol, vq_error *err)
+{
+    int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
+    if (rc == VQ_EBUSY) {
+        vq_error busy = *err;
+        vq_error_clear(err);
+        return vq_error_set(err, VQ_EREFUSED, "disk is in use: %s", busy.text);
+    }
+    if (rc) return rc;
+    if ((rc = verify_v3(d, disk->id, vol, err))) return rc;
+    return bump_gen(d, disk->id, vol, err);
+}
+
+static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, vq_error *err)
+{
+    char imgdir[PATH_MAX];
+    int rc = image_dir(d, disk->id, imgdir, sizeof imgdir, err);
+    if (rc) return rc;
+    if ((rc = refuse_if_not_eligible(d, disk, imgdir, err))) return rc;
+
+    int total = (int)vq_disk_count_v2(disk), done = 0;
+    if ((rc = c->progress(c, 0, total))) return rc;
+    /* Base first: vols[] runs leaf first, so walk it backwards. */
+    for (size_t i = disk->nvols; i-- > 0;) {
+        const vq_volume *v = &disk->vols[i];
+        if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
+        vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
+        if ((rc = amend_volume(c, d, disk, imgdir, v->id, err))) return rc;
+        if ((rc = c->progress(c, ++done, total))) return rc;
+    }
     return 0;
 }
 
 static int amend_run(vq_job_ctx *c, vq_error *err)
 {
-    (void)c;
-    return vq_error_set(err, VQ_EREFUSED, "amend: not implemented yet");
+    vq_domain *d = NULL;
+    vq_disk *disk = NULL;
+    int rc = vq_domain_open(c->domains_root, c->job->domain_id, &d, err);
+    if (rc == VQ_ENOENT || rc == VQ_EINVAL) rc = VQ_EREFUSED; /* the domain is gone: no retry helps */
+    if (rc) goto out;
+    rc = vq_disk_load(d, c->job->disk_id, &disk, err);
+    if (rc == VQ_ENOENT || rc == VQ_EINVAL) rc = VQ_EREFUSED;
+    if (rc) goto out;
+    rc = amend_chain(c, d, disk, err);
+out:
+    if (err && rc && err->code != rc) err->code = rc;
+    vq_disk_free(disk);
+    vq_domain_free(d);
+    return rc;
 }
 
 const vq_job_kind vq_kind_amend_ = {"amend", amend_check, amend_run};

@@ -1,13 +1,123 @@
-/* volq-worker: a parent process and its worker children. */
+/* volq-worker: options, then the pool of worker processes. */
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "volq/log.h"
+#include "worker_int.h"
+
+static const char usage[] =
+    "usage: volq-worker [options]\n"
+    "Runs volq jobs (amend, create-volume) taken from Redis.\n"
+    "\n"
+    "  --redis URL          redis://[user:pass@]host:port/db or unix:///path (VOLQ_REDIS);\n"
+    "                       default: the embedded Redis of the state folder\n"
+    "  --state DIR          state folder of the embedded Redis (VOLQ_STATE, default .volq)\n"
+    "  --domains DIR        the domains root (VOLQ_DOMAINS, default /rhev/data-center/mnt)\n"
+    "  --processes N        worker processes (VOLQ_PROCESSES, default 2 per core)\n"
+    "  --qemu-timeout SEC   limit for one qemu-img run (VOLQ_QEMU_TIMEOUT, default 3600)\n"
+    "  --log-level LEVEL    debug, info, notice, warn (default info)\n"
+    "  --log-format FORMAT  text or json (default text)\n"
+    "  --help, --version\n"
+    "\n"
+    "SIGTERM: each process finishes its running job, then exits; a second SIGTERM\n"
+    "stops at once (the jobs run again). A killed process's job is put back at once.\n";
+
+static const char *env_or(const char *flag, const char *env, const char *def)
+{
+    if (flag) return flag;
+    const char *v = getenv(env);
+    return v && *v ? v : def;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+enum { OPT_REDIS = 1, OPT_STATE, OPT_DOMAINS, OPT_PROCS, OPT_TIMEOUT, OPT_LEVEL, OPT_FORMAT,
+       OPT_HELP, OPT_VERSION };
+
+static const struct option longopts[] = {
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"domains", required_argument, NULL, OPT_DOMAINS},
+    {"processes", required_argument, NULL, OPT_PROCS},
+    {"qemu-timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LEVEL},
+    {"log-format", required_argument, NULL, OPT_FORMAT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct flags {
+    const char *redis, *state, *domains, *procs, *timeout, *level, *format;
+} flags;
+
+static int parse_flags(int argc, char **argv, flags *f)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_REDIS: f->redis = optarg; break;
+        case OPT_STATE: f->state = optarg; break;
+        case OPT_DOMAINS: f->domains = optarg; break;
+        case OPT_PROCS: f->procs = optarg; break;
+        case OPT_TIMEOUT: f->timeout = optarg; break;
+        case OPT_LEVEL: f->level = optarg; break;
+        case OPT_FORMAT: f->format = optarg; break;
+        case OPT_HELP: fputs(usage, stdout); exit(0);
+        case OPT_VERSION: printf("volq-worker %s\n", VOLQ_VERSION); exit(0);
+        default: return -1;
+        }
+    }
+    return optind < argc ? -1 : 0;
+}
+
+static int fail(const char *msg, const char *arg)
+{
+    fprintf(stderr, "volq-worker: %s%s%s; see volq-worker --help\n", msg, arg ? ": " : "",
+            arg ? arg : "");
+    return 2;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("volq-worker %s\n", VOLQ_VERSION);
-        return 0;
+    flags f = {0};
+    if (parse_flags(argc, argv, &f)) return fail("bad usage", NULL);
+
+    const char *format = env_or(f.format, "VOLQ_LOG_FORMAT", "text");
+    int level = vq_log_level_parse(env_or(f.level, "VOLQ_LOG_LEVEL", "info"));
+    if (level < 0) return fail("unknown log level", env_or(f.level, "VOLQ_LOG_LEVEL", ""));
+    if (strcmp(format, "text") && strcmp(format, "json")) return fail("unknown log format", format);
+    vq_log_init("worker", level, strcmp(format, "json") == 0);
+
+    vq_worker_opts o = {.block_ms = 1000};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    /* qemu-img amend mostly waits on fsync; two per core keep the cores busy. */
+    o.processes = cores > 0 ? (int)cores * 2 : 2;
+    if (env_or(f.procs, "VOLQ_PROCESSES", NULL) &&
+        parse_int(env_or(f.procs, "VOLQ_PROCESSES", NULL), 1, 256, &o.processes))
+        return fail("--processes takes a number from 1 to 256", env_or(f.procs, "VOLQ_PROCESSES", ""));
+    int timeout_s = 3600;
+    if (env_or(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL) &&
+        parse_int(env_or(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL), 1, 86400, &timeout_s))
+        return fail("--qemu-timeout takes seconds from 1 to 86400", NULL);
+    o.qemu_timeout_ms = timeout_s * 1000;
+    o.domains_root = env_or(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
+
+    vq_error err = {0};
+    if (vq_redis_resolve(f.redis, f.state, o.redis_url, sizeof o.redis_url, &err)) {
+        fprintf(stderr, "volq-worker: %s\n", err.text);
+        return err.code == VQ_EINVAL ? 2 : 3;
     }
-    printf("usage: volq-worker [--redis URL] [--domains DIR] [--processes N]\n");
-    return 0;
+    return vq_worker_pool_run_(&o);
 }

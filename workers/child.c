@@ -1,0 +1,181 @@
+/* One worker process: fetch a job, run its kind, end it; renew the lease
+ * while qemu-img runs; stop writing the moment the attempt is fenced. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "volq/kind.h"
+#include "volq/log.h"
+#include "worker_int.h"
+
+volatile sig_atomic_t vq_worker_stop_;
+
+typedef struct child {
+    const vq_worker_opts *o;
+    vq_queue *q;
+    char id[VQ_WORKER_ID_MAX];
+    int64_t last_beat;     /* ms: worker registration refreshed */
+    int64_t last_lease;    /* ms: the running job's lease renewed */
+    int fenced;            /* the current attempt lost its token */
+} child;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    vq_worker_stop_ = 1;
+}
+
+/* Registration and lease both expire unless renewed about three times per lease. */
+static int beat_interval_ms(const child *w)
+{
+    return w->q->cfg.lease_ms / 3 > 0 ? w->q->cfg.lease_ms / 3 : 1;
+}
+
+static void worker_beat(child *w, const char *job_id)
+{
+    int64_t now = vq_now_ms();
+    if (job_id == NULL && now - w->last_beat < beat_interval_ms(w)) return;
+    vq_error err = {0};
+    if (vq_queue_worker_beat(w->q, w->id, job_id ? job_id : "", &err))
+        vq_log(VQ_LOG_WARN, "worker %s: registration failed: %s", w->id, err.text);
+    w->last_beat = now;
+}
+
+typedef struct run_state {
+    child *w;
+    const vq_job *job;
+} run_state;
+
+/* Spawn tick: renews the lease; a fenced attempt kills qemu-img (returns non-zero). */
+static int heartbeat(void *arg)
+{
+    run_state *rs = arg;
+    child *w = rs->w;
+    int64_t now = vq_now_ms();
+    if (now - w->last_lease < beat_interval_ms(w)) return 0;
+    vq_error err = {0};
+    int rc = vq_queue_heartbeat(w->q, rs->job, &err);
+    w->last_lease = now;
+    if (rc == VQ_ESTALE) {
+        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
+        w->fenced = 1;
+        return VQ_ESTALE;
+    }
+    if (rc) vq_log(VQ_LOG_WARN, "job %s: lease renewal failed: %s", rs->job->id, err.text);
+    worker_beat(w, rs->job->id);
+    return 0;
+}
+
+static int progress(vq_job_ctx *c, int done, int total)
+{
+    run_state *rs = c->priv;
+    vq_error err = {0};
+    int rc = vq_queue_progress(rs->w->q, rs->job, done, total, &err);
+    if (rc == VQ_ESTALE) {
+        rs->w->fenced = 1;
+        return VQ_ESTALE;
+    }
+    if (rc) vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+    return heartbeat(rs);
+}
+
+static vq_outcome outcome_of(int rc)
+{
+    if (rc == 0) return VQ_OUT_SUCCESS;
+    return rc == VQ_EREFUSED ? VQ_OUT_REFUSED : VQ_OUT_RETRY;
+}
+
+static void end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
+{
+    vq_error err = {0};
+    vq_job_state st = VQ_JOB_NSTATES;
+    const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
+    int frc = vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
+    if (frc == VQ_ESTALE)
+        vq_log(VQ_LOG_WARN, "job %s: result dropped, attempt was fenced", j->id);
+    else if (frc)
+        vq_log(VQ_LOG_WARN, "job %s: could not record the end: %s", j->id, err.text);
+    else
+        vq_log(rc ? VQ_LOG_NOTICE : VQ_LOG_INFO, "job %s: %s%s%s", j->id, vq_job_state_name(st),
+               reason ? ": " : "", reason ? reason : "");
+}
+
+static void run_job(child *w, const vq_job *j)
+{
+    run_state rs = {w, j};
+    vq_job_ctx c = {
+        .job = j,
+        .domains_root = w->o->domains_root,
+        .qemu_timeout_ms = w->o->qemu_timeout_ms,
+        .progress = progress,
+        .heartbeat = heartbeat,
+        .heartbeat_arg = &rs,
+        .priv = &rs,
+    };
+    vq_error err = {0};
+    w->fenced = 0;
+    w->last_lease = vq_now_ms();
+    worker_beat(w, j->id);
+    const vq_job_kind *k = vq_job_kind_find(j->kind);
+    int rc = k ? k->run(&c, &err)
+               : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
+    if (w->fenced || rc == VQ_ESTALE) {
+        vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
+        return;
+    }
+    end_job(w, j, rc, &err);
+}
+
+static int connect_queue(child *w)
+{
+    vq_error err = {0};
+    vq_redis *r = NULL;
+    while (!vq_worker_stop_) {
+        vq_error_clear(&err);
+        if (vq_redis_connect(w->o->redis_url, 2000, &r, &err) == 0) break;
+        vq_log(VQ_LOG_WARN, "worker %s: %s; retrying", w->id, err.text);
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+    if (!r) return VQ_EREDIS;
+    vq_queue_config cfg;
+    vq_queue_config_default(&cfg);
+    return vq_queue_new(r, &cfg, &w->q, &err);
+}
+
+int vq_worker_child_run_(const vq_worker_opts *o)
+{
+    child w = {.o = o};
+    vq_worker_id_(w.id, sizeof w.id, getpid());
+    struct sigaction sa = {.sa_handler = on_term};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (connect_queue(&w)) return vq_worker_stop_ ? 0 : 1;
+    vq_log(VQ_LOG_INFO, "worker %s: ready", w.id);
+    while (!vq_worker_stop_) {
+        worker_beat(&w, NULL);
+        vq_job *j = NULL;
+        vq_error err = {0};
+        int rc = vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err);
+        if (rc == VQ_EREDIS) {
+            vq_log(VQ_LOG_WARN, "worker %s: %s", w.id, err.text);
+            vq_error_clear(&err);
+            if (vq_redis_reconnect_wait(w.q->r, (volatile int *)&vq_worker_stop_, &err) == 0)
+                vq_log(VQ_LOG_NOTICE, "worker %s: reconnected to redis", w.id);
+            continue;
+        }
+        if (rc) vq_log(VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
+        if (!j) continue;
+        vq_log(VQ_LOG_INFO, "job %s: %s of disk %s, attempt %d", j->id, j->kind, j->disk_id,
+               j->attempts);
+        run_job(&w, j);
+        vq_job_free(j);
+    }
+    vq_queue_worker_gone(w.q, w.id, NULL);
+    vq_log(VQ_LOG_INFO, "worker %s: stopped", w.id);
+    vq_queue_free(w.q);
+    return 0;
+}
