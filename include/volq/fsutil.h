@@ -6,14 +6,25 @@
 
 #include "volq/error.h"
 
-/* Reads name (relative to dirfd, never following a symlink: O_NOFOLLOW) into a
- * new NUL-terminated buffer (free with free()).  A regular file only; a file
- * larger than max bytes is an error (VQ_EINVAL, "... is larger than N bytes"). */
+/* Opens path relative to dirfd one component at a time, each with O_NOFOLLOW,
+ * so that no symlink anywhere on the path is followed.  A relative path may
+ * not hold "..", "." or empty components (VQ_EINVAL); an absolute path is
+ * opened as given with O_NOFOLLOW on its last component only.  flags are
+ * those of the last component (O_CLOEXEC and O_NOFOLLOW are added).  A
+ * symlink is VQ_EILLEGAL ("<path> is a symlink"), a missing file VQ_ENOENT.
+ * *fd is a new descriptor; the caller closes it. */
+int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err);
+
+/* Reads name (relative to dirfd, opened with vq_fs_open(): no symlink is
+ * followed) into a new NUL-terminated buffer (free with free()).  A regular
+ * file only (a FIFO does not block: it is refused); a file larger than max
+ * bytes is an error (VQ_EINVAL, "... is larger than N bytes"). */
 int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len, vq_error *err);
 
 /* Atomic rewrite of name in dirfd: writes "<name>.tmp.<pid>" in the same folder
- * with mode, fsyncs it, renames it over name, fsyncs the folder.  On any error
- * the temp file is removed and name is untouched. */
+ * with mode (umask not applied), fsyncs it, renames it over name, fsyncs the
+ * folder.  name may hold folders ("dom_md/metadata"), opened as vq_fs_open()
+ * does.  On any error the temp file is removed and name is untouched. */
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
                        vq_error *err);
 

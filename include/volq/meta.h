@@ -40,8 +40,25 @@ int vq_meta_read(int imgfd, const char *vol, vq_meta *m, vq_error *err);
 
 /* Serialises m->kv (after syncing the typed fields back into it: FORMAT, VOLTYPE,
  * LEGALITY, GEN, PUUID, ...) sorted with EOF last, and rewrites "<vol>.meta"
- * atomically.  Refuses (VQ_EINVAL) a result over VQ_META_MAX bytes. */
+ * atomically.  Refuses (VQ_EINVAL) a result over VQ_META_MAX bytes.
+ * The size goes into whichever of CAP / SIZE the file has (both when both);
+ * GEN, TYPE and DOMAIN are added only when set (GEN != 0, TYPE not UNKNOWN,
+ * domain not ""), so a rewrite changes no more than it must.  An existing
+ * file's mode is kept (new files: 0660). */
 int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
+
+/* Starts the metadata of a new volume on a domain of domain_version (m is
+ * zeroed or freed before): CTIME=now, DISKTYPE=DATA and the size keys of the
+ * version (SIZE with MTIME=0 below V5; CAP with SEQ=0 on V5).  Typed fields
+ * start as COW, LEAF, LEGAL, SPARSE, PUUID blank, GEN 0; the caller sets
+ * image, domain, puuid, capacity, ... and vq_meta_set_alias(), then
+ * vq_meta_write(). */
+int vq_meta_init(vq_meta *m, int domain_version, vq_error *err);
+
+/* Sets DESCRIPTION to {"DiskAlias":alias,"DiskDescription":""} (compact JSON,
+ * as oVirt writes it) and m->alias.  VQ_EINVAL when the JSON would be longer
+ * than VQ_DESCRIPTION_MAX bytes. */
+int vq_meta_set_alias(vq_meta *m, const char *alias, vq_error *err);
 
 /* Name tables for the enums: "COW"/"RAW", "LEAF"/..., used by parse and write. */
 const char *vq_format_name(enum vq_format f);     /* "COW", "RAW" */

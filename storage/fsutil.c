@@ -1,0 +1,202 @@
+/* Bounded reads that never follow a symlink, and atomic rewrites. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "volq/fsutil.h"
+
+/* Maps a failed openat() of path to a VQ_E* code and message. */
+static int open_error(const char *path, int e, vq_error *err)
+{
+    if (e == ELOOP) return vq_error_set(err, VQ_EILLEGAL, "%s is a symlink", path);
+    if (e == ENOENT) return vq_error_set(err, VQ_ENOENT, "%s does not exist", path);
+    if (e == ENOTDIR) return vq_error_set(err, VQ_ENOENT, "%s: not a folder on the path", path);
+    if (e == ENOMEM) return vq_error_set(err, VQ_ENOMEM, "%s: out of memory", path);
+    return vq_error_set(err, VQ_EIO, "cannot open %s: %s", path, strerror(e));
+}
+
+/* Opens one component name (no '/') of dirfd; O_NOFOLLOW also refuses a
+ * symlink at the last component, O_DIRECTORY|O_NOFOLLOW one in the middle. */
+static int open_component(int dirfd, const char *name, int flags, const char *path, int *fd,
+                          vq_error *err)
+{
+    if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return vq_error_set(err, VQ_EINVAL, "%s: bad path component \"%s\"", path, name);
+    int f = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (f < 0) return open_error(path, errno, err);
+    *fd = f;
+    return 0;
+}
+
+static int open_relative(int dirfd, const char *path, int flags, int *fd, vq_error *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return vq_error_set(err, VQ_EINVAL, "path too long");
+    int cur = dirfd, rc = 0;
+    char *name = buf, *slash;
+    while ((slash = strchr(name, '/')) != NULL) {
+        *slash = '\0';
+        int next;
+        rc = open_component(cur, name, O_RDONLY | O_DIRECTORY, path, &next, err);
+        if (cur != dirfd) close(cur);
+        if (rc < 0) return rc;
+        cur = next;
+        name = slash + 1;
+    }
+    rc = open_component(cur, name, flags, path, fd, err);
+    if (cur != dirfd) close(cur);
+    return rc;
+}
+
+int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err)
+{
+    if (!path || !path[0]) return vq_error_set(err, VQ_EINVAL, "empty path");
+    if (path[0] == '/') {
+        int f = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
+        if (f < 0) return open_error(path, errno, err);
+        *fd = f;
+        return 0;
+    }
+    return open_relative(dirfd, path, flags, fd, err);
+}
+
+/* Reads at most max + 1 bytes of fd into a new buffer (one more than allowed
+ * tells a too large file from one of exactly max bytes, even if it grows). */
+static int read_bounded(int fd, const char *name, size_t max, char **out, size_t *len,
+                        vq_error *err)
+{
+    if (max > SIZE_MAX - 2) return vq_error_set(err, VQ_EINVAL, "%s: bad limit", name);
+    char *buf = malloc(max + 2);
+    if (!buf) return vq_error_set(err, VQ_ENOMEM, "%s: out of memory", name);
+    size_t n = 0;
+    while (n < max + 1) {
+        ssize_t r = read(fd, buf + n, max + 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            return vq_error_set(err, VQ_EIO, "cannot read %s: %s", name, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    if (n > max) {
+        free(buf);
+        return vq_error_set(err, VQ_EINVAL, "%s is larger than %zu bytes", name, max);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len, vq_error *err)
+{
+    int fd, rc = vq_fs_open(dirfd, name, O_RDONLY | O_NONBLOCK, &fd, err);
+    if (rc < 0) return rc;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = vq_error_set(err, VQ_EIO, "cannot stat %s: %s", name, strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = vq_error_set(err, VQ_EINVAL, "%s is not a regular file", name);
+        goto out_close;
+    }
+    if ((uintmax_t)st.st_size > max) {
+        rc = vq_error_set(err, VQ_EINVAL, "%s is larger than %zu bytes", name, max);
+        goto out_close;
+    }
+    rc = read_bounded(fd, name, max, out, len, err);
+out_close:
+    close(fd);
+    return rc;
+}
+
+int vq_fs_sync_dir(int dirfd, const char *what, vq_error *err)
+{
+    if (fsync(dirfd) != 0)
+        return vq_error_set(err, VQ_EIO, "cannot sync folder of %s: %s", what, strerror(errno));
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w, len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes and fsyncs tmp in dir; removes it on failure. */
+static int write_temp(int dir, const char *tmp, const void *buf, size_t len, mode_t mode,
+                      const char *what, vq_error *err)
+{
+    unlinkat(dir, tmp, 0); /* a leftover of a crashed process with our pid */
+    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
+                            strerror(errno));
+    int rc = 0;
+    if (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0)
+        rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
+    if (close(fd) != 0 && rc == 0)
+        rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
+    if (rc < 0) unlinkat(dir, tmp, 0);
+    return rc;
+}
+
+/* Splits name into its folder (opened, or a dup of dirfd) and its last part. */
+static int open_parent(int dirfd, const char *name, int *dir, const char **base, vq_error *err)
+{
+    const char *slash = strrchr(name, '/');
+    if (!slash) {
+        *base = name;
+        *dir = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+        if (*dir < 0) return vq_error_set(err, VQ_EIO, "%s: %s", name, strerror(errno));
+        return 0;
+    }
+    char parent[PATH_MAX];
+    size_t n = (size_t)(slash - name);
+    if (n == 0 || n >= sizeof parent) return vq_error_set(err, VQ_EINVAL, "%s: bad path", name);
+    memcpy(parent, name, n);
+    parent[n] = '\0';
+    *base = slash + 1;
+    return vq_fs_open(dirfd, parent, O_RDONLY | O_DIRECTORY, dir, err);
+}
+
+int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                       vq_error *err)
+{
+    const char *base;
+    int dir, rc = open_parent(dirfd, name, &dir, &base, err);
+    if (rc < 0) return rc;
+    char tmp[NAME_MAX + 1];
+    if (base[0] == '\0' ||
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", base, (long)getpid()) >= (int)sizeof tmp) {
+        rc = vq_error_set(err, VQ_EINVAL, "%s: bad file name", name);
+        goto out_close;
+    }
+    rc = write_temp(dir, tmp, buf, len, mode, name, err);
+    if (rc < 0) goto out_close;
+    if (renameat(dir, tmp, dir, base) != 0) {
+        rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", name, strerror(errno));
+        unlinkat(dir, tmp, 0);
+        goto out_close;
+    }
+    rc = vq_fs_sync_dir(dir, name, err);
+out_close:
+    close(dir);
+    return rc;
+}
