@@ -1,13 +1,170 @@
-/* volq-scheduler: the HTTP API and housekeeping. */
+/* volq-scheduler: options, then the HTTP API and housekeeping on one
+ * libevent loop until SIGTERM or SIGINT. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched_int.h"
+#include "volq/log.h"
+
+static const char usage[] =
+    "usage: volq-scheduler [options]\n"
+    "The volq daemon: the HTTP API (SPEC §4) and housekeeping of the job queue.\n"
+    "\n"
+    "  --redis URL          redis://[user:pass@]host:port/db or unix:///path (VOLQ_REDIS);\n"
+    "                       default: the embedded Redis of the state folder\n"
+    "  --state DIR          state folder of the embedded Redis (VOLQ_STATE, default .volq)\n"
+    "  --domains DIR        the domains root (VOLQ_DOMAINS, default /rhev/data-center/mnt)\n"
+    "  --listen HOST:PORT   where the API listens (VOLQ_LISTEN, default 127.0.0.1:8085)\n"
+    "  --log-level LEVEL    debug, info, notice, warn (VOLQ_LOG_LEVEL, default info)\n"
+    "  --log-format FORMAT  text or json (VOLQ_LOG_FORMAT, default text)\n"
+    "  --help, --version\n"
+    "\n"
+    "VOLQ_TOKEN, when set, is the bearer token every changing request must carry.\n"
+    "SIGTERM or SIGINT stops it cleanly; jobs stay in Redis.\n";
+
+enum { OPT_REDIS = 1, OPT_STATE, OPT_DOMAINS, OPT_LISTEN, OPT_LEVEL, OPT_FORMAT, OPT_HELP,
+       OPT_VERSION };
+
+static const struct option longopts[] = {
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"domains", required_argument, NULL, OPT_DOMAINS},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"log-level", required_argument, NULL, OPT_LEVEL},
+    {"log-format", required_argument, NULL, OPT_FORMAT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct flags {
+    const char *redis, *state, *domains, *listen, *level, *format;
+} flags;
+
+/* Flag, else environment, else default (SPEC §5). */
+static const char *env_or(const char *flag, const char *env, const char *def)
+{
+    if (flag) return flag;
+    const char *v = getenv(env);
+    return v && *v ? v : def;
+}
+
+static int parse_flags(int argc, char **argv, flags *f)
+{
+    const char **slot[] = {NULL, &f->redis, &f->state, &f->domains, &f->listen, &f->level,
+                           &f->format};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (c == OPT_VERSION) {
+            printf("volq-scheduler %s\n", VOLQ_VERSION);
+            exit(0);
+        }
+        if (c < OPT_REDIS || c > OPT_FORMAT) return -1;
+        *slot[c] = optarg;
+    }
+    return optind < argc ? -1 : 0;
+}
+
+static int fail(const char *msg, const char *arg, int code)
+{
+    fprintf(stderr, "volq-scheduler: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
+    return code;
+}
+
+static void on_event_log(int severity, const char *msg)
+{
+    int level = severity == EVENT_LOG_DEBUG ? VQ_LOG_DEBUG
+                : severity == EVENT_LOG_MSG ? VQ_LOG_INFO
+                                            : VQ_LOG_WARN;
+    vq_log(level, "libevent: %s", msg);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    vq_sched *s = arg;
+    vq_log(VQ_LOG_NOTICE, "signal %d: stopping", (int)sig);
+    event_base_loopexit(s->base, NULL);
+}
+
+static int setup_logging(const flags *f)
+{
+    const char *level = env_or(f->level, "VOLQ_LOG_LEVEL", "info");
+    const char *format = env_or(f->format, "VOLQ_LOG_FORMAT", "text");
+    int l = vq_log_level_parse(level);
+    if (l < 0) return fail("unknown log level (debug, info, notice, warn)", level, 2);
+    if (strcmp(format, "text") && strcmp(format, "json"))
+        return fail("unknown log format (text, json)", format, 2);
+    vq_log_init("scheduler", l, strcmp(format, "json") == 0);
+    event_set_log_callback(on_event_log);
+    return 0;
+}
+
+static int add_signals(vq_sched *s)
+{
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer must not kill us */
+    s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
+    if (!s->sigterm || !s->sigint) return -1;
+    return event_add(s->sigterm, NULL) || event_add(s->sigint, NULL) ? -1 : 0;
+}
+
+static void teardown(vq_sched *s)
+{
+    vq_events_stop_(s);
+    if (s->http) evhttp_free(s->http);
+    vq_redis_link_stop_(s);
+    if (s->sigterm) event_free(s->sigterm);
+    if (s->sigint) event_free(s->sigint);
+    if (s->base) event_base_free(s->base);
+}
+
+static int run(vq_sched *s, const char *listen)
+{
+    vq_error err = {0};
+    int rc = 1;
+    s->base = event_base_new();
+    if (!s->base || add_signals(s)) {
+        fail("cannot set up the event loop", NULL, 1);
+        goto out;
+    }
+    if (vq_http_start_(s, listen, &err) || vq_redis_link_start_(s, &err)) {
+        rc = fail(err.text, NULL, err.code == VQ_EINVAL ? 2 : 1);
+        goto out;
+    }
+    vq_log(VQ_LOG_NOTICE, "volq-scheduler %s: domains %s, redis %s%s", VOLQ_VERSION,
+           s->domains_root, s->redis_url, s->token ? ", token required for changes" : "");
+    event_base_dispatch(s->base);
+    rc = 0;
+out:
+    teardown(s);
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("volq-scheduler %s\n", VOLQ_VERSION);
-        return 0;
-    }
-    printf("usage: volq-scheduler [--redis URL] [--domains DIR] [--listen HOST:PORT]\n");
-    return 0;
+    flags f = {0};
+    static vq_sched s; /* large (connection table): not on the stack */
+    vq_error err = {0};
+    if (parse_flags(argc, argv, &f))
+        return fail("bad usage; see volq-scheduler --help", NULL, 2);
+    int rc = setup_logging(&f);
+    if (rc) return rc;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid()); /* backoff jitter only */
+    s.domains_root = env_or(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
+    s.token = env_or(NULL, "VOLQ_TOKEN", NULL);
+    vq_queue_config_default(&s.qcfg);
+    if (vq_redis_resolve(f.redis, f.state, s.redis_url, sizeof s.redis_url, &err))
+        return fail(err.text, NULL, err.code == VQ_EINVAL ? 2 : 3);
+    return run(&s, env_or(f.listen, "VOLQ_LISTEN", "127.0.0.1:8085"));
 }

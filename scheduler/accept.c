@@ -1,0 +1,92 @@
+/* Acceptance of single jobs (amend, create-volume): one vq_queue_accept call,
+ * answered 202 (queued), 200 (Idempotency-Key seen), 409 (refused or locked). */
+#include <string.h>
+
+#include "sched_int.h"
+#include "volq/log.h"
+
+int vq_disk_holder_(vq_req *r, const char *disk_id, char holder[VQ_UUID_SIZE])
+{
+    vq_error err = {0};
+    const char *ids[1] = {disk_id};
+    holder[0] = '\0';
+    if (vq_queue_lock_holders(r->s->q, ids, 1, (char(*)[VQ_UUID_SIZE])holder, &err)) {
+        vq_reply_verror_(r, &err);
+        return -1;
+    }
+    return holder[0] != '\0';
+}
+
+json_t *vq_jobs_of_(vq_sched *s, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_error *err)
+{
+    json_t *arr = json_array();
+    if (!arr) {
+        vq_error_set(err, VQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        vq_job *j = NULL;
+        if (vq_queue_get(s->q, ids[i], &j, err)) {
+            json_decref(arr);
+            return NULL;
+        }
+        json_array_append_new(arr, vq_job_json(j));
+        vq_job_free(j);
+    }
+    return arr;
+}
+
+static void reply_job(vq_req *r, int code, const char *job_id)
+{
+    vq_job *j = NULL;
+    vq_error err = {0};
+    if (vq_queue_get(r->s->q, job_id, &j, &err)) {
+        vq_reply_verror_(r, &err);
+        return;
+    }
+    vq_reply_json_(r, code, vq_job_json(j));
+    vq_job_free(j);
+}
+
+static void reply_locked(vq_req *r, const char *disk_id, const char *holder)
+{
+    char reason[128];
+    snprintf(reason, sizeof reason, "disk %s is locked by job %s", disk_id, holder);
+    r->s->stats.lock_conflicts++;
+    vq_reply_json_(r, 409, json_pack("{s:s+,s:s,s:s}", "error", reason, "; wait for it or cancel it",
+                                     "reason", reason, "locked_by", holder));
+}
+
+static void reply_refused(vq_req *r, const vq_accept_req *a, const char *job_id)
+{
+    if (strcmp(a->kind, "amend") == 0)
+        r->s->stats.refused_amend++;
+    else
+        r->s->stats.refused_create++;
+    vq_reply_json_(r, 409, json_pack("{s:s++++,s:s,s:s}", "error", a->kind, " of disk ",
+                                     a->disk_id, " refused: ", a->refusal, "reason",
+                                     a->refusal, "job_id", job_id));
+}
+
+void vq_accept_one_(vq_req *r, const vq_accept_req *a)
+{
+    vq_accept_res res = {0};
+    vq_error err = {0};
+    if (vq_queue_accept(r->s->q, a, 1, &res, &err)) {
+        vq_reply_verror_(r, &err);
+        return;
+    }
+    switch (res.status) {
+    case VQ_ACCEPT_QUEUED:
+        vq_log(VQ_LOG_INFO, "job %s: %s of disk %s accepted", res.job_id, a->kind, a->disk_id);
+        if (strcmp(a->kind, "amend") == 0)
+            r->s->stats.accepted_amend++;
+        else
+            r->s->stats.accepted_create++;
+        reply_job(r, 202, res.job_id);
+        break;
+    case VQ_ACCEPT_IDEMPOTENT: reply_job(r, 200, res.job_id); break;
+    case VQ_ACCEPT_REFUSED: reply_refused(r, a, res.job_id); break;
+    case VQ_ACCEPT_LOCKED: reply_locked(r, a->disk_id, res.job_id); break;
+    }
+}

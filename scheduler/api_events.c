@@ -1,0 +1,127 @@
+/* GET /api/events[?since=T&limit=N&wait=S]: the audit stream.  With wait, a
+ * request that finds nothing is held and re-read every VQ_EVENTS_POLL_MS
+ * (non-blocking reads: a blocking XREAD would stall the event loop) until
+ * events come or the wait (at most VQ_EVENTS_WAIT_MAX_S) ends with []. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+
+#define VQ_EVENTS_LIMIT_DEFAULT 1000
+#define VQ_EVENTS_LIMIT_MAX 10000
+#define VQ_SINCE_MAX 64
+
+typedef struct vq_waiter {
+    struct vq_waiter *next;
+    vq_sched *s;
+    struct evhttp_request *ev;  /* still ours: evhttp keeps it until we answer */
+    struct event *timer;
+    char since[VQ_SINCE_MAX];
+    size_t limit;
+    int64_t deadline;           /* ms since the epoch */
+} vq_waiter;
+
+/* "ms-seq" as Redis stream ids are written. */
+static int stream_id_valid(const char *s)
+{
+    const char *dash = strchr(s, '-');
+    if (!dash || dash == s || !dash[1]) return 0;
+    for (const char *p = s; *p; p++)
+        if (p != dash && !isdigit((unsigned char)*p)) return 0;
+    return 1;
+}
+
+static int parse_since(vq_req *r, const char **since)
+{
+    int64_t ms;
+    *since = vq_req_query_(r, "since");
+    if (!*since || (strlen(*since) < VQ_SINCE_MAX &&
+                    (stream_id_valid(*since) || vq_time_parse(*since, &ms) == 0)))
+        return 0;
+    vq_reply_error_(r, 400, NULL, "since must be an RFC 3339 time or an event id (ms-seq)");
+    return -1;
+}
+
+static void unlink_waiter(vq_waiter *w)
+{
+    for (vq_waiter **p = &w->s->waiters; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    event_free(w->timer);
+    free(w);
+}
+
+/* Reads once; answers (and returns 1) when there is something to say. */
+static int poll_once(vq_sched *s, struct evhttp_request *ev, const char *since, size_t limit,
+                     int last_chance)
+{
+    vq_req r = {.ev = ev, .s = s};
+    json_t *out = NULL;
+    char last[64] = "";
+    vq_error err = {0};
+    if (!s->redis_up) {
+        vq_reply_error_(&r, 503, NULL, "redis is unreachable at %s; retrying", s->redis_url);
+        return 1;
+    }
+    if (vq_queue_events(s->q, since, limit, 0, &out, last, &err)) {
+        vq_reply_verror_(&r, &err);
+        return 1;
+    }
+    if (json_array_size(out) || last_chance) {
+        vq_reply_json_(&r, 200, out);
+        return 1;
+    }
+    json_decref(out);
+    return 0;
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    vq_waiter *w = arg;
+    if (poll_once(w->s, w->ev, w->since[0] ? w->since : NULL, w->limit,
+                  vq_now_ms() >= w->deadline))
+        unlink_waiter(w);
+}
+
+static void hold(vq_req *r, const char *since, size_t limit, long wait_s)
+{
+    struct timeval tv = {0, VQ_EVENTS_POLL_MS * 1000};
+    vq_waiter *w = calloc(1, sizeof *w);
+    if (!w || !(w->timer = event_new(r->s->base, -1, EV_PERSIST, on_poll, w))) {
+        free(w);
+        vq_reply_error_(r, 500, NULL, "out of memory holding the request");
+        return;
+    }
+    *w = (vq_waiter){.next = r->s->waiters, .s = r->s, .ev = r->ev, .timer = w->timer,
+                     .limit = limit, .deadline = vq_now_ms() + wait_s * 1000};
+    if (since) memcpy(w->since, since, strlen(since) + 1); /* length checked by parse_since */
+    r->s->waiters = w;
+    event_add(w->timer, &tv);
+}
+
+void vq_api_events_(vq_req *r)
+{
+    const char *since;
+    long limit, wait_s;
+    if (parse_since(r, &since) ||
+        vq_req_query_int_(r, "limit", 1, VQ_EVENTS_LIMIT_MAX, VQ_EVENTS_LIMIT_DEFAULT, &limit) ||
+        vq_req_query_int_(r, "wait", 0, 86400, 0, &wait_s))
+        return;
+    if (wait_s > VQ_EVENTS_WAIT_MAX_S) wait_s = VQ_EVENTS_WAIT_MAX_S;
+    if (!poll_once(r->s, r->ev, since, (size_t)limit, wait_s == 0))
+        hold(r, since, (size_t)limit, wait_s);
+}
+
+void vq_events_stop_(vq_sched *s)
+{
+    while (s->waiters) {
+        vq_req r = {.ev = s->waiters->ev, .s = s};
+        vq_reply_error_(&r, 503, NULL, "volq-scheduler is stopping");
+        unlink_waiter(s->waiters);
+    }
+}

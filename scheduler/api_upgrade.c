@@ -1,0 +1,225 @@
+/* POST /api/storagedomains/SD/upgrade {"to_v4": bool}: amend every eligible
+ * disk of a domain in one vq_queue_accept call; the others are skipped and
+ * listed with a reason.  Answer: {"jobs": [job...], "skipped": [...]}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+#include "volq/kind.h"
+#include "volq/log.h"
+
+/* An Idempotency-Key is per request; each disk's job gets "KEY/DISK_ID". */
+#define VQ_BULK_KEY_MAX (256 + VQ_UUID_SIZE)
+
+static const char *const upgrade_fields[] = {"to_v4", NULL};
+
+typedef struct bulk {
+    vq_disk **disks;
+    size_t n;
+    char (*holders)[VQ_UUID_SIZE];
+    vq_accept_req *reqs;             /* the disks sent to vq_queue_accept */
+    char (*keys)[VQ_BULK_KEY_MAX];
+    size_t nreqs;
+    json_t *skipped;
+    const char *idem_key;
+} bulk;
+
+static int parse_upgrade(vq_req *r, int *to_v4)
+{
+    json_t *b = vq_req_body_(r, upgrade_fields);
+    if (!b) return -1;
+    json_t *v = json_object_get(b, "to_v4");
+    int ok = !v || json_is_boolean(v);
+    *to_v4 = json_is_true(v);
+    json_decref(b);
+    if (ok) return 0;
+    vq_reply_error_(r, 400, NULL, "to_v4 must be true or false");
+    return -1;
+}
+
+/* compat 1.1 needs V4: a V3 domain is raised with to_v4, older ones refused. */
+static int ensure_v4(vq_req *r, vq_domain *d, int to_v4)
+{
+    vq_error err = {0};
+    if (d->status != VQ_STATUS_OK) {
+        vq_reply_error_(r, 409, d->reason, "storage domain %s is illegal: %s", d->id, d->reason);
+        return -1;
+    }
+    if (d->version >= 4) return 0;
+    if (d->version == 3 && to_v4) {
+        if (vq_domain_set_version(d, 4, &err) == 0) {
+            vq_log(VQ_LOG_NOTICE, "storage domain %s raised from version 3 to 4", d->id);
+            return 0;
+        }
+        vq_reply_verror_(r, &err);
+        return -1;
+    }
+    char reason[128];
+    snprintf(reason, sizeof reason, "domain version %d does not support compat 1.1", d->version);
+    if (d->version == 3)
+        vq_reply_error_(r, 409, reason, "storage domain %s is version 3; raise it to 4 with "
+                        "to_v4 (volq upgrade-domain --to-v4)", d->id);
+    else
+        vq_reply_error_(r, 409, reason, "storage domain %s is version %d; only a version 3 "
+                        "domain can be raised to 4", d->id, d->version);
+    return -1;
+}
+
+static int own_qcow2(const vq_disk *disk)
+{
+    for (size_t i = 0; i < disk->nvols; i++)
+        if (!disk->vols[i].shared && disk->vols[i].meta.format == VQ_FORMAT_COW) return 1;
+    return 0;
+}
+
+/* Fills reason and returns code, so each case of skip_code() is one line. */
+static const char *said(char *reason, size_t sz, const char *code, const char *what,
+                        const char *detail)
+{
+    snprintf(reason, sz, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    return code;
+}
+
+/* Why a disk is not amended: its code (reason filled), or NULL when eligible.
+ * The order makes the most telling reason win (a template is also "raw"...). */
+static const char *skip_code(const vq_domain *d, const vq_disk *disk, char *reason, size_t sz)
+{
+    vq_error err = {0};
+    int done = 0, rc;
+    if (disk->status != VQ_STATUS_OK) return said(reason, sz, "illegal", "illegal", disk->reason);
+    if (disk->is_template) return said(reason, sz, "template", "template disk", NULL);
+    if (!own_qcow2(disk)) return said(reason, sz, "raw", "raw disk", NULL);
+    if (vq_disk_check_amend(d, disk, &done, &err))
+        return said(reason, sz, "illegal", "refused", err.text);
+    if (done) return said(reason, sz, "already_amended", "already compat 1.1", NULL);
+    rc = vq_job_kind_find("amend")->check(d, disk, NULL, &err);
+    if (rc) return said(reason, sz, rc == VQ_EREFUSED ? "in_use" : "error", "refused", err.text);
+    return NULL;
+}
+
+static void add_skip(bulk *b, const vq_disk *disk, const char *code, const char *reason)
+{
+    json_array_append_new(b->skipped, json_pack("{s:s,s:s,s:s,s:s}", "disk_id", disk->id, "alias",
+                                                disk->alias, "reason", reason, "code", code));
+}
+
+static void add_locked(bulk *b, const vq_disk *disk, const char *holder)
+{
+    char reason[128];
+    snprintf(reason, sizeof reason, "locked by job %s", holder);
+    add_skip(b, disk, "locked", reason);
+}
+
+static void add_req(bulk *b, const vq_domain *d, const vq_disk *disk)
+{
+    vq_accept_req *a = &b->reqs[b->nreqs];
+    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = disk->id,
+                         .alias = disk->alias};
+    if (b->idem_key) {
+        int n = snprintf(b->keys[b->nreqs], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, disk->id);
+        if (n > 0 && n < VQ_BULK_KEY_MAX) a->idem_key = b->keys[b->nreqs];
+    }
+    b->nreqs++;
+}
+
+/* A locked disk goes to acceptance only with an Idempotency-Key: its lock may
+ * be held by the job this very key made, which acceptance recognises. */
+static void plan(bulk *b, const vq_domain *d)
+{
+    char reason[512];
+    for (size_t i = 0; i < b->n; i++) {
+        const vq_disk *disk = b->disks[i];
+        const char *code = NULL;
+        if (b->holders[i][0] && !b->idem_key)
+            add_locked(b, disk, b->holders[i]);
+        else if (!b->holders[i][0] && (code = skip_code(d, disk, reason, sizeof reason)))
+            add_skip(b, disk, code, reason);
+        else
+            add_req(b, d, disk);
+    }
+}
+
+static int alloc_bulk(bulk *b, vq_error *err)
+{
+    size_t n = b->n ? b->n : 1;
+    b->reqs = calloc(n, sizeof *b->reqs);
+    b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
+    b->skipped = json_array();
+    if (b->reqs && (b->keys || !b->idem_key) && b->skipped) return 0;
+    return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
+}
+
+static void free_bulk(bulk *b)
+{
+    vq_free_disks_(b->disks, b->n);
+    free(b->holders);
+    free(b->reqs);
+    free(b->keys);
+    json_decref(b->skipped);
+}
+
+/* One acceptance step for every planned disk; the ids of the jobs made (or
+ * found by key) go to ids, *fresh counts the new ones. */
+static int accept_all(vq_sched *s, bulk *b, char (*ids)[VQ_UUID_SIZE], size_t *nids,
+                      size_t *fresh, vq_error *err)
+{
+    vq_accept_res *res = calloc(b->nreqs ? b->nreqs : 1, sizeof *res);
+    if (!res) return vq_error_set(err, VQ_ENOMEM, "out of memory accepting the upgrade");
+    int rc = b->nreqs ? vq_queue_accept(s->q, b->reqs, b->nreqs, res, err) : 0;
+    for (size_t i = 0; rc == 0 && i < b->nreqs; i++) {
+        const vq_disk *disk = NULL;
+        for (size_t k = 0; k < b->n && !disk; k++)
+            if (strcmp(b->disks[k]->id, b->reqs[i].disk_id) == 0) disk = b->disks[k];
+        if (res[i].status == VQ_ACCEPT_LOCKED) {
+            add_locked(b, disk, res[i].job_id);
+            continue;
+        }
+        *fresh += res[i].status == VQ_ACCEPT_QUEUED;
+        memcpy(ids[(*nids)++], res[i].job_id, VQ_UUID_SIZE);
+    }
+    free(res);
+    return rc;
+}
+
+static void answer(vq_req *r, bulk *b)
+{
+    vq_error err = {0};
+    size_t nids = 0, fresh = 0;
+    char(*ids)[VQ_UUID_SIZE] = calloc(b->nreqs ? b->nreqs : 1, sizeof *ids);
+    json_t *jobs = NULL;
+    if (!ids) vq_error_set(&err, VQ_ENOMEM, "out of memory accepting the upgrade");
+    if (ids && accept_all(r->s, b, ids, &nids, &fresh, &err) == 0)
+        jobs = vq_jobs_of_(r->s, (const char(*)[VQ_UUID_SIZE])ids, nids, &err);
+    free(ids);
+    if (!jobs) {
+        vq_reply_verror_(r, &err);
+        return;
+    }
+    r->s->stats.accepted_amend += fresh;
+    vq_log(VQ_LOG_INFO, "upgrade: %zu job(s) accepted, %zu skipped", fresh,
+           json_array_size(b->skipped));
+    /* Every job found by its key: the same answer as the first time, 200. */
+    int code = nids && !fresh ? 200 : 202;
+    vq_reply_json_(r, code, json_pack("{s:o,s:O}", "jobs", jobs, "skipped", b->skipped));
+}
+
+void vq_api_upgrade_(vq_req *r)
+{
+    vq_domain *d = NULL;
+    bulk b = {0};
+    vq_error err = {0};
+    int to_v4 = 0;
+    if (parse_upgrade(r, &to_v4) || vq_req_idem_key_(r, &b.idem_key)) return;
+    if (vq_find_domain_(r, r->arg[0], &d) || ensure_v4(r, d, to_v4)) goto out;
+    if (vq_load_disks_(d, &b.disks, &b.n, &err) ||
+        vq_fetch_holders_(r->s, b.disks, b.n, &b.holders, &err) || alloc_bulk(&b, &err)) {
+        vq_reply_verror_(r, &err);
+        goto out;
+    }
+    plan(&b, d);
+    answer(r, &b);
+out:
+    free_bulk(&b);
+    vq_domain_free(d);
+}

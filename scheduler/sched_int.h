@@ -1,0 +1,159 @@
+/* Shared inside scheduler/: the daemon's state, the route table and the
+ * request helpers every handler uses. */
+#ifndef VOLQ_SCHED_INT_H
+#define VOLQ_SCHED_INT_H
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "volq/disk.h"
+#include "volq/domain.h"
+#include "volq/queue.h"
+
+/* Request limits.  Bodies: the largest request is a create-volume of a few
+ * hundred bytes; 1 MiB leaves room and still bounds memory per connection. */
+#define VQ_HTTP_MAX_BODY (1024 * 1024)
+#define VQ_HTTP_MAX_HEADERS (16 * 1024)  /* all request headers together */
+#define VQ_HTTP_TIMEOUT_S 40             /* read/write of one request; above VQ_EVENTS_WAIT_MAX_S */
+#define VQ_HTTP_MAX_CONNS 256            /* concurrent connections that sent a request */
+#define VQ_HTTP_MAX_PATH_ARGS 3
+#define VQ_EVENTS_WAIT_MAX_S 30          /* long-poll cap of GET /api/events?wait= */
+#define VQ_EVENTS_POLL_MS 150            /* how often a waiting request re-reads the stream */
+#define VQ_HOUSEKEEP_MS 250
+#define VQ_REDIS_TIMEOUT_MS 2000         /* connect timeout of one attempt */
+
+/* Counters of this process, for /metrics. */
+typedef struct vq_sched_stats {
+    uint64_t requests[6];     /* by status class: 1xx..5xx (index 1..5) */
+    uint64_t accepted_amend, accepted_create;
+    uint64_t refused_amend, refused_create; /* refusals found at acceptance */
+    uint64_t lock_conflicts;
+    uint64_t redis_reconnects;
+} vq_sched_stats;
+
+struct vq_waiter;
+
+typedef struct vq_sched {
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *tick;          /* housekeeping and Redis reconnects */
+    struct event *sigterm, *sigint;
+    const char *domains_root;
+    const char *token;           /* VOLQ_TOKEN, NULL when unset */
+    char redis_url[512];
+    vq_queue_config qcfg;
+    vq_queue *q;                 /* NULL until the first connect succeeds */
+    int redis_up;
+    int64_t next_redis_try;      /* ms since the epoch */
+    int redis_backoff_ms;
+    struct evhttp_connection *conns[VQ_HTTP_MAX_CONNS]; /* open, that sent a request */
+    int nconns;
+    struct vq_waiter *waiters;   /* long-polling GET /api/events */
+    vq_sched_stats stats;
+} vq_sched;
+
+/* One request being handled.  Path arguments point into argbuf. */
+typedef struct vq_req {
+    struct evhttp_request *ev;
+    vq_sched *s;
+    const char *arg[VQ_HTTP_MAX_PATH_ARGS];
+    struct evkeyvalq query;      /* parsed ?a=b pairs */
+    char argbuf[512];
+} vq_req;
+
+typedef void (*vq_route_fn)(vq_req *r);
+
+typedef struct vq_route {
+    int method;                  /* EVHTTP_REQ_GET, ... */
+    const char *pattern;         /* "/api/jobs/{}": {} matches one path segment */
+    vq_route_fn fn;
+    int needs_redis;             /* answered 503 while Redis is down */
+    int changes;                 /* needs the bearer token when VOLQ_TOKEN is set */
+} vq_route;
+
+/* The table (routes.c), ended by an entry whose pattern is NULL. */
+extern const vq_route vq_routes_[];
+
+/* http_server.c: binds listen ("HOST:PORT"), sets limits and the dispatcher. */
+int vq_http_start_(vq_sched *s, const char *listen, vq_error *err);
+
+/* http_reply.c.  Steals body (a JSON value; NULL answers 500). */
+void vq_reply_json_(vq_req *r, int code, json_t *body);
+/* {"error": text, "reason": reason or null}. */
+void vq_reply_error_(vq_req *r, int code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Maps a VQ_E* code to a status (VQ_EINVAL 400, VQ_ENOENT 404, VQ_EREDIS 503, ...)
+ * and answers err->text; VQ_EREDIS also marks Redis down. */
+void vq_reply_verror_(vq_req *r, const vq_error *err);
+void vq_reply_raw_(vq_req *r, int code, const char *ctype, const void *data, size_t len);
+/* The request body as a JSON object (an empty body gives {}).  Answers 400 and
+ * returns NULL when it is not one.  allowed: NULL-terminated field names; any
+ * other field is refused.  New reference. */
+json_t *vq_req_body_(vq_req *r, const char *const *allowed);
+/* A query parameter (borrowed) or NULL. */
+const char *vq_req_query_(vq_req *r, const char *name);
+/* Parses a query integer in [lo, hi]; answers 400 and returns -1 when bad. */
+int vq_req_query_int_(vq_req *r, const char *name, long lo, long hi, long def, long *out);
+/* The Idempotency-Key header (borrowed) or NULL; answers 400 (-1) when too long. */
+int vq_req_idem_key_(vq_req *r, const char **key);
+/* Answers 400 and returns -1 when s is not a UUID; what names it ("disk id"). */
+int vq_req_uuid_(vq_req *r, const char *s, const char *what);
+
+/* redis_link.c: connection state, backoff, housekeeping timer. */
+int vq_redis_link_start_(vq_sched *s, vq_error *err);
+void vq_redis_link_down_(vq_sched *s, const char *why);
+void vq_redis_link_stop_(vq_sched *s);
+
+/* lookup.c: domains and disks by id, answering 400/404 themselves (-1). */
+int vq_find_domain_(vq_req *r, const char *sd, vq_domain **out);
+int vq_find_disk_(vq_req *r, const vq_domain *d, const char *img, vq_disk **out);
+/* The disk by id alone: searches every domain; in several is a 400 naming them. */
+int vq_find_disk_any_(vq_req *r, const char *img, vq_domain **d, vq_disk **out);
+
+/* Every disk of d, loaded; disks that vanish meanwhile are left out.
+ * *out is a new array (free with vq_free_disks_()). */
+int vq_load_disks_(const vq_domain *d, vq_disk ***out, size_t *n, vq_error *err);
+void vq_free_disks_(vq_disk **v, size_t n);
+/* Lock holders of v[0..n) in one round trip; *holders is a new array (free()),
+ * "" for a free disk. */
+int vq_fetch_holders_(vq_sched *s, vq_disk **v, size_t n, char (**holders)[VQ_UUID_SIZE],
+                      vq_error *err);
+
+/* accept.c: one job through vq_queue_accept, answered 202/200/409. */
+void vq_accept_one_(vq_req *r, const vq_accept_req *a);
+/* The jobs object of results (vq_job_json of each accepted job).  New reference;
+ * NULL with err filled on a Redis error. */
+json_t *vq_jobs_of_(vq_sched *s, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_error *err);
+/* A lock holder check on one disk: 1 locked (holder filled), 0 free, <0 replied. */
+int vq_disk_holder_(vq_req *r, const char *disk_id, char holder[VQ_UUID_SIZE]);
+
+/* events: shuts every waiting request down (503 to each). */
+void vq_events_stop_(vq_sched *s);
+
+/* Handlers (one small function each, in api_*.c). */
+void vq_api_domains_(vq_req *r);
+void vq_api_disks_(vq_req *r);
+void vq_api_disk_(vq_req *r);
+void vq_api_disk_any_(vq_req *r);
+void vq_api_amend_(vq_req *r);
+void vq_api_amend_any_(vq_req *r);
+void vq_api_create_(vq_req *r);
+void vq_api_create_new_(vq_req *r);
+void vq_api_upgrade_(vq_req *r);
+void vq_api_jobs_(vq_req *r);
+void vq_api_job_(vq_req *r);
+void vq_api_job_retry_(vq_req *r);
+void vq_api_jobs_retry_(vq_req *r);
+void vq_api_job_cancel_(vq_req *r);
+void vq_api_events_(vq_req *r);
+void vq_api_status_(vq_req *r);
+void vq_api_metrics_(vq_req *r);
+void vq_api_healthz_(vq_req *r);
+void vq_api_index_(vq_req *r);
+void vq_api_asset_(vq_req *r);
+
+#endif
