@@ -15,10 +15,13 @@ typedef struct vq_domain {
     int dirfd;        /* O_DIRECTORY fd of the domain folder; every file is opened relative to it */
     int version;      /* VERSION, 0..5; -1 when unreadable */
     enum vq_status status; /* ILLEGAL when the metadata is missing, malformed or its seal is wrong */
-    char reason[256]; /* why illegal, "" when ok */
+    char reason[256]; /* why illegal, "" when ok; printable ASCII only */
     vq_kv md;         /* dom_md/metadata pairs (owned) */
     int sealed;       /* the file had a _SHA_CKSUM line */
 } vq_domain;
+
+/* "ok", "illegal", "locked": the status names of the HTTP API. */
+const char *vq_status_name(enum vq_status s);
 
 /* Opens ROOT/sd.  sd must be a valid UUID (VQ_EINVAL) and a folder (VQ_ENOENT).
  * A domain whose metadata is bad still opens (status ILLEGAL, reason set): it is

@@ -1,0 +1,618 @@
+/* Disks: an image folder, its chain from the leaf down, and the containment
+ * checks that decide whether volq may ever run qemu-img on it.  Everything is
+ * opened relative to the domain's folder fd, one component at a time, without
+ * following symlinks; nothing outside the domain is opened. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "text_int.h"
+#include "volq/disk.h"
+#include "volq/log.h"
+
+/* More .meta files than this in one folder is not a disk VDSM made (a chain
+ * is at most VQ_CHAIN_MAX deep); refusing bounds memory and time. */
+#define FOLDER_VOLUMES_MAX 1024
+#define META_SUFFIX ".meta"
+#define LEASE_SUFFIX ".lease"
+/* "../" UUID "/" UUID: an old domain's backing name of a template volume. */
+#define REL_BACKING_LEN (3 + VQ_UUID_LEN + 1 + VQ_UUID_LEN)
+
+/* One volume found by its .meta in the image folder. */
+typedef struct entry {
+    char id[VQ_UUID_SIZE];
+    vq_meta meta; /* moved into the chain when the walk reaches it */
+} entry;
+
+typedef struct loader {
+    const vq_domain *d;
+    vq_disk *disk;
+    int imgfd;
+    entry *ents;
+    size_t nents, cap;
+} loader;
+
+/* The first reason wins; the disk becomes ILLEGAL.  Returns VQ_EILLEGAL so
+ * that checks can `return illegal(...)`; only VQ_ENOMEM is a real error. */
+static int illegal(vq_disk *disk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int illegal(vq_disk *disk, const char *fmt, ...)
+{
+    if (disk->status != VQ_STATUS_ILLEGAL) {
+        disk->status = VQ_STATUS_ILLEGAL;
+        va_list ap;
+        va_start(ap, fmt);
+        vq_reason_format_(disk->reason, sizeof disk->reason, fmt, ap);
+        va_end(ap);
+    }
+    return VQ_EILLEGAL;
+}
+
+/* ---- the folder scan ---- */
+
+/* Kinds of names in an image folder; anything else is junk and ignored. */
+enum { NAME_JUNK, NAME_VOLUME, NAME_META, NAME_LEASE };
+
+static int name_kind(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < VQ_UUID_LEN || !vq_uuid_valid_n(name, VQ_UUID_LEN)) return NAME_JUNK;
+    if (n == VQ_UUID_LEN) return NAME_VOLUME;
+    if (strcmp(name + VQ_UUID_LEN, META_SUFFIX) == 0) return NAME_META;
+    if (strcmp(name + VQ_UUID_LEN, LEASE_SUFFIX) == 0) return NAME_LEASE;
+    return NAME_JUNK;
+}
+
+static int is_symlink(int dirfd, const struct dirent *de)
+{
+    if (de->d_type != DT_UNKNOWN) return de->d_type == DT_LNK;
+    struct stat st;
+    return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+}
+
+static int add_entry(loader *L, const char *name)
+{
+    if (L->nents == FOLDER_VOLUMES_MAX)
+        return illegal(L->disk, "image folder holds more than %d volumes", FOLDER_VOLUMES_MAX);
+    if (L->nents == L->cap) {
+        size_t nc = L->cap ? L->cap * 2 : 8;
+        entry *nv = realloc(L->ents, nc * sizeof *nv);
+        if (!nv) return VQ_ENOMEM;
+        L->ents = nv;
+        L->cap = nc;
+    }
+    entry *e = &L->ents[L->nents++];
+    memset(e, 0, sizeof *e);
+    memcpy(e->id, name, VQ_UUID_LEN);
+    e->id[VQ_UUID_LEN] = '\0';
+    return 0;
+}
+
+/* One folder entry: a symlink with a volume's name is illegal; a .meta adds
+ * a volume. */
+static int scan_one(loader *L, int dfd, const struct dirent *de)
+{
+    int kind = name_kind(de->d_name);
+    if (kind == NAME_JUNK) {
+        vq_log(VQ_LOG_DEBUG, "disk %s: ignoring \"%.60s\"", L->disk->id, de->d_name);
+        return 0;
+    }
+    if (is_symlink(dfd, de)) return illegal(L->disk, "%.50s is a symlink", de->d_name);
+    return kind == NAME_META ? add_entry(L, de->d_name) : 0;
+}
+
+static int by_entry_id(const void *a, const void *b)
+{
+    return strcmp(((const entry *)a)->id, ((const entry *)b)->id);
+}
+
+/* Lists the folder's volumes (sorted by id). */
+static int scan_folder(loader *L)
+{
+    int fd = dup(L->imgfd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return illegal(L->disk, "cannot list the image folder: %s", strerror(errno));
+    }
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(dir)) != NULL) rc = scan_one(L, dirfd(dir), de);
+    closedir(dir);
+    if (rc == 0 && L->nents > 1) qsort(L->ents, L->nents, sizeof *L->ents, by_entry_id);
+    return rc;
+}
+
+static int read_metas(loader *L)
+{
+    for (size_t i = 0; i < L->nents; i++) {
+        vq_error e = {0};
+        int rc = vq_meta_read(L->imgfd, L->ents[i].id, &L->ents[i].meta, &e);
+        if (rc == VQ_ENOMEM) return rc;
+        if (rc < 0) return illegal(L->disk, "volume %s: %s", L->ents[i].id, e.text);
+    }
+    return 0;
+}
+
+static entry *find_entry(loader *L, const char *id)
+{
+    for (size_t i = 0; i < L->nents; i++)
+        if (strcmp(L->ents[i].id, id) == 0) return &L->ents[i];
+    return NULL;
+}
+
+/* ---- finding the top of the chain ---- */
+
+static int own(const loader *L, const entry *e) { return strcmp(e->meta.image, L->disk->id) == 0; }
+
+/* Every own volume is SHARED: a template disk (needs one own volume). */
+static int all_own_shared(const loader *L, size_t *nown)
+{
+    int all = 1;
+    *nown = 0;
+    for (size_t i = 0; i < L->nents; i++) {
+        if (!own(L, &L->ents[i])) continue;
+        (*nown)++;
+        if (L->ents[i].meta.voltype != VQ_VOLTYPE_SHARED) all = 0;
+    }
+    return all && *nown > 0;
+}
+
+/* Whether some other own volume names e as its parent. */
+static int has_child(const loader *L, const entry *e)
+{
+    for (size_t i = 0; i < L->nents; i++)
+        if (own(L, &L->ents[i]) && strcmp(L->ents[i].meta.puuid, e->id) == 0) return 1;
+    return 0;
+}
+
+/* The top is the LEAF of a disk, or the SHARED volume of a template that no
+ * other volume is based on.  Exactly one, else illegal. */
+static entry *find_top(loader *L)
+{
+    size_t nown, count = 0;
+    entry *top = NULL;
+    L->disk->is_template = all_own_shared(L, &nown);
+    if (nown == 0) {
+        illegal(L->disk, "image folder has no volume of its own");
+        return NULL;
+    }
+    for (size_t i = 0; i < L->nents; i++) {
+        entry *e = &L->ents[i];
+        int cand = L->disk->is_template ? own(L, e) && !has_child(L, e)
+                                        : e->meta.voltype == VQ_VOLTYPE_LEAF;
+        if (cand && count++ == 0) top = e;
+    }
+    const char *what = L->disk->is_template ? "top template" : "LEAF";
+    if (count == 1) return top;
+    if (count == 0)
+        illegal(L->disk, "image has no %s volume", what);
+    else
+        illegal(L->disk, "image has %zu %s volumes, not one", count, what);
+    return NULL;
+}
+
+/* ---- one volume of the chain ---- */
+
+static int open_volume(loader *L, int dirfd, const char *id, int *fd)
+{
+    struct stat st;
+    /* Looked at before opening, so that a device node is never opened. */
+    if (fstatat(dirfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+        return illegal(L->disk, S_ISLNK(st.st_mode) ? "volume %s is a symlink"
+                                                    : "volume %s is not a regular file", id);
+    *fd = openat(dirfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (*fd >= 0) return 0;
+    if (errno == ENOMEM) return VQ_ENOMEM;
+    if (errno == ELOOP) return illegal(L->disk, "volume %s is a symlink", id);
+    if (errno == ENOENT) return illegal(L->disk, "volume %s: file is missing", id);
+    return illegal(L->disk, "volume %s: cannot open: %s", id, strerror(errno));
+}
+
+/* The file's type, links and sizes. */
+static int check_file(loader *L, int fd, vq_volume *v, struct stat *st)
+{
+    if (fstat(fd, st) != 0) return illegal(L->disk, "volume %s: stat: %s", v->id, strerror(errno));
+    if (!S_ISREG(st->st_mode)) return illegal(L->disk, "volume %s is not a regular file", v->id);
+    /* A hard link elsewhere cannot be found by name; more than one link is
+     * only normal for a template volume that VDSM linked into thin disks. */
+    if (st->st_nlink > 1 && v->meta.voltype != VQ_VOLTYPE_SHARED)
+        return illegal(L->disk, "volume %s has %lu hard links but is not a SHARED template volume",
+                       v->id, (unsigned long)st->st_nlink);
+    v->actual_size = (uint64_t)st->st_blocks * 512;
+    v->virtual_size = (uint64_t)st->st_size;
+    return 0;
+}
+
+static int read_header(loader *L, int fd, vq_volume *v, vq_qcow2 *q)
+{
+    vq_error e = {0};
+    if (vq_qcow2_read(fd, q, &e) < 0) return illegal(L->disk, "volume %s: %s", v->id, e.text);
+    if (q->has_data_file) return illegal(L->disk, "volume %s uses an external data file", v->id);
+    v->qcow_version = (int)q->version;
+    v->virtual_size = q->size;
+    return 0;
+}
+
+/* Opens, stats and (COW) reads the header of volume v in folder dirfd. */
+static int inspect_volume(loader *L, int dirfd, vq_volume *v, vq_qcow2 *q)
+{
+    int fd, rc = open_volume(L, dirfd, v->id, &fd);
+    if (rc < 0) return rc;
+    struct stat st;
+    rc = check_file(L, fd, v, &st);
+    memset(q, 0, sizeof *q);
+    if (rc == 0 && v->meta.format == VQ_FORMAT_COW) rc = read_header(L, fd, v, q);
+    close(fd);
+    return rc;
+}
+
+/* ---- backing names ---- */
+
+/* Where a backing name points: a bare volume in this folder, or ../IMG/VOL. */
+typedef struct target {
+    char img[VQ_UUID_SIZE]; /* this image for a bare name */
+    char vol[VQ_UUID_SIZE];
+} target;
+
+/* Parses a backing name that volq accepts; else makes the disk illegal with
+ * the kind of name it is. */
+static int parse_backing(loader *L, const vq_volume *v, const char *b, target *t)
+{
+    const char *colon = strchr(b, ':'), *slash = strchr(b, '/');
+    if (vq_uuid_valid(b)) {
+        memcpy(t->img, L->disk->id, VQ_UUID_SIZE);
+        memcpy(t->vol, b, VQ_UUID_SIZE);
+        return 0;
+    }
+    if (strlen(b) == REL_BACKING_LEN && strncmp(b, "../", 3) == 0 &&
+        vq_uuid_valid_n(b + 3, VQ_UUID_LEN) && b[3 + VQ_UUID_LEN] == '/' &&
+        vq_uuid_valid(b + 4 + VQ_UUID_LEN)) {
+        memcpy(t->img, b + 3, VQ_UUID_LEN);
+        t->img[VQ_UUID_LEN] = '\0';
+        memcpy(t->vol, b + 4 + VQ_UUID_LEN, VQ_UUID_SIZE);
+        return 0;
+    }
+    if (b[0] == '/')
+        return illegal(L->disk, "volume %s: backing file '%.80s' is an absolute path", v->id, b);
+    if (strncmp(b, "json:", 5) == 0)
+        return illegal(L->disk, "volume %s: backing file is a json: filename", v->id);
+    if (colon && (!slash || colon < slash))
+        return illegal(L->disk, "volume %s: backing file '%.80s' uses protocol %.*s:", v->id, b,
+                       (int)(colon - b > 16 ? 16 : colon - b), b);
+    return illegal(L->disk, "volume %s: backing file '%.80s' is not a volume of this domain",
+                   v->id, b);
+}
+
+/* The header's backing name must agree with PUUID. */
+static int check_backing(loader *L, const vq_volume *v, const vq_qcow2 *q, target *t)
+{
+    int base = strcmp(v->meta.puuid, VQ_UUID_BLANK) == 0;
+    if (v->meta.format == VQ_FORMAT_RAW)
+        return base ? 0 : illegal(L->disk, "volume %s is RAW but has parent %s", v->id,
+                                  v->meta.puuid);
+    if (!q->has_backing)
+        return base ? 0 : illegal(L->disk, "volume %s has no backing file but PUUID is %s",
+                                  v->id, v->meta.puuid);
+    if (parse_backing(L, v, q->backing, t) < 0) return -1;
+    if (base)
+        return illegal(L->disk, "volume %s has backing file '%.80s' but PUUID is blank", v->id,
+                       q->backing);
+    if (strcmp(t->vol, v->meta.puuid) != 0)
+        return illegal(L->disk, "volume %s: backing file '%.80s' does not match PUUID %s", v->id,
+                       q->backing, v->meta.puuid);
+    return 0;
+}
+
+/* ---- the chain ---- */
+
+static int push_volume(loader *L, const char *id, vq_meta *meta, vq_volume **out)
+{
+    vq_disk *disk = L->disk;
+    vq_volume *nv = realloc(disk->vols, (disk->nvols + 1) * sizeof *nv);
+    if (!nv) return VQ_ENOMEM;
+    disk->vols = nv;
+    vq_volume *v = &nv[disk->nvols++];
+    memset(v, 0, sizeof *v);
+    memcpy(v->id, id, VQ_UUID_SIZE);
+    v->meta = *meta; /* moved: the source no longer owns its pairs */
+    memset(meta, 0, sizeof *meta);
+    *out = v;
+    return 0;
+}
+
+static int in_chain(const vq_disk *disk, const char *id)
+{
+    for (size_t i = 0; i < disk->nvols; i++)
+        if (strcmp(disk->vols[i].id, id) == 0) return 1;
+    return 0;
+}
+
+/* A SHARED volume: the template's own (a template disk) or one linked in. */
+static int check_role(loader *L, vq_volume *v, int top)
+{
+    vq_disk *disk = L->disk;
+    int foreign = strcmp(v->meta.image, disk->id) != 0;
+    if (v->meta.voltype == VQ_VOLTYPE_SHARED) {
+        v->shared = 1;
+        memcpy(v->template_image, v->meta.image, VQ_UUID_SIZE);
+        if (foreign && strcmp(v->meta.puuid, VQ_UUID_BLANK) != 0)
+            return illegal(disk, "template volume %s has a parent", v->id);
+        if (!foreign && !disk->is_template)
+            return illegal(disk, "volume %s is SHARED inside a disk that is no template", v->id);
+        return 0;
+    }
+    if (foreign)
+        return illegal(disk, "volume %s: IMAGE %s does not match its folder", v->id,
+                       v->meta.image);
+    if (!top && v->meta.voltype != VQ_VOLTYPE_INTERNAL)
+        return illegal(disk, "volume %s below the leaf is %s, not INTERNAL", v->id,
+                       vq_voltype_name(v->meta.voltype));
+    return 0;
+}
+
+/* The parent's format must be what the child's header says it is. */
+static int check_backing_fmt(loader *L, const vq_volume *child, const char *fmt,
+                             const vq_volume *parent)
+{
+    const char *want = parent->meta.format == VQ_FORMAT_COW ? "qcow2" : "raw";
+    if (fmt[0] == '\0' || strcmp(fmt, want) == 0) return 0;
+    return illegal(L->disk, "volume %s: backing format %.20s does not match parent %s (%s)",
+                   child->id, fmt, parent->id, vq_format_name(parent->meta.format));
+}
+
+/* A parent named ../IMG/VOL on an old domain: VOL of image IMG of this domain,
+ * which must be a template volume. */
+static int load_linked_template(loader *L, const vq_volume *child, const target *t,
+                                vq_volume **out, vq_qcow2 *q)
+{
+    int fd;
+    vq_error e = {0};
+    int rc = vq_domain_open_image(L->d, t->img, &fd, &e);
+    if (rc == VQ_ENOMEM) return rc;
+    if (rc < 0)
+        return illegal(L->disk, "volume %s: backing image %s: %s", child->id, t->img, e.text);
+    vq_meta m = {0};
+    rc = vq_meta_read(fd, t->vol, &m, &e);
+    if (rc == 0 && (m.voltype != VQ_VOLTYPE_SHARED || strcmp(m.image, t->img) != 0))
+        rc = illegal(L->disk, "volume %s: backing file ../%s/%s is not a template volume",
+                     child->id, t->img, t->vol);
+    else if (rc < 0 && rc != VQ_ENOMEM)
+        rc = illegal(L->disk, "volume %s: backing volume %s: %s", child->id, t->vol, e.text);
+    if (rc == 0) rc = push_volume(L, t->vol, &m, out);
+    if (rc == 0) (*out)->template_link = 1;
+    if (rc == 0) rc = inspect_volume(L, fd, *out, q);
+    vq_meta_free(&m);
+    close(fd);
+    return rc;
+}
+
+/* Adds the parent of the last volume (found by target t) to the chain. */
+static int step_to_parent(loader *L, const target *t, vq_volume **out, vq_qcow2 *q)
+{
+    const vq_volume *child = &L->disk->vols[L->disk->nvols - 1];
+    if (strcmp(t->img, L->disk->id) != 0) return load_linked_template(L, child, t, out, q);
+    if (in_chain(L->disk, t->vol)) return illegal(L->disk, "chain loops at volume %s", t->vol);
+    entry *e = find_entry(L, t->vol);
+    if (!e) return illegal(L->disk, "parent %s of volume %s is missing", t->vol, child->id);
+    int rc = push_volume(L, e->id, &e->meta, out);
+    return rc < 0 ? rc : inspect_volume(L, L->imgfd, *out, q);
+}
+
+/* Walks from the top down through PUUID, checking every volume. */
+static int walk_chain(loader *L, entry *top)
+{
+    vq_volume *v;
+    vq_qcow2 q;
+    int rc = push_volume(L, top->id, &top->meta, &v);
+    if (rc == 0) rc = inspect_volume(L, L->imgfd, v, &q);
+    for (int depth = 1; rc == 0; depth++) {
+        target t;
+        char fmt[sizeof q.backing_fmt];
+        if ((rc = check_role(L, v, depth == 1)) < 0 || (rc = check_backing(L, v, &q, &t)) < 0)
+            break;
+        if (strcmp(v->meta.puuid, VQ_UUID_BLANK) == 0) break;
+        if (depth >= VQ_CHAIN_MAX)
+            return illegal(L->disk, "chain is deeper than %d volumes", VQ_CHAIN_MAX);
+        memcpy(fmt, q.backing_fmt, sizeof fmt);
+        size_t child = L->disk->nvols - 1;
+        if ((rc = step_to_parent(L, &t, &v, &q)) < 0) break;
+        rc = check_backing_fmt(L, &L->disk->vols[child], fmt, v);
+    }
+    return rc;
+}
+
+/* ---- load ---- */
+
+static void set_alias(vq_disk *disk, const char *alias)
+{
+    const char *a = alias && alias[0] ? alias : disk->id;
+    snprintf(disk->alias, sizeof disk->alias, "%s", a); /* same size as meta.alias */
+}
+
+static int load_folder(loader *L)
+{
+    int rc = scan_folder(L);
+    if (rc == 0) rc = read_metas(L);
+    if (rc == VQ_ENOMEM) return rc;
+    entry *top = rc == 0 ? find_top(L) : NULL;
+    if (!top) return 0;
+    set_alias(L->disk, top->meta.alias);
+    rc = walk_chain(L, top);
+    return rc == VQ_ENOMEM ? rc : 0;
+}
+
+static vq_disk *new_disk(const vq_domain *d, const char *img)
+{
+    vq_disk *disk = calloc(1, sizeof *disk);
+    if (!disk) return NULL;
+    memcpy(disk->id, img, VQ_UUID_SIZE);
+    memcpy(disk->domain_id, d->id, VQ_UUID_SIZE);
+    set_alias(disk, NULL);
+    return disk;
+}
+
+int vq_disk_load(const vq_domain *d, const char *img, vq_disk **out, vq_error *err)
+{
+    if (!vq_uuid_valid(img))
+        return vq_error_set(err, VQ_EINVAL, "disk id \"%.40s\" is not a UUID", img ? img : "");
+    loader L = {.d = d, .imgfd = -1};
+    if (!(L.disk = new_disk(d, img))) return vq_error_set(err, VQ_ENOMEM, "disk %s: out of memory", img);
+    vq_error e = {0};
+    int rc = vq_domain_open_image(d, img, &L.imgfd, &e);
+    if (rc == VQ_EILLEGAL) {
+        illegal(L.disk, "image folder: %s", e.text);
+        rc = 0;
+    } else if (rc < 0) {
+        vq_error_set(err, rc, "%s", e.text);
+    } else {
+        rc = load_folder(&L);
+        if (rc < 0) vq_error_set(err, rc, "disk %s: out of memory", img);
+    }
+    for (size_t i = 0; i < L.nents; i++) vq_meta_free(&L.ents[i].meta);
+    free(L.ents);
+    if (L.imgfd >= 0) close(L.imgfd);
+    if (rc < 0) {
+        vq_disk_free(L.disk);
+        return rc;
+    }
+    *out = L.disk;
+    return 0;
+}
+
+const vq_volume *vq_disk_leaf(const vq_disk *disk)
+{
+    if (!disk || disk->status == VQ_STATUS_ILLEGAL || disk->nvols == 0) return NULL;
+    return &disk->vols[0];
+}
+
+size_t vq_disk_count_v2(const vq_disk *disk)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < disk->nvols; i++) {
+        const vq_volume *v = &disk->vols[i];
+        if (!v->shared && v->meta.format == VQ_FORMAT_COW && v->qcow_version == 2) n++;
+    }
+    return n;
+}
+
+/* Own volumes: LEGAL each, and how many are qcow2 / at 0.10. */
+static int check_own_volumes(const vq_disk *disk, size_t *ncow, size_t *nv2, vq_error *err)
+{
+    *ncow = *nv2 = 0;
+    for (size_t i = 0; i < disk->nvols; i++) {
+        const vq_volume *v = &disk->vols[i];
+        if (v->shared) continue;
+        if (v->meta.legality != VQ_LEGAL)
+            return vq_error_set(err, VQ_EREFUSED, "volume %s is %s", v->id,
+                                vq_legality_name(v->meta.legality));
+        if (v->meta.format != VQ_FORMAT_COW) continue;
+        (*ncow)++;
+        if (v->qcow_version == 2) (*nv2)++;
+    }
+    return 0;
+}
+
+int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_done,
+                        vq_error *err)
+{
+    size_t ncow, nv2;
+    if (already_done) *already_done = 0;
+    if (d->status == VQ_STATUS_ILLEGAL)
+        return vq_error_set(err, VQ_EREFUSED, "domain %s is illegal: %s", d->id, d->reason);
+    if (disk->is_template) return vq_error_set(err, VQ_EREFUSED, "disk is a template disk");
+    if (d->version < 4)
+        return vq_error_set(err, VQ_EREFUSED, "domain version %d does not support compat 1.1",
+                            d->version);
+    if (disk->status == VQ_STATUS_ILLEGAL) return vq_error_set(err, VQ_EREFUSED, "%s", disk->reason);
+    int rc = check_own_volumes(disk, &ncow, &nv2, err);
+    if (rc < 0) return rc;
+    if (ncow == 0) return vq_error_set(err, VQ_EREFUSED, "disk has no qcow2 volume of its own");
+    if (already_done) *already_done = nv2 == 0;
+    return 0;
+}
+
+/* ---- JSON ---- */
+
+static json_t *format_json(const vq_volume *v)
+{
+    return json_string(v->meta.format == VQ_FORMAT_COW ? "cow" : "raw");
+}
+
+static json_t *compat_json(const vq_volume *v)
+{
+    const char *c = v->meta.format == VQ_FORMAT_COW ? vq_qcow2_compat((uint32_t)v->qcow_version)
+                                                    : NULL;
+    return c ? json_string(c) : json_null();
+}
+
+static json_t *volume_json(const vq_volume *v)
+{
+    int base = strcmp(v->meta.puuid, VQ_UUID_BLANK) == 0;
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(v->id));
+    json_object_set_new(o, "format", format_json(v));
+    json_object_set_new(o, "compat", compat_json(v));
+    json_object_set_new(o, "voltype", json_string(vq_voltype_name(v->meta.voltype)));
+    json_object_set_new(o, "legality", json_string(vq_legality_name(v->meta.legality)));
+    json_object_set_new(o, "generation", json_integer(v->meta.gen));
+    json_object_set_new(o, "parent", base ? json_null() : json_string(v->meta.puuid));
+    return o;
+}
+
+static json_int_t own_actual_size(const vq_disk *disk)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < disk->nvols; i++)
+        if (!disk->vols[i].shared || disk->is_template) sum += disk->vols[i].actual_size;
+    return (json_int_t)sum;
+}
+
+/* The fields that come from the top volume (null when none was found). */
+static void top_json(json_t *o, const vq_disk *disk)
+{
+    const vq_volume *v = disk->nvols ? &disk->vols[0] : NULL;
+    json_object_set_new(o, "format", v ? format_json(v) : json_null());
+    json_object_set_new(o, "qcow_version",
+                        v && v->meta.format == VQ_FORMAT_COW && v->qcow_version
+                            ? json_string(v->qcow_version == 3 ? "qcow2_v3" : "qcow2_v2")
+                            : json_null());
+    json_object_set_new(o, "image_id", v ? json_string(v->id) : json_null());
+    json_object_set_new(o, "provisioned_size",
+                        json_integer(v ? (json_int_t)v->virtual_size : 0));
+}
+
+json_t *vq_disk_json(const vq_disk *disk, const char *locked_by)
+{
+    enum vq_status st = disk->status;
+    if (st == VQ_STATUS_OK && locked_by) st = VQ_STATUS_LOCKED;
+    json_t *o = json_object(), *vols = json_array();
+    json_object_set_new(o, "id", json_string(disk->id));
+    /* An alias that is not valid UTF-8 cannot be a JSON string: the id stands in. */
+    json_t *alias = json_string(disk->alias);
+    json_object_set_new(o, "alias", alias ? alias : json_string(disk->id));
+    top_json(o, disk);
+    json_object_set_new(o, "actual_size", json_integer(own_actual_size(disk)));
+    json_object_set_new(o, "status", json_string(vq_status_name(st)));
+    json_object_set_new(o, "reason", disk->status == VQ_STATUS_ILLEGAL ? json_string(disk->reason)
+                                                                       : json_null());
+    json_object_set_new(o, "template", json_boolean(disk->is_template));
+    json_object_set_new(o, "storage_domain", json_string(disk->domain_id));
+    json_object_set_new(o, "locked_by", locked_by ? json_string(locked_by) : json_null());
+    for (size_t i = 0; i < disk->nvols; i++) json_array_append_new(vols, volume_json(&disk->vols[i]));
+    json_object_set_new(o, "volumes", vols);
+    return o;
+}
+
+void vq_disk_free(vq_disk *disk)
+{
+    if (!disk) return;
+    for (size_t i = 0; i < disk->nvols; i++) vq_meta_free(&disk->vols[i].meta);
+    free(disk->vols);
+    free(disk);
+}
