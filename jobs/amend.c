@@ -95,14 +95,12 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_err
 static int amend_volume(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk,
                         const char *imgdir, const char *vol, vq_error *err)
 {
+    /* A lock conflict here, after the probe at the start found none, is most
+     * likely a stale qemu-img of an earlier attempt: transient, retried. */
     int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
-    if (rc == VQ_EBUSY) {
-        vq_error busy = *err;
-        vq_error_clear(err);
-        return vq_error_set(err, VQ_EREFUSED, "disk is in use: %s", busy.text);
-    }
     if (rc) return rc;
     if ((rc = verify_v3(d, disk->id, vol, err))) return rc;
+    if ((rc = c->fence(c))) return rc;
     return bump_gen(d, disk->id, vol, err);
 }
 

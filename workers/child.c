@@ -69,6 +69,13 @@ static int heartbeat(void *arg)
     return 0;
 }
 
+static int fence(vq_job_ctx *c)
+{
+    run_state *rs = c->priv;
+    rs->w->last_lease = 0; /* force the round trip */
+    return heartbeat(rs);
+}
+
 static int progress(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
@@ -111,6 +118,7 @@ static void run_job(child *w, const vq_job *j)
         .domains_root = w->o->domains_root,
         .qemu_timeout_ms = w->o->qemu_timeout_ms,
         .progress = progress,
+        .fence = fence,
         .heartbeat = heartbeat,
         .heartbeat_arg = &rs,
         .priv = &rs,

@@ -1,0 +1,584 @@
+/* The worker pool and the amend job, end to end: a real redis-server, real
+ * volq-worker processes, real qemu-img on domains made by scripts/mkdomain.sh. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/redis_harness.h"
+#include "t.h"
+#include "volq/disk.h"
+#include "volq/queue.h"
+
+typedef struct fixture {
+    t_redis redis;
+    vq_queue *q;
+    char root[512];  /* domains root */
+    char sd[VQ_UUID_SIZE];
+    vq_domain *d;
+    char (*imgs)[VQ_UUID_SIZE];
+    size_t nimgs;
+    pid_t worker;
+} fixture;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs scripts/mkdomain.sh with args; fills f->sd, opens the domain, lists its images. */
+static void make_domain(fixture *f, const char *args)
+{
+    const char *src = getenv("VOLQ_SOURCE_DIR");
+    REQUIRE(src);
+    snprintf(f->root, sizeof f->root, "%s/domains", t_dir());
+    mkdir(f->root, 0755);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/scripts/mkdomain.sh %s %s", src, f->root, args);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    char line[128] = "";
+    REQUIRE(fgets(line, sizeof line, p));
+    REQUIRE(pclose(p) == 0);
+    line[strcspn(line, "\n")] = '\0';
+    REQUIRE(vq_uuid_valid(line));
+    memcpy(f->sd, line, VQ_UUID_SIZE);
+    REQUIRE(vq_domain_open(f->root, f->sd, &f->d, NULL) == 0);
+    REQUIRE(vq_domain_images(f->d, &f->imgs, &f->nimgs, NULL) == 0);
+}
+
+static void start_redis(fixture *f)
+{
+    REQUIRE(t_redis_start(&f->redis, "redis") == 0);
+    vq_redis *r = NULL;
+    REQUIRE(vq_redis_connect(f->redis.url, 2000, &r, NULL) == 0);
+    vq_queue_config cfg;
+    vq_queue_config_default(&cfg);
+    REQUIRE(vq_queue_new(r, &cfg, &f->q, NULL) == 0);
+}
+
+/* Starts build/bin/volq-worker --processes n; extra environment as "K=V" strings. */
+static pid_t start_worker(fixture *f, int n, const char *const *env)
+{
+    char bin[1024], procs[16];
+    snprintf(bin, sizeof bin, "%s/volq-worker", getenv("VOLQ_BIN_DIR"));
+    snprintf(procs, sizeof procs, "%d", n);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (; env && *env; env++) putenv((char *)*env);
+        int fd = open("worker.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execl(bin, bin, "--redis", f->redis.url, "--domains", f->root, "--processes", procs,
+              "--log-level", "debug", (char *)NULL);
+        _exit(127);
+    }
+    REQUIRE(pid > 0);
+    f->worker = pid;
+    return pid;
+}
+
+static int stop_worker(fixture *f)
+{
+    if (f->worker <= 0) return -1;
+    kill(f->worker, SIGTERM);
+    int st = 0;
+    waitpid(f->worker, &st, 0);
+    f->worker = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void accept_amend(fixture *f, const vq_disk *disk, char job_id[VQ_UUID_SIZE])
+{
+    vq_accept_req req = {.kind = "amend", .domain_id = f->sd, .disk_id = disk->id,
+                         .alias = disk->alias};
+    vq_accept_res res;
+    vq_error err = {0};
+    REQUIRE(vq_queue_accept(f->q, &req, 1, &res, &err) == 0);
+    CHECK_INT(res.status, VQ_ACCEPT_QUEUED);
+    memcpy(job_id, res.job_id, VQ_UUID_SIZE);
+}
+
+/* Polls the job (running housekeeping, as the scheduler would) until it ends. */
+static vq_job *wait_end(fixture *f, const char *job_id, int timeout_ms)
+{
+    int64_t deadline = vq_now_ms() + timeout_ms;
+    while (vq_now_ms() < deadline) {
+        vq_queue_housekeep(f->q, NULL, NULL);
+        vq_job *j = NULL;
+        if (vq_queue_get(f->q, job_id, &j, NULL) == 0 && j->state >= VQ_JOB_SUCCEEDED) return j;
+        vq_job_free(j);
+        sleep_ms(20);
+    }
+    T_FAIL_("job %s did not end within %d ms", job_id, timeout_ms);
+    return NULL;
+}
+
+/* First disk of the domain matching pred. */
+static vq_disk *find_disk(fixture *f, int (*pred)(const vq_disk *))
+{
+    for (size_t i = 0; i < f->nimgs; i++) {
+        vq_disk *d = NULL;
+        if (vq_disk_load(f->d, f->imgs[i], &d, NULL) == 0 && pred(d)) return d;
+        vq_disk_free(d);
+    }
+    return NULL;
+}
+
+static int own_cow(const vq_disk *d, size_t *n2, size_t *n3)
+{
+    *n2 = *n3 = 0;
+    for (size_t i = 0; i < d->nvols; i++) {
+        if (d->vols[i].shared || d->vols[i].meta.format != VQ_FORMAT_COW) continue;
+        if (d->vols[i].qcow_version == 2) (*n2)++;
+        if (d->vols[i].qcow_version == 3) (*n3)++;
+    }
+    return 0;
+}
+
+static int is_plain_old_chain(const vq_disk *d)
+{
+    size_t n2, n3;
+    own_cow(d, &n2, &n3);
+    return !d->is_template && d->status == VQ_STATUS_OK && n2 >= 2 && n3 == 0 &&
+           d->vols[d->nvols - 1].shared == 0;
+}
+
+static int is_mixed_chain(const vq_disk *d)
+{
+    size_t n2, n3;
+    own_cow(d, &n2, &n3);
+    return !d->is_template && d->status == VQ_STATUS_OK && n2 >= 1 && n3 >= 1 &&
+           d->vols[0].qcow_version == 3;
+}
+
+static int is_thin(const vq_disk *d)
+{
+    return !d->is_template && d->nvols >= 2 && d->vols[d->nvols - 1].shared;
+}
+
+static int is_template(const vq_disk *d) { return d->is_template; }
+
+static int is_raw(const vq_disk *d)
+{
+    return !d->is_template && d->nvols == 1 && d->vols[0].meta.format == VQ_FORMAT_RAW;
+}
+
+static vq_disk *reload(fixture *f, const char *img)
+{
+    vq_disk *d = NULL;
+    REQUIRE(vq_disk_load(f->d, img, &d, NULL) == 0);
+    return d;
+}
+
+static int run(const char *fmt, const char *a, const char *b)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    return system(cmd);
+}
+
+/* The events of a job, as "TYPE|message" lines joined with '\n' (new string). */
+static char *job_events(fixture *f, const char *job_id)
+{
+    json_t *ev = NULL;
+    char last[64] = "";
+    REQUIRE(vq_queue_events(f->q, NULL, 100000, 0, &ev, last, NULL) == 0);
+    size_t i;
+    json_t *e;
+    char *out = calloc(1, 1);
+    json_array_foreach(ev, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "job_id")), job_id)) continue;
+        const char *t = json_string_value(json_object_get(e, "type"));
+        const char *m = json_string_value(json_object_get(e, "message"));
+        size_t n = strlen(out) + strlen(t) + strlen(m) + 3;
+        out = realloc(out, n);
+        strcat(strcat(strcat(strcat(out, t), "|"), m), "\n");
+    }
+    json_decref(ev);
+    return out;
+}
+
+static void check_all_v3_and_clean(fixture *f, const vq_disk *d)
+{
+    char path[1024];
+    for (size_t i = 0; i < d->nvols; i++) {
+        const vq_volume *v = &d->vols[i];
+        if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
+        CHECK_INT(v->qcow_version, 3);
+        snprintf(path, sizeof path, "%s/%s/images/%s", f->root, f->sd, d->id);
+        CHECK_INT(run("cd %s && qemu-img check -q %s >/dev/null 2>&1", path, v->id), 0);
+    }
+}
+
+static void test_worker_amends_chain_gen_events_lock(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 2 --chain 3 --data-mib 1");
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    char src[1024];
+    snprintf(src, sizeof src, "%s/%s/images/%s", f.root, f.sd, d->id);
+    REQUIRE(run("cp -a %s %s/before", src, t_dir()) == 0);
+
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 1, NULL);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->done, (int)vq_disk_count_v2(d));
+    CHECK_INT(j->total, (int)vq_disk_count_v2(d));
+
+    vq_disk *after = reload(&f, d->id);
+    check_all_v3_and_clean(&f, after);
+    for (size_t i = 0; i < after->nvols; i++) CHECK_INT(after->vols[i].meta.gen, d->vols[i].meta.gen + 1);
+    /* The data is the same, read through the whole chain. */
+    char cmp[2048];
+    snprintf(cmp, sizeof cmp, "%s/before/%s", t_dir(), d->vols[0].id);
+    char leaf[2048];
+    snprintf(leaf, sizeof leaf, "%s/%s", src, d->vols[0].id);
+    CHECK_INT(run("qemu-img compare -q %s %s", cmp, leaf), 0);
+
+    char *ev = job_events(&f, job);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "USER_AMEND_IMAGE_START|Started to amend %s\n"
+             "USER_AMEND_IMAGE_FINISH_SUCCESS|%s has been amended successfully.\n",
+             d->alias, d->alias);
+    CHECK_STR(ev, want);
+    free(ev);
+
+    char holder[1][VQ_UUID_SIZE];
+    const char *ids[] = {d->id};
+    REQUIRE(vq_queue_lock_holders(f.q, ids, 1, holder, NULL) == 0);
+    CHECK_STR(holder[0], "");
+    CHECK_INT(stop_worker(&f), 0);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
+static void test_worker_amends_old_snapshots_under_new_leaf(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 4 --chain 3 --data-mib 1 --mixed");
+    vq_disk *d = find_disk(&f, is_mixed_chain);
+    REQUIRE(d);
+    unsigned leaf_gen = d->vols[0].meta.gen;
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 2, NULL);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    vq_disk *after = reload(&f, d->id);
+    check_all_v3_and_clean(&f, after);
+    CHECK_INT(after->vols[0].meta.gen, leaf_gen); /* already 1.1: skipped, untouched */
+    CHECK_INT(j->total, (int)vq_disk_count_v2(d));
+    stop_worker(&f);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
+static void sha_of(const char *path, char out[128])
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sha1sum < %s", path);
+    FILE *p = popen(cmd, "r");
+    out[0] = '\0';
+    if (p && fgets(out, 128, p)) out[strcspn(out, " ")] = '\0';
+    if (p) pclose(p);
+}
+
+static void test_worker_thin_disk_leaves_template_untouched(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 2 --template --thin 1");
+    vq_disk *d = find_disk(&f, is_thin);
+    REQUIRE(d);
+    const vq_volume *tv = &d->vols[d->nvols - 1];
+    char tpath[1024], before[128], after_sha[128];
+    snprintf(tpath, sizeof tpath, "%s/%s/images/%s/%s", f.root, f.sd, d->id, tv->id);
+    sha_of(tpath, before);
+    struct stat st0, st1;
+    REQUIRE(stat(tpath, &st0) == 0);
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 1, NULL);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    sha_of(tpath, after_sha);
+    CHECK_STR(after_sha, before);
+    REQUIRE(stat(tpath, &st1) == 0);
+    CHECK_INT(st1.st_mtime, st0.st_mtime);
+    vq_disk *after = reload(&f, d->id);
+    CHECK_INT(after->vols[after->nvols - 1].qcow_version, tv->qcow_version);
+    CHECK_INT(after->vols[0].qcow_version, 3);
+    stop_worker(&f);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
+/* A job the worker must refuse: failed at once, one attempt, the failure event. */
+static void expect_refused(fixture *f, const vq_disk *d, const char *reason_part)
+{
+    char job[VQ_UUID_SIZE];
+    accept_amend(f, d, job);
+    vq_job *j = wait_end(f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "failed");
+    CHECK_INT(j->attempts, 1);
+    CHECK_CONTAINS(j->reason, reason_part);
+    char *ev = job_events(f, job);
+    char want[512];
+    snprintf(want, sizeof want, "USER_AMEND_IMAGE_FINISH_FAILURE|Failed to amend %s.\n", d->alias);
+    CHECK_CONTAINS(ev, want);
+    free(ev);
+    vq_job_free(j);
+}
+
+static void test_worker_refuses_template_raw_and_v3(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 1 --template --raw 1");
+    start_worker(&f, 1, NULL);
+    vq_disk *t = find_disk(&f, is_template), *r = find_disk(&f, is_raw);
+    REQUIRE(t && r);
+    expect_refused(&f, t, "template");
+    expect_refused(&f, r, "qcow2");
+    vq_disk_free(t);
+    vq_disk_free(r);
+
+    fixture g = f; /* same Redis and worker, a V3 domain */
+    vq_domain_free(f.d);
+    free(f.imgs);
+    g.d = NULL;
+    g.imgs = NULL;
+    mkdir("v3", 0755);
+    snprintf(g.root, sizeof g.root, "%s/v3", t_dir());
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/scripts/mkdomain.sh %s --version 3 --disks 1 --chain 2",
+             getenv("VOLQ_SOURCE_DIR"), g.root);
+    FILE *p = popen(cmd, "r");
+    char line[128] = "";
+    REQUIRE(p && fgets(line, sizeof line, p));
+    pclose(p);
+    line[strcspn(line, "\n")] = '\0';
+    memcpy(g.sd, line, VQ_UUID_SIZE);
+    stop_worker(&f);
+    g.worker = 0;
+    start_worker(&g, 1, NULL);
+    REQUIRE(vq_domain_open(g.root, g.sd, &g.d, NULL) == 0);
+    REQUIRE(vq_domain_images(g.d, &g.imgs, &g.nimgs, NULL) == 0);
+    vq_disk *d = reload(&g, g.imgs[0]);
+    expect_refused(&g, d, "version 3");
+    vq_disk *again = reload(&g, g.imgs[0]);
+    CHECK_INT(again->vols[0].qcow_version, 2);
+    CHECK_INT(again->vols[0].meta.gen, d->vols[0].meta.gen);
+    stop_worker(&g);
+    vq_disk_free(d);
+    vq_disk_free(again);
+}
+
+/* A qemu-img that waits before doing its work: long enough to kill a worker mid-job. */
+static void slow_qemu(const char *delay)
+{
+    FILE *w = fopen("slow-qemu-img", "w");
+    REQUIRE(w);
+    fprintf(w, "#!/bin/sh\nsleep %s\nexec /usr/bin/qemu-img \"$@\"\n", delay);
+    fclose(w);
+    chmod("slow-qemu-img", 0755);
+}
+
+static pid_t pid_of_worker(const char *worker)
+{
+    const char *colon = strrchr(worker, ':');
+    return colon ? (pid_t)atoi(colon + 1) : 0;
+}
+
+/* Waits until the job runs with at least `done` volumes amended; returns the job. */
+static vq_job *wait_running(fixture *f, const char *job_id, int done)
+{
+    int64_t deadline = vq_now_ms() + 30000;
+    while (vq_now_ms() < deadline) {
+        vq_job *j = NULL;
+        if (vq_queue_get(f->q, job_id, &j, NULL) == 0 && j->state == VQ_JOB_RUNNING &&
+            j->done >= done && j->worker[0])
+            return j;
+        vq_job_free(j);
+        sleep_ms(10);
+    }
+    T_FAIL_("job %s never ran with %d done", job_id, done);
+    return NULL;
+}
+
+static void test_worker_sigkill_mid_chain_runs_again(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 3 --data-mib 1");
+    slow_qemu("0.3");
+    char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    const char *env[] = {env_qemu, NULL};
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 1, env);
+    vq_job *r = wait_running(&f, job, 1);
+    REQUIRE(r);
+    pid_t victim = pid_of_worker(r->worker);
+    REQUIRE(victim > 0);
+    int64_t t0 = vq_now_ms();
+    CHECK_INT(kill(victim, SIGKILL), 0);
+    /* The parent puts the job back at once: a new attempt starts well under the lease. */
+    vq_job *again = NULL;
+    while (vq_now_ms() - t0 < 5000) {
+        vq_job_free(again);
+        again = NULL;
+        if (vq_queue_get(f.q, job, &again, NULL) == 0 && again->attempts >= 2) break;
+        sleep_ms(5);
+    }
+    REQUIRE(again && again->attempts >= 2);
+    CHECK(vq_now_ms() - t0 < 3000);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->crashes, 1);
+    vq_disk *after = reload(&f, d->id);
+    check_all_v3_and_clean(&f, after);
+    stop_worker(&f);
+    vq_job_free(r);
+    vq_job_free(again);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
+static void test_worker_sigterm_finishes_running_job(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
+    slow_qemu("0.3");
+    char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    const char *env[] = {env_qemu, NULL};
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 1, env);
+    vq_job *r = wait_running(&f, job, 0);
+    REQUIRE(r);
+    CHECK_INT(stop_worker(&f), 0); /* SIGTERM, then wait for the pool to exit */
+    vq_job *j = NULL;
+    REQUIRE(vq_queue_get(f.q, job, &j, NULL) == 0);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->attempts, 1);
+    vq_job_free(r);
+    vq_job_free(j);
+    vq_disk_free(d);
+}
+
+static void test_worker_paused_past_lease_is_fenced(void)
+{
+    fixture f = {0};
+    setenv("VOLQ_LEASE_MS", "600", 1);
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
+    slow_qemu("0.5");
+    char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    const char *env[] = {env_qemu, "VOLQ_LEASE_MS=600", NULL};
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 2, env);
+    vq_job *r = wait_running(&f, job, 0);
+    REQUIRE(r);
+    pid_t paused = pid_of_worker(r->worker);
+    CHECK_INT(kill(paused, SIGSTOP), 0);
+    /* Housekeeping (run by wait_end) requeues it when the lease runs out; the
+     * other process runs it to the end. */
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK(strcmp(j->worker, r->worker) != 0);
+    kill(paused, SIGCONT);
+    /* The resumed process may try to write; its writes are fenced.  Wait until
+     * it has had the time to try (its qemu-img wrapper sleeps 0.5 s). */
+    int64_t until = vq_now_ms() + 2000;
+    while (vq_now_ms() < until) sleep_ms(50);
+    vq_job *k = NULL;
+    REQUIRE(vq_queue_get(f.q, job, &k, NULL) == 0);
+    CHECK_STR(vq_job_state_name(k->state), "succeeded");
+    CHECK_STR(k->worker, j->worker);
+    char *ev = job_events(&f, job);
+    char want[512];
+    snprintf(want, sizeof want, "%s has been amended successfully.", d->alias);
+    const char *first = strstr(ev, want);
+    CHECK(first && !strstr(first + 1, want)); /* exactly one success event */
+    free(ev);
+    stop_worker(&f);
+    vq_job_free(r);
+    vq_job_free(j);
+    vq_job_free(k);
+    vq_disk_free(d);
+}
+
+static void test_worker_hung_qemu_times_out_then_fails(void)
+{
+    fixture f = {0};
+    setenv("VOLQ_MAX_ATTEMPTS", "2", 1);
+    setenv("VOLQ_BACKOFF_MS", "100", 1);
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
+    slow_qemu("1000");
+    char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    const char *env[] = {env_qemu, "VOLQ_MAX_ATTEMPTS=2", "VOLQ_BACKOFF_MS=100",
+                         "VOLQ_QEMU_TIMEOUT=1", NULL};
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    start_worker(&f, 1, env);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "failed");
+    CHECK_INT(j->attempts, 2);
+    CHECK_INT((int)json_array_size(j->errors), 2);
+    CHECK_CONTAINS(j->reason, "timed out");
+    vq_disk *after = reload(&f, d->id);
+    for (size_t i = 0; i < after->nvols; i++) {
+        CHECK_INT(after->vols[i].qcow_version, 2);
+        CHECK_INT(after->vols[i].meta.gen, d->vols[i].meta.gen);
+        CHECK_INT(after->vols[i].meta.legality, VQ_LEGAL);
+    }
+    stop_worker(&f);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
+T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_snapshots_under_new_leaf),
+       T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
+       T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
+       T(test_worker_paused_past_lease_is_fenced), T(test_worker_hung_qemu_times_out_then_fails))
