@@ -9,8 +9,9 @@
 #include "volq/kind.h"
 #include "volq/log.h"
 
-/* An Idempotency-Key is per request; each disk's job gets "KEY/DISK_ID". */
-#define VQ_BULK_KEY_MAX (256 + VQ_UUID_SIZE)
+/* An Idempotency-Key is per request; each disk's job gets "KEY/DISK_ID"
+ * (at most 160 + 1 + 36 bytes: within the queue's 200). */
+#define VQ_BULK_KEY_MAX 201
 
 static const char *const upgrade_fields[] = {"to_v4", NULL};
 
