@@ -104,13 +104,12 @@ static int open_in_root(int rootfd, const char *root, const char *sd, vq_domain 
     if (!d) return vq_error_set(err, VQ_ENOMEM, "domain %s: out of memory", sd);
     memcpy(d->id, sd, VQ_UUID_SIZE);
     d->version = -1;
-    d->dirfd = openat(rootfd, sd, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int rc = 0;
-    if (d->dirfd < 0) {
+    vq_error e = {0};
+    int rc = vq_fs_open(rootfd, sd, O_RDONLY | O_DIRECTORY, &d->dirfd, &e);
+    if (rc < 0) {
         /* A symlink or a file where the domain folder should be is no domain. */
-        rc = vq_error_set(err, errno == ENOMEM ? VQ_ENOMEM : VQ_ENOENT,
-                          "domain %s: %s", sd,
-                          errno == ELOOP ? "is a symlink, not a folder" : strerror(errno));
+        d->dirfd = -1;
+        rc = vq_error_set(err, rc == VQ_ENOMEM ? VQ_ENOMEM : VQ_ENOENT, "domain %s", e.text);
         goto out_fail;
     }
     size_t plen = strlen(root) + VQ_UUID_SIZE + 1;

@@ -21,15 +21,26 @@ static int open_error(const char *path, int e, vq_error *err)
     return vq_error_set(err, VQ_EIO, "cannot open %s: %s", path, strerror(e));
 }
 
-/* Opens one component name (no '/') of dirfd; O_NOFOLLOW also refuses a
- * symlink at the last component, O_DIRECTORY|O_NOFOLLOW one in the middle. */
+/* Linux answers ENOTDIR, not ELOOP, for a symlink opened with
+ * O_DIRECTORY|O_NOFOLLOW: look at the name itself to tell them apart. */
+static int symlink_errno(int dirfd, const char *name, int e)
+{
+    struct stat st;
+    if ((e == ENOTDIR || e == ELOOP) && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode))
+        return ELOOP;
+    return e;
+}
+
+/* Opens one component name (no '/') of dirfd; O_NOFOLLOW refuses a symlink
+ * (in the middle of a path too, where O_DIRECTORY is added). */
 static int open_component(int dirfd, const char *name, int flags, const char *path, int *fd,
                           vq_error *err)
 {
     if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return vq_error_set(err, VQ_EINVAL, "%s: bad path component \"%s\"", path, name);
     int f = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
-    if (f < 0) return open_error(path, errno, err);
+    if (f < 0) return open_error(path, symlink_errno(dirfd, name, errno), err);
     *fd = f;
     return 0;
 }
@@ -60,7 +71,7 @@ int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err)
     if (!path || !path[0]) return vq_error_set(err, VQ_EINVAL, "empty path");
     if (path[0] == '/') {
         int f = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
-        if (f < 0) return open_error(path, errno, err);
+        if (f < 0) return open_error(path, symlink_errno(AT_FDCWD, path, errno), err);
         *fd = f;
         return 0;
     }
