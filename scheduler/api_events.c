@@ -48,6 +48,7 @@ static void unlink_waiter(vq_waiter *w)
     for (vq_waiter **p = &w->s->waiters; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
+            w->s->nwaiters--;
             break;
         }
     event_free(w->timer);
@@ -101,6 +102,7 @@ static void hold(vq_req *r, const char *since, size_t limit, long wait_s)
                      .limit = limit, .deadline = vq_now_ms() + wait_s * 1000};
     if (since) memcpy(w->since, since, strlen(since) + 1); /* length checked by parse_since */
     r->s->waiters = w;
+    r->s->nwaiters++;
     event_add(w->timer, &tv);
 }
 

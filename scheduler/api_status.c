@@ -89,6 +89,8 @@ static void process_metrics(struct evbuffer *b, const vq_sched *s)
                             (unsigned long long)t->requests[c]);
     metric(b, "volq_http_connections", "gauge", "Open HTTP connections.");
     evbuffer_add_printf(b, "volq_http_connections %d\n", s->nconns);
+    metric(b, "volq_events_waiting", "gauge", "Requests long-polling GET /api/events.");
+    evbuffer_add_printf(b, "volq_events_waiting %d\n", s->nwaiters);
     metric(b, "volq_accepted_total", "counter", "Jobs accepted by this scheduler, by kind.");
     evbuffer_add_printf(b, "volq_accepted_total{kind=\"amend\"} %llu\n",
                         (unsigned long long)t->accepted_amend);

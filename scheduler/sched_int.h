@@ -53,6 +53,7 @@ typedef struct vq_sched {
     struct evhttp_connection *conns[VQ_HTTP_MAX_CONNS]; /* open, that sent a request */
     int nconns;
     struct vq_waiter *waiters;   /* long-polling GET /api/events */
+    int nwaiters;
     vq_sched_stats stats;
 } vq_sched;
 

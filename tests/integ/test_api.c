@@ -1,0 +1,906 @@
+/* The HTTP API of volq-scheduler (SPEC §4), against the real stack: a real
+ * redis-server, the real scheduler, domains made by scripts/mkdomain.sh. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/stack.h"
+#include "t.h"
+#include "volq/uuid.h"
+
+static t_stack S;
+
+static void start(unsigned flags)
+{
+    REQUIRE(t_stack_start(&S, flags) == 0);
+}
+
+static const char *mkdomain(const char *args)
+{
+    const char *sd = t_stack_mkdomain(&S, args);
+    REQUIRE(sd);
+    return sd;
+}
+
+/* A request that must get an answer; the answer's status is checked. */
+static t_resp call(const char *method, const char *path, const char *body, int want)
+{
+    t_resp h;
+    REQUIRE(t_req(&S, method, path, body, NULL, &h) == 0);
+    if (h.status != want)
+        T_FAIL_("%s %s: status %d, expected %d; body %s", method, path, h.status, want, h.body);
+    return h;
+}
+
+/* The JSON answer of a GET (new reference). */
+static json_t *get(const char *path)
+{
+    t_resp h = call("GET", path, NULL, 200);
+    json_t *v = json_incref(h.json);
+    t_resp_free(&h);
+    REQUIRE(v);
+    return v;
+}
+
+static json_t *disks(const char *sd)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks", sd);
+    return get(path);
+}
+
+/* The id of the first disk whose field key has the JSON value want (borrowed
+ * into a static buffer). */
+static const char *disk_where(const char *sd, const char *key, json_t *want)
+{
+    static char id[64];
+    json_t *arr = disks(sd), *d;
+    size_t i;
+    id[0] = '\0';
+    json_array_foreach(arr, i, d)
+        if (!id[0] && json_equal(json_object_get(d, key), want))
+            snprintf(id, sizeof id, "%s", json_string_value(json_object_get(d, "id")));
+    json_decref(arr);
+    json_decref(want);
+    REQUIRE(id[0]);
+    return id;
+}
+
+static const char *disk_by_alias(const char *sd, const char *alias)
+{
+    return disk_where(sd, "alias", json_string(alias));
+}
+
+static t_resp amend(const char *sd, const char *disk, int want)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd, disk);
+    return call("PUT", path, "{\"qcow_version\":\"qcow2_v3\"}", want);
+}
+
+static size_t count_jobs(void)
+{
+    json_t *arr = get("/api/jobs?limit=10000");
+    size_t n = json_array_size(arr);
+    json_decref(arr);
+    return n;
+}
+
+static void check_type(json_t *o, const char *key, json_type type)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v) T_FAIL_("field \"%s\" missing", key);
+    else if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
+        T_FAIL_("field \"%s\" has type %d, expected %d", key, (int)json_typeof(v), (int)type);
+}
+
+static void check_uuid(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    if (!vq_uuid_valid(v)) T_FAIL_("field \"%s\" = %s is not a UUID", key, v ? v : "(null)");
+}
+
+static void check_job_shape(json_t *j)
+{
+    check_uuid(j, "id");
+    check_type(j, "kind", JSON_STRING);
+    check_type(j, "state", JSON_STRING);
+    check_uuid(j, "domain_id");
+    check_uuid(j, "disk_id");
+    check_type(j, "attempts", JSON_INTEGER);
+    check_type(j, "max_attempts", JSON_INTEGER);
+    check_type(j, "progress", JSON_OBJECT);
+    check_type(json_object_get(j, "progress"), "done", JSON_INTEGER);
+    check_type(json_object_get(j, "progress"), "total", JSON_INTEGER);
+    check_type(j, "errors", JSON_ARRAY);
+    check_type(j, "created", JSON_STRING);
+    check_type(j, "updated", JSON_STRING);
+    CHECK(json_object_get(j, "reason") != NULL);
+    CHECK(json_object_get(j, "worker") != NULL);
+}
+
+static void check_disk_shape(json_t *d, const char *sd)
+{
+    static const char *const vol_fields[] = {"id", "format", "compat", "voltype", "legality",
+                                             "generation", "parent"};
+    check_uuid(d, "id");
+    check_type(d, "alias", JSON_STRING);
+    check_type(d, "format", JSON_STRING);
+    CHECK(json_object_get(d, "qcow_version") != NULL);
+    check_uuid(d, "image_id");
+    check_type(d, "provisioned_size", JSON_INTEGER);
+    check_type(d, "actual_size", JSON_INTEGER);
+    check_type(d, "status", JSON_STRING);
+    CHECK(json_object_get(d, "reason") != NULL);
+    check_type(d, "template", JSON_TRUE);
+    CHECK_STR(json_string_value(json_object_get(d, "storage_domain")), sd);
+    CHECK(json_object_get(d, "locked_by") != NULL);
+    check_type(d, "volumes", JSON_ARRAY);
+    json_t *v = json_array_get(json_object_get(d, "volumes"), 0);
+    REQUIRE(v);
+    for (size_t i = 0; i < sizeof vol_fields / sizeof vol_fields[0]; i++)
+        CHECK(json_object_get(v, vol_fields[i]) != NULL);
+}
+
+/* ---- domains and disks ------------------------------------------------ */
+
+static void test_api_domains_list(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 3 --data-mib 0");
+    json_t *arr = get("/api/storagedomains"), *d = json_array_get(arr, 0);
+    CHECK_INT(json_array_size(arr), 1);
+    CHECK_STR(json_string_value(json_object_get(d, "id")), sd);
+    CHECK_INT(json_integer_value(json_object_get(d, "version")), 4);
+    CHECK_STR(json_string_value(json_object_get(d, "status")), "ok");
+    CHECK(json_is_null(json_object_get(d, "reason")));
+    CHECK_INT(json_integer_value(json_object_get(d, "disks")), 3);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+static void test_api_disks_shape_and_one_disk(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 2 --chain 2 --raw 1 --template --thin 1 --data-mib 0");
+    json_t *arr = disks(sd), *d;
+    size_t i;
+    CHECK_INT(json_array_size(arr), 5);
+    json_array_foreach(arr, i, d) check_disk_shape(d, sd);
+    const char *id = disk_by_alias(sd, "vm-001_Disk1");
+    char p1[160], p2[160];
+    snprintf(p1, sizeof p1, "/api/disks/%s", id);
+    snprintf(p2, sizeof p2, "/api/storagedomains/%s/disks/%s", sd, id);
+    json_t *a = get(p1), *b = get(p2);
+    CHECK(json_equal(a, b));
+    CHECK_STR(json_string_value(json_object_get(a, "qcow_version")), "qcow2_v2");
+    CHECK_STR(json_string_value(json_object_get(a, "status")), "ok");
+    CHECK(json_is_null(json_object_get(a, "locked_by")));
+    CHECK_INT(json_array_size(json_object_get(a, "volumes")), 2);
+    json_decref(a);
+    json_decref(b);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+static void test_api_disk_in_two_domains_is_400(void)
+{
+    start(0);
+    char sd1[64], cmd[2048], path[128];
+    snprintf(sd1, sizeof sd1, "%s", mkdomain("--disks 1 --data-mib 0"));
+    const char *sd2 = mkdomain("--disks 1 --data-mib 0");
+    const char *id = disk_by_alias(sd1, "vm-001_Disk1");
+    snprintf(cmd, sizeof cmd, "cp -a %s/%s/images/%s %s/%s/images/", S.domains, sd1, id,
+             S.domains, sd2);
+    REQUIRE(system(cmd) == 0);
+    snprintf(path, sizeof path, "/api/disks/%s", id);
+    t_resp h = call("GET", path, NULL, 400);
+    CHECK_CONTAINS(h.body, sd1);
+    CHECK_CONTAINS(h.body, sd2);
+    t_resp_free(&h);
+    h = call("PUT", path, "{\"qcow_version\":\"qcow2_v3\"}", 400);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 0);
+    t_stack_stop(&S);
+}
+
+static void test_api_unknown_ids_404_malformed_400(void)
+{
+    static const char *const not_found[] = {
+        "/api/storagedomains/11111111-2222-3333-4444-555555555555/disks",
+        "/api/disks/11111111-2222-3333-4444-555555555555",
+        "/api/jobs/11111111-2222-3333-4444-555555555555", "/api/nothing", "/nothing"};
+    static const char *const malformed[] = {"/api/storagedomains/not-a-uuid/disks",
+                                            "/api/disks/ABCDEFAB-2222-3333-4444-555555555555",
+                                            "/api/jobs/12", "/api/jobs?state=bogus",
+                                            "/api/jobs?limit=0", "/api/events?since=yesterday"};
+    start(0);
+    const char *sd = mkdomain("--disks 1 --data-mib 0");
+    for (size_t i = 0; i < sizeof not_found / sizeof not_found[0]; i++) {
+        t_resp h = call("GET", not_found[i], NULL, 404);
+        check_type(h.json, "error", JSON_STRING);
+        t_resp_free(&h);
+    }
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        t_resp h = call("GET", malformed[i], NULL, 400);
+        check_type(h.json, "error", JSON_STRING);
+        t_resp_free(&h);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/11111111-2222-3333-4444-555555555555", sd);
+    t_resp h = call("GET", path, NULL, 404);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_405_names_allowed_methods(void)
+{
+    start(0);
+    t_resp h = call("DELETE", "/api/storagedomains", NULL, 405);
+    char *allow = t_resp_header(&h, "Allow");
+    CHECK_STR(allow, "GET, HEAD");
+    free(allow);
+    t_resp_free(&h);
+    h = call("PATCH", "/api/jobs/11111111-2222-3333-4444-555555555555", NULL, 405);
+    allow = t_resp_header(&h, "Allow");
+    CHECK_STR(allow, "GET, DELETE, HEAD");
+    free(allow);
+    t_resp_free(&h);
+    h = call("GET", "/api/jobs/retry", NULL, 405);
+    allow = t_resp_header(&h, "Allow");
+    CHECK_STR(allow, "POST");
+    free(allow);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+/* ---- amend ------------------------------------------------------------ */
+
+static void test_api_amend_accepted_and_disk_locked(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 2 --chain 2 --data-mib 0");
+    char id[64], path[160];
+    snprintf(id, sizeof id, "%s", disk_by_alias(sd, "vm-001_Disk1"));
+    t_resp h = amend(sd, id, 202);
+    json_t *j = h.json;
+    REQUIRE(j);
+    check_job_shape(j);
+    CHECK_STR(json_string_value(json_object_get(j, "kind")), "amend");
+    CHECK_STR(json_string_value(json_object_get(j, "state")), "queued");
+    CHECK_STR(json_string_value(json_object_get(j, "domain_id")), sd);
+    CHECK_STR(json_string_value(json_object_get(j, "disk_id")), id);
+    CHECK_INT(json_integer_value(json_object_get(j, "attempts")), 0);
+    snprintf(path, sizeof path, "/api/disks/%s", id);
+    json_t *d = get(path);
+    CHECK_STR(json_string_value(json_object_get(d, "status")), "locked");
+    CHECK_STR(json_string_value(json_object_get(d, "locked_by")),
+              json_string_value(json_object_get(j, "id")));
+    json_decref(d);
+    /* a second job for the locked disk: 409 naming the holder, nothing recorded */
+    t_resp h2 = amend(sd, id, 409);
+    CHECK_STR(json_string_value(json_object_get(h2.json, "locked_by")),
+              json_string_value(json_object_get(j, "id")));
+    CHECK_CONTAINS(json_string_value(json_object_get(h2.json, "error")),
+                   json_string_value(json_object_get(j, "id")));
+    check_type(h2.json, "reason", JSON_STRING);
+    CHECK_INT(count_jobs(), 1);
+    json_t *ev = get("/api/events");
+    CHECK_INT(json_array_size(ev), 0);
+    json_decref(ev);
+    t_resp_free(&h2);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_amend_bad_bodies_400(void)
+{
+    static const char *const bodies[] = {
+        "{\"qcow_version\":", "{\"qcow_version\":3}", "{\"qcow_version\":\"qcow2_v2\"}",
+        "{\"qcow_version\":\"qcow2_v3\",\"force\":true}", "[\"qcow2_v3\"]", "\"qcow2_v3\"", "",
+        "{\"qcow_version\":\"qcow2_v3\",\"qcow_version\":\"qcow2_v3\"}"};
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        t_resp h = call("PUT", path, bodies[i], 400);
+        check_type(h.json, "error", JSON_STRING);
+        t_resp_free(&h);
+    }
+    CHECK_INT(count_jobs(), 0);
+    t_stack_stop(&S);
+}
+
+static void test_api_amend_refusals_409_recorded(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --raw 1 --template --data-mib 0");
+    char tmpl[64], raw[64];
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    snprintf(raw, sizeof raw, "%s", disk_where(sd, "format", json_string("raw")));
+    t_resp h = amend(sd, tmpl, 409);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "reason")), "template");
+    check_type(h.json, "error", JSON_STRING);
+    t_resp_free(&h);
+    h = amend(sd, raw, 409);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "reason")), "qcow2");
+    t_resp_free(&h);
+    /* each refusal is a failed job with its reason and the failure event */
+    json_t *failed = get("/api/jobs?state=failed");
+    CHECK_INT(json_array_size(failed), 2);
+    CHECK(json_is_string(json_object_get(json_array_get(failed, 0), "reason")));
+    json_decref(failed);
+    json_t *ev = get("/api/events"), *e = json_array_get(ev, 0);
+    CHECK_INT(json_array_size(ev), 2);
+    CHECK_STR(json_string_value(json_object_get(e, "message")), "Failed to amend template-001.");
+    CHECK_STR(json_string_value(json_object_get(e, "severity")), "error");
+    CHECK_STR(json_string_value(json_object_get(e, "type")), "USER_AMEND_IMAGE_FINISH_FAILURE");
+    json_decref(ev);
+    /* the refused disk is not locked */
+    char path[160];
+    snprintf(path, sizeof path, "/api/disks/%s", tmpl);
+    json_t *d = get(path);
+    CHECK(json_is_null(json_object_get(d, "locked_by")));
+    json_decref(d);
+    t_stack_stop(&S);
+}
+
+static void test_api_amend_on_v3_domain_refused(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 3 --disks 1 --data-mib 0");
+    t_resp h = amend(sd, disk_by_alias(sd, "vm-001_Disk1"), 409);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "reason")), "version 3");
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_oversized_body_413(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    size_t n = 2 * 1024 * 1024;
+    char *big = malloc(n + 1);
+    REQUIRE(big);
+    memset(big, ' ', n);
+    big[n] = '\0';
+    memcpy(big, "{\"qcow_version\":\"qcow2_v3\"", 26);
+    big[n - 1] = '}';
+    t_resp h = call("PUT", path, big, 413);
+    t_resp_free(&h);
+    free(big);
+    CHECK_INT(count_jobs(), 0);
+    t_stack_stop(&S);
+}
+
+static void test_api_token_required_for_changes(void)
+{
+    S.token = "s3cret-token";
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    const char *body = "{\"qcow_version\":\"qcow2_v3\"}";
+    t_resp h;
+    REQUIRE(t_req(&S, "PUT", path, body, "Authorization: Bearer wrong\r\n", &h) == 0);
+    CHECK_INT(h.status, 401);
+    t_resp_free(&h);
+    REQUIRE(t_req(&S, "PUT", path, body, "Authorization: Bearer s3cret-tokenX\r\n", &h) == 0);
+    CHECK_INT(h.status, 401);
+    t_resp_free(&h);
+    REQUIRE(t_req(&S, "PUT", path, body, "Authorization: s3cret-token\r\n", &h) == 0);
+    CHECK_INT(h.status, 401);
+    t_resp_free(&h);
+    REQUIRE(t_req(&S, "POST", "/api/jobs/retry", NULL, "X-None: 1\r\nAuthorization: none\r\n", &h) == 0);
+    CHECK_INT(h.status, 401);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 0); /* GET needs no token */
+    h = call("PUT", path, body, 202); /* t_req sends S.token */
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_idempotency_key(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    const char *body = "{\"qcow_version\":\"qcow2_v3\"}";
+    t_resp a, b;
+    REQUIRE(t_req(&S, "PUT", path, body, "Idempotency-Key: key-1\r\n", &a) == 0);
+    REQUIRE(t_req(&S, "PUT", path, body, "Idempotency-Key: key-1\r\n", &b) == 0);
+    CHECK_INT(a.status, 202);
+    CHECK_INT(b.status, 200);
+    CHECK_STR(json_string_value(json_object_get(b.json, "id")),
+              json_string_value(json_object_get(a.json, "id")));
+    CHECK_INT(count_jobs(), 1);
+    t_resp_free(&a);
+    t_resp_free(&b);
+    t_stack_stop(&S);
+}
+
+/* ---- create-volume ---------------------------------------------------- */
+
+static void test_api_create_volume_new_and_existing_disk(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[200], id[64];
+    snprintf(id, sizeof id, "%s", disk_by_alias(sd, "vm-001_Disk1"));
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/volumes", sd);
+    t_resp h = call("POST", path, "{\"size\":1048576,\"format\":\"cow\",\"alias\":\"new-disk\"}", 202);
+    check_job_shape(h.json);
+    CHECK_STR(json_string_value(json_object_get(h.json, "kind")), "create-volume");
+    check_uuid(h.json, "volume_id");
+    CHECK(strcmp(json_string_value(json_object_get(h.json, "disk_id")), id) != 0);
+    t_resp_free(&h);
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s/volumes", sd, id);
+    h = call("POST", path, "{\"size\":1073741824}", 202);
+    CHECK_STR(json_string_value(json_object_get(h.json, "disk_id")), id);
+    check_uuid(h.json, "volume_id");
+    t_resp_free(&h);
+    h = call("POST", path, "{\"size\":1073741824}", 409); /* locked by the job above */
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_create_volume_bad_input_400(void)
+{
+    static const char *const bodies[] = {
+        "{\"size\":1000}", "{\"size\":-512}", "{\"size\":0}", "{\"size\":\"1M\"}",
+        "{\"size\":1048576.5}", "{\"size\":1048576,\"format\":\"qcow\"}",
+        "{\"size\":1048576,\"format\":1}", "{\"size\":1048576,\"parent\":\"x\"}",
+        "{\"size\":1048576,\"alias\":7}", "{\"size\":1048576,\"color\":\"red\"}", "{}", "nope"};
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[200];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/volumes", sd);
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        t_resp h = call("POST", path, bodies[i], 400);
+        t_resp_free(&h);
+    }
+    CHECK_INT(count_jobs(), 0);
+    t_stack_stop(&S);
+}
+
+/* ---- bulk upgrade ----------------------------------------------------- */
+
+static void run_ok(const char *cmd)
+{
+    if (system(cmd) != 0) T_FAIL_("command failed: %s", cmd);
+}
+
+/* Amends every volume of a single-volume disk by hand: "already 1.1". */
+static void amend_by_hand(const char *sd, const char *img)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s/%s/images/%s && for v in $(ls | grep -v '\\.'); do "
+             "qemu-img amend -q -f qcow2 -o compat=1.1 $v || exit 1; done", S.domains, sd, img);
+    run_ok(cmd);
+}
+
+/* Marks the disk's volume ILLEGAL in its .meta. */
+static void make_illegal(const char *sd, const char *img)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "sed -i 's/^LEGALITY=LEGAL$/LEGALITY=ILLEGAL/' %s/%s/images/%s/*.meta",
+             S.domains, sd, img);
+    run_ok(cmd);
+}
+
+static const char *skip_code_of(json_t *skipped, const char *disk)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(skipped, i, s)
+        if (strcmp(json_string_value(json_object_get(s, "disk_id")), disk) == 0)
+            return json_string_value(json_object_get(s, "code"));
+    return NULL;
+}
+
+static void test_api_upgrade_skips_with_reasons(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 4 --raw 1 --template --thin 1 --data-mib 0");
+    char done[64], bad[64], tmpl[64], raw[64], path[128];
+    snprintf(done, sizeof done, "%s", disk_by_alias(sd, "vm-003_Disk1"));
+    snprintf(bad, sizeof bad, "%s", disk_by_alias(sd, "vm-004_Disk1"));
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    snprintf(raw, sizeof raw, "%s", disk_by_alias(sd, "vm-005_Disk1"));
+    amend_by_hand(sd, done);
+    make_illegal(sd, bad);
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp h = call("POST", path, "{\"to_v4\":false}", 202);
+    json_t *jobs = json_object_get(h.json, "jobs"), *skipped = json_object_get(h.json, "skipped");
+    CHECK_INT(json_array_size(jobs), 3); /* vm-001, vm-002 and the thin vm-006 */
+    CHECK_INT(json_array_size(skipped), 4);
+    CHECK_STR(skip_code_of(skipped, tmpl), "template");
+    CHECK_STR(skip_code_of(skipped, raw), "raw");
+    CHECK_STR(skip_code_of(skipped, done), "already_amended");
+    CHECK_STR(skip_code_of(skipped, bad), "illegal");
+    size_t i;
+    json_t *s, *j;
+    json_array_foreach(skipped, i, s) {
+        check_type(s, "alias", JSON_STRING);
+        check_type(s, "reason", JSON_STRING);
+    }
+    json_array_foreach(jobs, i, j) {
+        check_job_shape(j);
+        CHECK_STR(json_string_value(json_object_get(j, "state")), "queued");
+    }
+    t_resp_free(&h);
+    /* again: every eligible disk is now locked by the first bulk */
+    h = call("POST", path, "{}", 202);
+    CHECK_INT(json_array_size(json_object_get(h.json, "jobs")), 0);
+    CHECK_INT(json_array_size(json_object_get(h.json, "skipped")), 7);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 3);
+    t_stack_stop(&S);
+}
+
+static void test_api_upgrade_to_v4(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 3 --disks 2 --data-mib 0");
+    char path[128], md[1024];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp h = call("POST", path, "{}", 409);
+    CHECK_CONTAINS(h.body, "to_v4");
+    t_resp_free(&h);
+    h = call("POST", path, "{\"to_v4\":\"yes\"}", 400);
+    t_resp_free(&h);
+    h = call("POST", path, "{\"to_v4\":true}", 202);
+    CHECK_INT(json_array_size(json_object_get(h.json, "jobs")), 2);
+    t_resp_free(&h);
+    json_t *arr = get("/api/storagedomains");
+    CHECK_INT(json_integer_value(json_object_get(json_array_get(arr, 0), "version")), 4);
+    json_decref(arr);
+    snprintf(md, sizeof md, "grep -qx VERSION=4 %s/%s/dom_md/metadata", S.domains, sd);
+    CHECK(system(md) == 0);
+    t_stack_stop(&S);
+}
+
+static void test_api_upgrade_older_than_v3_refused(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 3 --disks 1 --data-mib 0");
+    char path[128], cmd[1024];
+    /* VERSION=2 without a seal: a file without _SHA_CKSUM is accepted */
+    snprintf(cmd, sizeof cmd, "sed -i -e 's/^VERSION=3$/VERSION=2/' -e '/^_SHA_CKSUM=/d' "
+             "%s/%s/dom_md/metadata", S.domains, sd);
+    run_ok(cmd);
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp h = call("POST", path, "{\"to_v4\":true}", 409);
+    CHECK_CONTAINS(h.body, "version 2");
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 0);
+    t_stack_stop(&S);
+}
+
+static void test_api_upgrade_idempotency_key(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
+    char path[128];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp a, b;
+    REQUIRE(t_req(&S, "POST", path, "{}", "Idempotency-Key: bulk-7\r\n", &a) == 0);
+    REQUIRE(t_req(&S, "POST", path, "{}", "Idempotency-Key: bulk-7\r\n", &b) == 0);
+    CHECK_INT(a.status, 202);
+    CHECK_INT(b.status, 200);
+    CHECK_INT(json_array_size(json_object_get(b.json, "jobs")), 2);
+    CHECK(json_equal(json_object_get(json_array_get(json_object_get(a.json, "jobs"), 0), "id"),
+                     json_object_get(json_array_get(json_object_get(b.json, "jobs"), 0), "id")));
+    CHECK_INT(count_jobs(), 2);
+    t_resp_free(&a);
+    t_resp_free(&b);
+    t_stack_stop(&S);
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+static const char *job_id(t_resp *h)
+{
+    static char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(h->json, "id")));
+    return id;
+}
+
+static void test_api_jobs_list_cancel_retry(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 2 --template --data-mib 0");
+    char first[64], second[64], refused[64], path[160];
+    t_resp h = amend(sd, disk_by_alias(sd, "vm-001_Disk1"), 202);
+    snprintf(first, sizeof first, "%s", job_id(&h));
+    t_resp_free(&h);
+    h = amend(sd, disk_by_alias(sd, "vm-002_Disk1"), 202);
+    snprintf(second, sizeof second, "%s", job_id(&h));
+    t_resp_free(&h);
+    h = amend(sd, disk_by_alias(sd, "template-001"), 409);
+    snprintf(refused, sizeof refused, "%s", json_string_value(json_object_get(h.json, "job_id")));
+    t_resp_free(&h);
+
+    json_t *all = get("/api/jobs");
+    CHECK_INT(json_array_size(all), 3);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(all, 0), "id")), refused);
+    json_decref(all);
+    json_t *q = get("/api/jobs?state=queued&limit=1");
+    CHECK_INT(json_array_size(q), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(q, 0), "id")), second);
+    json_decref(q);
+
+    snprintf(path, sizeof path, "/api/jobs/%s", first);
+    h = call("GET", path, NULL, 200);
+    check_job_shape(h.json);
+    t_resp_free(&h);
+    h = call("DELETE", path, NULL, 200);
+    CHECK_STR(json_string_value(json_object_get(h.json, "state")), "cancelled");
+    t_resp_free(&h);
+    h = call("DELETE", path, NULL, 409); /* not queued any more */
+    t_resp_free(&h);
+    snprintf(path, sizeof path, "/api/jobs/%s/retry", second);
+    h = call("POST", path, NULL, 409); /* queued, not failed */
+    t_resp_free(&h);
+    snprintf(path, sizeof path, "/api/jobs/%s/retry", refused);
+    h = call("POST", path, NULL, 202);
+    CHECK_STR(json_string_value(json_object_get(h.json, "state")), "queued");
+    t_resp_free(&h);
+    h = call("POST", "/api/jobs/retry", NULL, 200);
+    check_type(h.json, "retried", JSON_INTEGER);
+    check_type(h.json, "left", JSON_INTEGER);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+static void test_api_events_since_and_shape(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char tmpl[64], path[256];
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    t_resp h = amend(sd, tmpl, 409);
+    t_resp_free(&h);
+    json_t *ev = get("/api/events"), *e = json_array_get(ev, 0);
+    REQUIRE(e);
+    static const char *const str_fields[] = {"id", "time", "severity", "type", "message",
+                                             "kind", "job_id", "domain_id", "disk_id", "reason"};
+    for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++)
+        check_type(e, str_fields[i], JSON_STRING);
+    CHECK_STR(json_string_value(json_object_get(e, "kind")), "amend");
+    CHECK_STR(json_string_value(json_object_get(e, "disk_id")), tmpl);
+    snprintf(path, sizeof path, "/api/events?since=%s", json_string_value(json_object_get(e, "id")));
+    json_t *after = get(path);
+    CHECK_INT(json_array_size(after), 0);
+    json_decref(after);
+    json_t *since_time = get("/api/events?since=2000-01-01T00:00:00Z");
+    CHECK_INT(json_array_size(since_time), 1);
+    json_decref(since_time);
+    json_decref(ev);
+    t_stack_stop(&S);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int one_waiting(void *arg)
+{
+    (void)arg;
+    t_resp h;
+    int ok = t_req(&S, "GET", "/metrics", NULL, NULL, &h) == 0 && h.body &&
+             strstr(h.body, "volq_events_waiting 1\n");
+    t_resp_free(&h);
+    return ok;
+}
+
+static void test_api_events_long_poll(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char tmpl[64];
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    /* nothing comes: the wait ends with [] after about a second */
+    double t0 = now_s();
+    json_t *none = get("/api/events?wait=1");
+    CHECK_INT(json_array_size(none), 0);
+    CHECK(now_s() - t0 >= 0.9);
+    json_decref(none);
+    /* an event during the wait ends it at once; other requests are served meanwhile */
+    pid_t pid = fork();
+    if (pid == 0) {
+        t_resp h;
+        int rc = t_req(&S, "GET", "/api/events?wait=20", NULL, NULL, &h);
+        _exit(rc == 0 && h.status == 200 && json_array_size(h.json) == 1 ? 0 : 1);
+    }
+    CHECK(t_poll(one_waiting, NULL, 5000));
+    t0 = now_s();
+    t_resp h = amend(sd, tmpl, 409);
+    t_resp_free(&h);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(now_s() - t0 < 5.0);
+    t_stack_stop(&S);
+}
+
+/* ---- status, metrics, health, robustness -------------------------------- */
+
+static void test_api_status_metrics_healthz_index(void)
+{
+    start(0);
+    json_t *st = get("/api/status");
+    check_type(st, "jobs", JSON_OBJECT);
+    check_type(json_object_get(st, "jobs"), "queued", JSON_INTEGER);
+    check_type(st, "workers", JSON_ARRAY);
+    CHECK(json_is_number(json_object_get(st, "oldest_waiting_s")));
+    CHECK(json_is_number(json_object_get(st, "jobs_per_min")));
+    CHECK_STR(json_string_value(json_object_get(st, "redis")), "up");
+    json_decref(st);
+    t_resp h = call("GET", "/metrics", NULL, 200);
+    CHECK_CONTAINS(h.body, "volq_redis_up 1\n");
+    CHECK_CONTAINS(h.body, "volq_jobs{state=\"queued\"} 0\n");
+    CHECK_CONTAINS(h.body, "# TYPE volq_queue_depth gauge\n");
+    t_resp_free(&h);
+    h = call("GET", "/healthz", NULL, 200);
+    t_resp_free(&h);
+    h = call("GET", "/", NULL, 200);
+    char *ct = t_resp_header(&h, "Content-Type");
+    CHECK_CONTAINS(ct, "text/html");
+    free(ct);
+    t_resp_free(&h);
+    h = call("HEAD", "/api/status", NULL, 200);
+    CHECK_INT(h.len, 0);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static int healthz_is(int want)
+{
+    t_resp h;
+    int ok = t_req(&S, "GET", "/healthz", NULL, NULL, &h) == 0 && h.status == want;
+    t_resp_free(&h);
+    return ok;
+}
+
+static int healthz_503(void *arg) { (void)arg; return healthz_is(503); }
+static int healthz_200(void *arg) { (void)arg; return healthz_is(200); }
+
+static void test_api_redis_down_answers_503_then_recovers(void)
+{
+    start(0);
+    mkdomain("--version 4 --disks 1 --data-mib 0");
+    REQUIRE(t_redis_kill9(&S.redis) == 0);
+    CHECK(t_poll(healthz_503, NULL, 5000));
+    t_resp h = call("GET", "/api/jobs", NULL, 503);
+    check_type(h.json, "error", JSON_STRING);
+    t_resp_free(&h);
+    h = call("GET", "/api/status", NULL, 503);
+    CHECK_STR(json_string_value(json_object_get(h.json, "redis")), "down");
+    t_resp_free(&h);
+    h = call("GET", "/metrics", NULL, 200);
+    CHECK_CONTAINS(h.body, "volq_redis_up 0\n");
+    t_resp_free(&h);
+    json_t *doms = get("/api/storagedomains"); /* files only: still served */
+    json_decref(doms);
+    REQUIRE(t_redis_restart(&S.redis) == 0);
+    CHECK(t_poll(healthz_200, NULL, 10000));
+    h = call("GET", "/api/jobs", NULL, 200);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_scheduler_restart_keeps_jobs(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
+    char id[64], path[128];
+    t_resp h = amend(sd, disk_by_alias(sd, "vm-001_Disk1"), 202);
+    snprintf(id, sizeof id, "%s", job_id(&h));
+    t_resp_free(&h);
+    CHECK_INT(t_stack_stop_scheduler(&S), 0);
+    REQUIRE(t_stack_start_scheduler(&S) == 0);
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    json_t *j = get(path);
+    CHECK_STR(json_string_value(json_object_get(j, "state")), "queued");
+    json_decref(j);
+    h = amend(sd, disk_by_alias(sd, "vm-001_Disk1"), 409); /* the lock survived too */
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+static void test_api_malformed_requests(void)
+{
+    start(0);
+    t_resp h;
+    const char *garbage = "GARBAGE\r\n\r\n";
+    REQUIRE(t_req_raw(&S, garbage, strlen(garbage), &h) == 0);
+    CHECK_INT(h.status, 400);
+    t_resp_free(&h);
+    size_t n = 64 * 1024;
+    char *huge = malloc(n + 128);
+    REQUIRE(huge);
+    int k = snprintf(huge, 128, "GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(huge + k, 'a', n);
+    memcpy(huge + k + n, "\r\n\r\n", 5);
+    REQUIRE(t_req_raw(&S, huge, strlen(huge), &h) == 0);
+    CHECK(h.status == 400 || h.status == 413);
+    t_resp_free(&h);
+    free(huge);
+    /* the server is still fine */
+    h = call("GET", "/api/status", NULL, 200);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
+/* ---- end to end with workers ------------------------------------------ */
+
+static int job_ended(void *arg)
+{
+    json_t *j = get(arg);
+    const char *st = json_string_value(json_object_get(j, "state"));
+    int done = st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled"));
+    json_decref(j);
+    return done;
+}
+
+static void test_api_e2e_amend_runs(void)
+{
+    start(T_STACK_WORKERS);
+    const char *sd = mkdomain("--version 4 --disks 1 --chain 3 --data-mib 1");
+    char disk[64], path[128];
+    snprintf(disk, sizeof disk, "%s", disk_by_alias(sd, "vm-001_Disk1"));
+    t_resp h = amend(sd, disk, 202);
+    snprintf(path, sizeof path, "/api/jobs/%s", job_id(&h));
+    t_resp_free(&h);
+    REQUIRE(t_poll(job_ended, path, 60000));
+    json_t *j = get(path);
+    CHECK_STR(json_string_value(json_object_get(j, "state")), "succeeded");
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "progress"), "done")), 3);
+    json_decref(j);
+    snprintf(path, sizeof path, "/api/disks/%s", disk);
+    json_t *d = get(path);
+    CHECK_STR(json_string_value(json_object_get(d, "qcow_version")), "qcow2_v3");
+    CHECK(json_is_null(json_object_get(d, "locked_by")));
+    json_decref(d);
+    json_t *ev = get("/api/events");
+    CHECK_INT(json_array_size(ev), 2);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(ev, 0), "message")),
+              "Started to amend vm-001_Disk1");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(ev, 1), "message")),
+              "vm-001_Disk1 has been amended successfully.");
+    json_decref(ev);
+    t_stack_stop(&S);
+}
+
+T_MAIN(T(test_api_domains_list), T(test_api_disks_shape_and_one_disk),
+       T(test_api_disk_in_two_domains_is_400), T(test_api_unknown_ids_404_malformed_400),
+       T(test_api_405_names_allowed_methods), T(test_api_amend_accepted_and_disk_locked),
+       T(test_api_amend_bad_bodies_400), T(test_api_amend_refusals_409_recorded),
+       T(test_api_amend_on_v3_domain_refused), T(test_api_oversized_body_413),
+       T(test_api_token_required_for_changes), T(test_api_idempotency_key),
+       T(test_api_create_volume_new_and_existing_disk), T(test_api_create_volume_bad_input_400),
+       T(test_api_upgrade_skips_with_reasons), T(test_api_upgrade_to_v4),
+       T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
+       T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
+       T(test_api_events_long_poll), T(test_api_status_metrics_healthz_index),
+       T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
+       T(test_api_malformed_requests), T(test_api_e2e_amend_runs))
