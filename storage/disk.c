@@ -242,7 +242,7 @@ static int read_header(loader *L, int fd, vq_volume *v, vq_qcow2 *q)
 /* Opens, stats and (COW) reads the header of volume v in folder dirfd. */
 static int inspect_volume(loader *L, int dirfd, vq_volume *v, vq_qcow2 *q)
 {
-    int fd, rc = open_volume(L, dirfd, v->id, &fd);
+    int fd = -1, rc = open_volume(L, dirfd, v->id, &fd);
     if (rc < 0) return rc;
     struct stat st;
     rc = check_file(L, fd, v, &st);
