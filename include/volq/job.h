@@ -47,10 +47,16 @@ const char *vq_job_state_name(vq_job_state s);
 int vq_job_state_parse(const char *name);
 
 /* Fills a new job from an HGETALL reply (a flat array of field, value).
- * Returns a new job; free with vq_job_free().  VQ_EINVAL on a malformed record. */
+ * Returns a new job; free with vq_job_free().  VQ_EINVAL on a malformed record.
+ * The id comes from an "id" field when the array has one. */
 int vq_job_from_reply(const redisReply *r, vq_job **out, vq_error *err);
 
-/* The job object of SPEC §4.  New reference. */
+/* Same for a record that does not hold its own id (the queue's job hashes do
+ * not, to keep each queued job small; docs/queue.md lists the short field
+ * names): id is copied into the job.  Returns a new job; free with vq_job_free(). */
+int vq_job_from_fields(const char *id, const redisReply *r, vq_job **out, vq_error *err);
+
+/* The job object of SPEC §4 (next_attempt only while retrying).  New reference. */
 json_t *vq_job_json(const vq_job *j);
 
 /* RFC 3339 UTC with milliseconds ("2026-11-25T09:35:26.123Z") of ms since the epoch. */

@@ -23,12 +23,19 @@ typedef struct vq_queue_config {
 } vq_queue_config;
 
 /* Defaults, overridden by VOLQ_LEASE_MS, VOLQ_MAX_ATTEMPTS, VOLQ_MAX_CRASHES,
- * VOLQ_BACKOFF_MS, VOLQ_BACKOFF_MAX_MS, VOLQ_KEEP_FINISHED_S, VOLQ_KEEP_FINISHED_MAX. */
+ * VOLQ_BACKOFF_MS, VOLQ_BACKOFF_MAX_MS, VOLQ_KEEP_FINISHED_S, VOLQ_KEEP_FINISHED_MAX,
+ * VOLQ_EVENTS_MAX (positive integers; a bad value is logged and ignored). */
 void vq_queue_config_default(vq_queue_config *c);
+
+/* The delay before retry number `attempt` (1 = after the first failed attempt):
+ * backoff_base_ms * 2^(attempt-1), capped at backoff_max_ms, then jittered by
+ * ±20% with u in [0, 1] (0.5: no jitter). */
+int vq_queue_backoff_ms(const vq_queue_config *c, int attempt, double u);
 
 typedef struct vq_queue {
     vq_redis *r;             /* owned */
     vq_queue_config cfg;
+    unsigned seed;           /* rand_r state for the backoff jitter */
 } vq_queue;
 
 /* Takes ownership of r, even on failure.  Returns a new queue; free with vq_queue_free(). */
@@ -63,7 +70,12 @@ typedef struct vq_accept_res {
 } vq_accept_res;
 
 /* Accepts n jobs in one script call (bulk upgrade: one Redis step).  res[i]
- * answers reqs[i].  Fails as a whole only when Redis fails (VQ_EREDIS). */
+ * answers reqs[i].  Fails as a whole only when Redis fails (VQ_EREDIS), or with
+ * VQ_EINVAL, nothing recorded, when a request is malformed (unknown kind, an id
+ * that is not a UUID, create-volume without volume_id, an idem_key longer than
+ * 200 bytes).  Two round trips: the lock holders and keys are read first, then
+ * one script checks them again and does the rest atomically.  Idempotency
+ * keys last 24 hours. */
 int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
                     vq_error *err);
 
@@ -72,13 +84,16 @@ int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_
 /* Registers (or refreshes) worker id ("host:pid") with its current job ("" when
  * idle); the record expires after 3 leases without a refresh. */
 int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq_error *err);
-/* Removes the worker's record (clean exit). */
+/* Removes the worker's record (clean exit); a job still in its in-flight list
+ * is put back first, as vq_queue_requeue_worker() does. */
 int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err);
 
 /* Waits up to block_ms for a queued job, moves it into the worker's in-flight
  * record and starts its attempt (state running, attempts+1, a new fencing token,
  * a lease, "Started to amend ..." on an amend's first attempt).  *out is NULL
- * when nothing came (not an error).  Returns a new job; free with vq_job_free(). */
+ * when nothing came (not an error).  Returns a new job; free with vq_job_free().
+ * Also refreshes the worker's registration.  block_ms 0 does not wait; keep it
+ * well below 3 leases (the registration's lifetime).  Two round trips. */
 int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, vq_error *err);
 
 /* Extends the lease of the running attempt (and its disk lock).  VQ_ESTALE when
@@ -100,6 +115,15 @@ typedef enum vq_outcome {
 int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reason,
                     vq_job_state *final_state, vq_error *err);
 
+/* vq_queue_finish() of prev and vq_queue_fetch() of the next job for the same
+ * worker (prev->worker) in one pipeline: two round trips per job in all.  The
+ * return code and *final_state are the finish's; *next is fetched even when the
+ * finish was fenced (VQ_ESTALE), and is NULL (with the error) only when the
+ * fetch itself failed.  Returns a new job in *next; free with vq_job_free(). */
+int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, int block_ms, vq_job **next,
+                          vq_error *err);
+
 /* The worker is dead (its parent saw it die, or its lease ran out): put its
  * in-flight job back in the queue at the front, counting a crash; a job whose
  * worker died max_crashes times fails ("worker died N times during this job").
@@ -111,20 +135,27 @@ int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *e
 /* Returns a new job (free with vq_job_free()); VQ_ENOENT when unknown. */
 int vq_queue_get(vq_queue *q, const char *job_id, vq_job **out, vq_error *err);
 
-/* Jobs newest first, all states or one (state < 0 for all), at most limit.
- * Returns a new JSON array of job objects. */
+/* Jobs newest first (by created), all states or one (state < 0 for all), at
+ * most limit (capped at VQ_QUEUE_LIST_MAX).  Reads only the first `limit`
+ * entries of each state's index, never every job.  Returns a new JSON array of
+ * job objects. */
+#define VQ_QUEUE_LIST_MAX 10000
 int vq_queue_list(vq_queue *q, int state, size_t limit, json_t **out, vq_error *err);
 
 /* failed -> queued, attempts reset, taking the disk lock again.  VQ_ESTATE when
  * the job is not failed; VQ_ELOCKED (holder in err) when its disk is taken. */
 int vq_queue_retry(vq_queue *q, const char *job_id, vq_error *err);
-/* Every failed job (newest end first); counts of retried and of those left. */
+/* Every failed job (newest first, in batches); counts of retried and of those
+ * left failed because their disk is locked by another job. */
 int vq_queue_retry_failed(vq_queue *q, size_t *retried, size_t *left, vq_error *err);
 
-/* queued|retrying -> cancelled, lock released, event.  VQ_ESTATE otherwise. */
+/* queued|retrying -> cancelled, lock released, and the failure event with
+ * reason "cancelled by the administrator".  VQ_ESTATE otherwise (a running job
+ * cannot be cancelled), VQ_ENOENT when unknown. */
 int vq_queue_cancel(vq_queue *q, const char *job_id, vq_error *err);
 
-/* Lock holders of n disks in one round trip: holders[i] gets the job id or "". */
+/* Lock holders of n disks: holders[i] gets the live job that holds disk i, or
+ * "" (a lock whose job is missing or ended is free).  Two round trips. */
 int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
                           char (*holders)[VQ_UUID_SIZE], vq_error *err);
 
@@ -147,11 +178,13 @@ int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err);
 /* ---- audit events ----------------------------------------------------- */
 
 /* Events after since (a stream id "ms-seq", an RFC 3339 time, or NULL for the
- * oldest kept), at most count, waiting up to block_ms (0: no wait) when there
- * are none yet.  *out gets a new JSON array of event objects, each with an "id"
+ * oldest kept), at most count (0: VQ_QUEUE_EVENTS_MAX), waiting up to block_ms
+ * (0: no wait) when there are none yet.  A stream id is exclusive (the events
+ * after it); a time is inclusive (the events at or after it).  *out gets a new JSON array of event objects, each with an "id"
  * added (the stream id, to pass back as since); last_id gets the last id or is
  * left as it was. */
 int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
                     char last_id[64], vq_error *err);
+#define VQ_QUEUE_EVENTS_MAX 1000
 
 #endif

@@ -1,0 +1,120 @@
+/* The audit log: a capped Stream, one field "e" per entry with the event JSON. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+#include "redis_int.h"
+
+/* Where to read from: XRANGE's start (inclusive, or "(" exclusive) and the id
+ * XREAD waits after. */
+typedef struct cursor {
+    char range_start[64];
+    char read_after[64];
+} cursor;
+
+/* "ms" or "ms-seq", digits only. */
+static int is_stream_id(const char *s)
+{
+    const char *p = s;
+    size_t n = 0;
+    while (isdigit((unsigned char)*p)) p++, n++;
+    if (n == 0 || n > 20) return 0;
+    if (!*p) return 1;
+    if (*p++ != '-') return 0;
+    n = 0;
+    while (isdigit((unsigned char)*p)) p++, n++;
+    return n > 0 && n <= 20 && !*p;
+}
+
+static int make_cursor(const char *since, cursor *c, vq_error *err)
+{
+    int64_t ms;
+    if (!since || !*since) {
+        snprintf(c->range_start, sizeof c->range_start, "-");
+        snprintf(c->read_after, sizeof c->read_after, "0-0");
+    } else if (is_stream_id(since)) {
+        const char *seq = strchr(since, '-') ? "" : "-0";
+        snprintf(c->range_start, sizeof c->range_start, "(%s%s", since, seq);
+        snprintf(c->read_after, sizeof c->read_after, "%s%s", since, seq);
+    } else if (vq_time_parse(since, &ms) == 0) {
+        if (ms < 0) ms = 0;
+        snprintf(c->range_start, sizeof c->range_start, "%lld-0", (long long)ms);
+        /* The last possible id of the millisecond before: XREAD is exclusive. */
+        if (ms > 0)
+            snprintf(c->read_after, sizeof c->read_after, "%lld-18446744073709551615", (long long)ms - 1);
+        else
+            snprintf(c->read_after, sizeof c->read_after, "0-0");
+    } else {
+        return vq_error_set(err, VQ_EINVAL, "events: since %.64s is neither an event id nor an "
+                            "RFC 3339 time", since);
+    }
+    return 0;
+}
+
+/* Appends the entries of an XRANGE-shaped array ([id, [field, value]]...). */
+static int add_entries(const redisReply *entries, json_t *out, char last_id[64])
+{
+    for (size_t i = 0; entries && i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        const char *id = vq_reply_str_(e, 0);
+        const redisReply *fv = e->elements > 1 ? e->element[1] : NULL;
+        json_t *ev = NULL;
+        for (size_t f = 0; fv && f + 1 < fv->elements; f += 2)
+            if (strcmp(vq_reply_str_(fv, f), "e") == 0)
+                ev = json_loadb(fv->element[f + 1]->str, fv->element[f + 1]->len, 0, NULL);
+        if (!json_is_object(ev)) { /* not ours: skipped, but still passed over */
+            json_decref(ev);
+        } else if (json_object_set_new(ev, "id", json_string(id)) != 0 ||
+                   json_array_append_new(out, ev) != 0) {
+            return VQ_ENOMEM;
+        }
+        snprintf(last_id, 64, "%s", id);
+    }
+    return 0;
+}
+
+/* XREAD BLOCK: the entries array of the one stream, or NULL (timeout). */
+static redisReply *wait_for(vq_queue *q, const cursor *c, size_t count, int block_ms,
+                            redisReply **whole, vq_error *err)
+{
+    char n[32], b[32];
+    snprintf(n, sizeof n, "%zu", count);
+    snprintf(b, sizeof b, "%d", block_ms);
+    const char *argv[] = {"XREAD", "COUNT", n, "BLOCK", b, "STREAMS", VQ_K_EVENTS, c->read_after};
+    vq_redis_block_(q->r, block_ms);
+    *whole = vq_redis_argv(q->r, 8, argv, NULL, err);
+    vq_redis_block_(q->r, 0);
+    if (!*whole || (*whole)->type != REDIS_REPLY_ARRAY || (*whole)->elements == 0) return NULL;
+    const redisReply *stream = (*whole)->element[0];
+    return stream->elements > 1 ? stream->element[1] : NULL;
+}
+
+int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
+                    char last_id[64], vq_error *err)
+{
+    *out = NULL;
+    cursor c;
+    int rc = make_cursor(since, &c, err);
+    if (rc) return rc;
+    if (count == 0 || count > VQ_QUEUE_EVENTS_MAX) count = VQ_QUEUE_EVENTS_MAX;
+    char n[32];
+    snprintf(n, sizeof n, "%zu", count);
+    const char *argv[] = {"XRANGE", VQ_K_EVENTS, c.range_start, "+", "COUNT", n};
+    redisReply *rep = vq_redis_argv(q->r, 6, argv, NULL, err), *whole = NULL;
+    if (!rep) return VQ_EREDIS;
+    const redisReply *entries = rep;
+    if (rep->elements == 0 && block_ms > 0) {
+        entries = wait_for(q, &c, count, block_ms, &whole, err);
+        if (!whole) rc = VQ_EREDIS;
+    }
+    json_t *arr = json_array();
+    if (!rc && (!arr || add_entries(entries, arr, last_id) != 0))
+        rc = vq_error_set(err, VQ_ENOMEM, "events: out of memory");
+    freeReplyObject(rep);
+    if (whole) freeReplyObject(whole);
+    if (rc) json_decref(arr);
+    else *out = arr;
+    return rc;
+}

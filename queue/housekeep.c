@@ -1,0 +1,164 @@
+/* Housekeeping: due retries, expired leases, dead workers, retention.  Each
+ * step reads candidate ids, then a script checks each one again and moves
+ * it, so several schedulers may run this at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+#include "volq/log.h"
+
+/* Batches per step and call: bounded work per tick; the next tick goes on. */
+#define ROUNDS 20
+
+/* Members of a zset with score <= max, at most VQ_BATCH. */
+static int due_members(vq_queue *q, const char *key, int64_t max, vq_strv *out, vq_error *err)
+{
+    redisReply *rep = vq_redis_cmd(q->r, err, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", key,
+                                   (long long)max, VQ_BATCH);
+    if (!rep) return VQ_EREDIS;
+    for (size_t i = 0; i < rep->elements; i++) vq_strv_add_(out, vq_reply_str_(rep, i));
+    freeReplyObject(rep);
+    return out->oom ? vq_error_set(err, VQ_ENOMEM, "housekeep: out of memory") : 0;
+}
+
+/* Runs a script whose keys are the jobs of ids and whose args are pre + ids. */
+static int run_on_jobs(vq_queue *q, const char *script, const vq_strv *pre, const vq_strv *ids,
+                       long long *n, vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    for (size_t i = 0; pre && i < pre->n; i++) vq_strv_add_(&a, pre->v[i]);
+    for (size_t i = 0; i < ids->n; i++) {
+        vq_strv_addf_(&k, "%s%s", VQ_K_JOB, ids->v[i]);
+        vq_strv_add_(&a, ids->v[i]);
+    }
+    redisReply *rep = vq_queue_run_(q, script, &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    *n = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* Retries whose next_attempt has come -> queued.  *full: a whole batch. */
+static int promote(vq_queue *q, int64_t now, size_t *moved, int *full, vq_error *err)
+{
+    vq_strv ids = {0};
+    int rc = due_members(q, VQ_K_DUE, now, &ids, err);
+    long long n = 0;
+    if (!rc && ids.n) rc = run_on_jobs(q, "promote.lua", NULL, &ids, &n, err);
+    *moved += (size_t)n;
+    *full = ids.n == VQ_BATCH;
+    vq_strv_free_(&ids);
+    return rc;
+}
+
+/* The worker ("w") of each job, "" when unknown, in one pipeline. */
+static int workers_of(vq_queue *q, const vq_strv *ids, vq_strv *ws, vq_error *err)
+{
+    vq_job **jobs = calloc(ids->n + 1, sizeof *jobs);
+    if (!jobs) return vq_error_set(err, VQ_ENOMEM, "housekeep: out of memory");
+    int rc = vq_queue_get_many_(q, ids->v, ids->n, jobs, err);
+    for (size_t i = 0; i < ids->n; i++) {
+        vq_strv_add_(ws, jobs[i] ? jobs[i]->worker : "");
+        vq_job_free(jobs[i]);
+    }
+    free(jobs);
+    return rc;
+}
+
+/* Running jobs whose lease ran out (a lost host, a paused worker) -> requeued. */
+static int expire_leases(vq_queue *q, int64_t now, size_t *moved, int *full, vq_error *err)
+{
+    vq_strv ids = {0}, ws = {0};
+    int rc = due_members(q, VQ_K_RUNNING, now, &ids, err);
+    if (!rc && ids.n) rc = workers_of(q, &ids, &ws, err);
+    if (!rc && ids.n) {
+        size_t before = *moved;
+        rc = vq_queue_requeue_(q, "lease", "0", ids.v, ws.v, ids.n, NULL, 0, moved, moved, err);
+        if (*moved > before) vq_log(VQ_LOG_NOTICE, "housekeep: %zu jobs requeued after their lease expired", *moved - before);
+    }
+    *full = ids.n == VQ_BATCH;
+    vq_strv_free_(&ids);
+    vq_strv_free_(&ws);
+    return rc;
+}
+
+/* In-flight jobs of workers not heard of for 3 leases -> requeued; their
+ * registrations dropped. */
+static int reap_workers(vq_queue *q, int64_t now, size_t *moved, int *full, vq_error *err)
+{
+    int64_t cutoff = now - 3LL * q->cfg.lease_ms;
+    vq_strv dead = {0}, ids = {0}, ws = {0};
+    int rc = due_members(q, VQ_K_WORKERS, cutoff, &dead, err);
+    for (size_t i = 0; !rc && i < dead.n; i++) {
+        redisReply *rep = vq_redis_cmd(q->r, err, "LRANGE %s%s 0 -1", VQ_K_PROC, dead.v[i]);
+        if (!rep) rc = VQ_EREDIS;
+        for (size_t e = 0; rep && e < rep->elements; e++) {
+            vq_strv_add_(&ids, vq_reply_str_(rep, e));
+            vq_strv_add_(&ws, dead.v[i]);
+        }
+        if (rep) freeReplyObject(rep);
+    }
+    char c[32];
+    snprintf(c, sizeof c, "%lld", (long long)cutoff);
+    if (!rc && dead.n)
+        rc = vq_queue_requeue_(q, "worker", c, ids.v, ws.v, ids.n, dead.v, dead.n, moved, moved, err);
+    if (!rc && dead.n) vq_log(VQ_LOG_NOTICE, "housekeep: %zu silent workers dropped, %zu of their jobs put back", dead.n, ids.n);
+    *full = dead.n == VQ_BATCH;
+    vq_strv_free_(&dead);
+    vq_strv_free_(&ids);
+    vq_strv_free_(&ws);
+    return rc;
+}
+
+/* Ended jobs past retention (older than keep_finished_s, or beyond
+ * keep_finished_max) are deleted, oldest first. */
+static int trim(vq_queue *q, int64_t now, int *full, vq_error *err)
+{
+    int64_t cutoff = now - 1000LL * q->cfg.keep_finished_s;
+    vq_strv ids = {0}, pre = {0};
+    int rc = due_members(q, VQ_K_ENDED, cutoff, &ids, err);
+    redisReply *card = rc ? NULL : vq_redis_cmd(q->r, err, "ZCARD %s", VQ_K_ENDED);
+    long long over = card ? card->integer - q->cfg.keep_finished_max : 0;
+    if (card) freeReplyObject(card);
+    if (!rc && !card) rc = VQ_EREDIS;
+    if (!rc && over > 0 && ids.n < VQ_BATCH) {
+        redisReply *rep = vq_redis_cmd(q->r, err, "ZRANGE %s 0 %lld", VQ_K_ENDED,
+                                       (over < VQ_BATCH ? over : VQ_BATCH) - 1);
+        for (size_t i = 0; rep && i < rep->elements; i++) vq_strv_add_(&ids, vq_reply_str_(rep, i));
+        if (rep) freeReplyObject(rep);
+        vq_strv_sort_unique_(&ids);
+    }
+    vq_strv_addf_(&pre, "%lld", (long long)cutoff);
+    vq_strv_addf_(&pre, "%d", q->cfg.keep_finished_max);
+    long long n = 0;
+    if (!rc && ids.n) rc = run_on_jobs(q, "trim.lua", &pre, &ids, &n, err);
+    *full = n > 0 && ids.n >= VQ_BATCH;
+    vq_strv_free_(&ids);
+    vq_strv_free_(&pre);
+    return rc;
+}
+
+typedef int (*step_fn)(vq_queue *q, int64_t now, size_t *moved, int *full, vq_error *err);
+
+static int trim_step(vq_queue *q, int64_t now, size_t *moved, int *full, vq_error *err)
+{
+    (void)moved; /* deleted, not moved */
+    return trim(q, now, full, err);
+}
+
+int vq_queue_housekeep(vq_queue *q, size_t *moved, vq_error *err)
+{
+    static const step_fn steps[] = {promote, expire_leases, reap_workers, trim_step};
+    size_t n = 0;
+    int64_t now;
+    int rc = vq_queue_redis_now_(q, &now, err);
+    for (size_t s = 0; !rc && s < sizeof steps / sizeof steps[0]; s++) {
+        int full = 1;
+        for (int round = 0; !rc && full && round < ROUNDS; round++) rc = steps[s](q, now, &n, &full, err);
+    }
+    if (moved) *moved = n;
+    return rc;
+}

@@ -1,0 +1,30 @@
+-- finish.lua: ends an attempt, fenced by its token.  success: succeeded, lock
+-- released, success event.  refused: failed (never retried).  retry: retrying
+-- until next_attempt (now + delay) in DUE with the lock kept, or failed once
+-- attempts reach max_attempts.  Each failed attempt appends its line to "e".
+-- The worker leaves the job's in-flight list and is registered idle.
+-- KEYS: common, job key, the worker's in-flight list
+-- ARGV: common, id, token, outcome ('success'|'refused'|'retry'), reason, delay_ms
+-- Returns {'ok', final state} or {'stale'} (nothing written).
+local jk, proc = KEYS[NK + 1], KEYS[NK + 2]
+local id, token, outcome = ARGV[NA + 1], ARGV[NA + 2], ARGV[NA + 3]
+local reason, delay = ARGV[NA + 4], tonumber(ARGV[NA + 5])
+local j = job_get(jk)
+if not j or j.s ~= 'running' or j.tk ~= token then return {'stale'} end
+local now = now_ms()
+redis.call('LREM', proc, 0, id)
+beat(j.w, '', now)
+if outcome == 'success' then
+  finish_job(jk, id, j, 'succeeded', nil, now)
+  return {'ok', 'succeeded'}
+end
+add_error(jk, j, reason)
+if outcome == 'refused' or (tonumber(j.a) or 0) >= (tonumber(j.ma) or 1) then
+  finish_job(jk, id, j, 'failed', reason, now)
+  return {'ok', 'failed'}
+end
+local at = now + delay
+redis.call('HSET', jk, 's', 'retrying', 'n', int(at), 'u', int(now))
+redis.call('ZREM', RUN, id)
+redis.call('ZADD', DUE, at, id)
+return {'ok', 'retrying'}

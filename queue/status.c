@@ -1,0 +1,120 @@
+/* The status object: counts from index sizes, never a scan of the jobs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+
+/* Replies of the first pipeline, in this order. */
+enum { R_TIME, R_QUEUED, R_RUNNING, R_RETRYING, R_SUCCEEDED, R_FAILED, R_CANCELLED, R_HEAD,
+       R_WORKERS, R_WJOB, R_N };
+
+static const char *const first_cmds[R_N][5] = {
+    {"TIME"},
+    {"LLEN", VQ_K_QUEUE},
+    {"ZCARD", VQ_K_RUNNING},
+    {"ZCARD", VQ_K_DUE},
+    {"ZCARD", VQ_K_ST_SUCCEEDED},
+    {"ZCARD", VQ_K_ST_FAILED},
+    {"ZCARD", VQ_K_ST_CANCELLED},
+    {"LINDEX", VQ_K_QUEUE, "-1"}, /* the next job to run: the one waiting longest */
+    {"ZRANGE", VQ_K_WORKERS, "0", "-1", "WITHSCORES"},
+    {"HGETALL", VQ_K_WJOB},
+};
+
+/* Sends cmds and reads every reply into reps (NULL for a failed one). */
+static int pipeline(vq_queue *q, const char *const (*cmds)[5], int n, redisReply **reps,
+                    vq_error *err)
+{
+    int sent = 0, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int argc = 0;
+        while (argc < 5 && cmds[i][argc]) argc++;
+        if (!(rc = vq_redis_append_argv(q->r, argc, (const char **)cmds[i], NULL, err))) sent++;
+    }
+    for (int i = 0; i < n; i++) {
+        reps[i] = i < sent ? vq_redis_get_reply(q->r, err) : NULL;
+        if (!reps[i]) rc = rc ? rc : VQ_EREDIS;
+    }
+    return rc;
+}
+
+static json_t *job_counts(redisReply **reps)
+{
+    json_t *o = json_object();
+    for (int s = 0; o && s < VQ_JOB_NSTATES; s++)
+        json_object_set_new(o, vq_job_state_name((vq_job_state)s),
+                            json_integer(reps[R_QUEUED + s]->integer));
+    return o;
+}
+
+/* The current job of worker w from the WJOB hash reply, or NULL. */
+static const char *job_of(const redisReply *wjob, const char *w)
+{
+    for (size_t i = 0; i + 1 < wjob->elements; i += 2)
+        if (strcmp(vq_reply_str_(wjob, i), w) == 0) {
+            const char *j = vq_reply_str_(wjob, i + 1);
+            return *j ? j : NULL;
+        }
+    return NULL;
+}
+
+/* Workers whose last beat is within 3 leases: {host, pid, job_id}. */
+static json_t *live_workers(const vq_queue *q, redisReply **reps, int64_t now)
+{
+    json_t *arr = json_array();
+    const redisReply *z = reps[R_WORKERS];
+    for (size_t i = 0; arr && i + 1 < z->elements; i += 2) {
+        const char *w = vq_reply_str_(z, i);
+        if (strtoll(vq_reply_str_(z, i + 1), NULL, 10) < now - 3LL * q->cfg.lease_ms) continue;
+        const char *colon = strrchr(w, ':');
+        size_t hlen = colon ? (size_t)(colon - w) : strlen(w);
+        const char *job = job_of(reps[R_WJOB], w);
+        json_array_append_new(arr, json_pack("{s:s%, s:i, s:o}", "host", w, hlen, "pid",
+                                             colon ? atoi(colon + 1) : 0, "job_id",
+                                             job ? json_string(job) : json_null()));
+    }
+    return arr;
+}
+
+/* jobs ended in the last minute, and when the head of the queue was queued. */
+static int second_round(vq_queue *q, int64_t now, const char *head, long long *per_min,
+                        int64_t *head_since, vq_error *err)
+{
+    char from[32], key[VQ_KEY_MAX];
+    snprintf(from, sizeof from, "%lld", (long long)(now - 60000));
+    snprintf(key, sizeof key, "%s%s", VQ_K_JOB, head);
+    const char *const cmds[2][5] = {{"ZCOUNT", VQ_K_ENDED, from, "+inf"}, {"HGET", key, "u"}};
+    redisReply *reps[2] = {0};
+    int rc = pipeline(q, cmds, *head ? 2 : 1, reps, err);
+    *per_min = reps[0] ? reps[0]->integer : 0;
+    *head_since = reps[1] && reps[1]->type == REDIS_REPLY_STRING ? strtoll(reps[1]->str, NULL, 10) : now;
+    for (int i = 0; i < 2; i++)
+        if (reps[i]) freeReplyObject(reps[i]);
+    return rc;
+}
+
+int vq_queue_status(vq_queue *q, json_t **out, vq_error *err)
+{
+    *out = NULL;
+    redisReply *reps[R_N] = {0};
+    int rc = pipeline(q, first_cmds, R_N, reps, err);
+    long long per_min = 0;
+    int64_t now = 0, since = 0;
+    if (!rc) {
+        now = strtoll(vq_reply_str_(reps[R_TIME], 0), NULL, 10) * 1000 +
+              strtoll(vq_reply_str_(reps[R_TIME], 1), NULL, 10) / 1000;
+        const char *head = reps[R_HEAD]->type == REDIS_REPLY_STRING ? reps[R_HEAD]->str : "";
+        rc = second_round(q, now, head, &per_min, &since, err);
+    }
+    if (!rc) {
+        *out = json_pack("{s:o, s:o, s:I, s:I, s:s}", "jobs", job_counts(reps), "workers",
+                         live_workers(q, reps, now), "oldest_waiting_s",
+                         (json_int_t)(now > since ? (now - since) / 1000 : 0), "jobs_per_min",
+                         (json_int_t)per_min, "redis", "up");
+        if (!*out) rc = vq_error_set(err, VQ_ENOMEM, "status: out of memory");
+    }
+    for (int i = 0; i < R_N; i++)
+        if (reps[i]) freeReplyObject(reps[i]);
+    return rc;
+}

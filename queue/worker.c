@@ -1,0 +1,309 @@
+/* The worker side: registration, reliable fetch (BLMOVE into the worker's own
+ * in-flight list, then start.lua), fenced heartbeat/progress/finish, and the
+ * requeue of a dead worker's jobs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+#include "redis_int.h"
+
+/* Skipped (cancelled) jobs a single fetch may pass over before giving up. */
+#define FETCH_ROUNDS 64
+/* A failure line is one line; 512 bytes keep qemu-img's message readable. */
+#define REASON_MAX 512
+/* "Forever" for requeue's liveness cutoff: the caller knows the worker is dead. */
+#define CUTOFF_DEAD "9000000000000000"
+
+/* ---- registration ------------------------------------------------------ */
+
+int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq_error *err)
+{
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc) return rc;
+    vq_strv a = {0};
+    vq_strv_add_(&a, worker);
+    vq_strv_add_(&a, job_id ? job_id : "");
+    redisReply *rep = vq_queue_run_(q, "beat.lua", NULL, &a, err);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int vq_queue_requeue_(vq_queue *q, const char *mode, const char *cutoff, char **ids,
+                      char **workers, size_t n, char **drop, size_t ndrop, size_t *requeued,
+                      size_t *failed, vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    vq_strv_add_(&a, mode);
+    vq_strv_add_(&a, cutoff);
+    vq_strv_addf_(&a, "%zu", n);
+    for (size_t i = 0; i < n; i++) {
+        vq_strv_addf_(&k, "%s%s", VQ_K_JOB, ids[i]);
+        vq_strv_addf_(&k, "%s%s", VQ_K_PROC, workers[i]);
+        vq_strv_add_(&a, ids[i]);
+        vq_strv_add_(&a, workers[i]);
+    }
+    for (size_t i = 0; i < ndrop; i++) {
+        vq_strv_addf_(&k, "%s%s", VQ_K_PROC, drop[i]);
+        vq_strv_add_(&a, drop[i]);
+    }
+    redisReply *rep = vq_queue_run_(q, "requeue.lua", &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+    if (ok && requeued) *requeued += (size_t)rep->element[0]->integer;
+    if (ok && failed) *failed += (size_t)rep->element[1]->integer;
+    freeReplyObject(rep);
+    return ok ? 0 : vq_error_set(err, VQ_EREDIS, "requeue.lua: unexpected reply");
+}
+
+/* The ids in a worker's in-flight list (a new vector). */
+static int read_proc(vq_queue *q, const char *worker, vq_strv *ids, vq_error *err)
+{
+    char key[VQ_KEY_MAX];
+    int rc = vq_queue_key_(key, sizeof key, VQ_K_PROC, worker, err);
+    if (rc) return rc;
+    const char *argv[] = {"LRANGE", key, "0", "-1"};
+    redisReply *rep = vq_redis_argv(q->r, 4, argv, NULL, err);
+    if (!rep) return VQ_EREDIS;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+        vq_strv_add_(ids, vq_reply_str_(rep, i));
+    freeReplyObject(rep);
+    return ids->oom ? vq_error_set(err, VQ_ENOMEM, "queue: out of memory") : 0;
+}
+
+int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *err)
+{
+    if (n) *n = 0;
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc) return rc;
+    vq_strv ids = {0}, ws = {0};
+    if ((rc = read_proc(q, worker, &ids, err))) goto out_free;
+    for (size_t i = 0; i < ids.n; i++) vq_strv_add_(&ws, worker);
+    size_t requeued = 0;
+    char *drop[] = {(char *)worker};
+    rc = vq_queue_requeue_(q, "worker", CUTOFF_DEAD, ids.v, ws.v, ids.n, drop, 1, &requeued,
+                           NULL, err);
+    if (!rc && n) *n = (int)requeued;
+out_free:
+    vq_strv_free_(&ids);
+    vq_strv_free_(&ws);
+    return rc;
+}
+
+int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err)
+{
+    return vq_queue_requeue_worker(q, worker, NULL, err);
+}
+
+/* ---- fetch --------------------------------------------------------------- */
+
+/* A script sent in the same pipeline as the first move of a fetch. */
+typedef struct head {
+    const char *script;
+    vq_strv keys, args;
+    redisReply *reply;   /* its answer, or NULL with err set */
+    vq_error err;
+} head;
+
+static int append_move(vq_queue *q, const char *proc, int block_ms, vq_error *err)
+{
+    char secs[32];
+    snprintf(secs, sizeof secs, "%d.%03d", block_ms / 1000, block_ms % 1000);
+    const char *argv[] = {block_ms > 0 ? "BLMOVE" : "LMOVE", VQ_K_QUEUE, proc, "RIGHT", "LEFT",
+                          secs};
+    return vq_redis_append_argv(q->r, block_ms > 0 ? 6 : 5, argv, NULL, err);
+}
+
+/* [head,] move: the id moved into the worker's list, "" when none came. */
+static int move(vq_queue *q, const char *proc, int block_ms, head *h, char id[VQ_UUID_SIZE],
+                vq_error *err)
+{
+    id[0] = '\0';
+    int rc = h ? vq_queue_append_(q, h->script, &h->keys, &h->args, &h->err) : 0;
+    if (rc) return vq_error_set(err, rc, "%s", h->err.text);
+    rc = append_move(q, proc, block_ms, err);
+    vq_redis_block_(q->r, block_ms);
+    if (h) h->reply = vq_redis_get_reply(q->r, &h->err);
+    redisReply *rep = rc ? NULL : vq_redis_get_reply(q->r, err);
+    vq_redis_block_(q->r, 0);
+    if (!rep) return rc ? rc : VQ_EREDIS;
+    if (rep->type == REDIS_REPLY_STRING) snprintf(id, VQ_UUID_SIZE, "%s", rep->str);
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* start.lua on a moved id: *out is the started job, or NULL when it was skipped. */
+static int start_one(vq_queue *q, const char *worker, const char *proc, const char *id,
+                     vq_job **out, vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    vq_strv_addf_(&k, "%s%s", VQ_K_JOB, id);
+    vq_strv_add_(&k, proc);
+    vq_strv_add_(&a, id);
+    vq_strv_add_(&a, worker);
+    redisReply *rep = vq_queue_run_(q, "start.lua", &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    int rc = 0;
+    if (strcmp(vq_reply_str_(rep, 0), "ok") == 0) rc = vq_queue_job_of_reply_(id, rep, out, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int fetch_with(vq_queue *q, const char *worker, int block_ms, head *h, vq_job **out,
+                      vq_error *err)
+{
+    *out = NULL;
+    char proc[VQ_KEY_MAX], id[VQ_UUID_SIZE];
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
+    int64_t deadline = vq_now_ms() + (block_ms > 0 ? block_ms : 0);
+    for (int round = 0; round < FETCH_ROUNDS; round++) {
+        int64_t left = deadline - vq_now_ms();
+        rc = move(q, proc, left > 0 ? (int)left : 0, round == 0 ? h : NULL, id, err);
+        if (rc || !id[0]) return rc;
+        rc = start_one(q, worker, proc, id, out, err);
+        if (rc || *out) return rc;
+    }
+    return 0;
+}
+
+int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, vq_error *err)
+{
+    head h = {.script = "beat.lua"};
+    vq_strv_add_(&h.args, worker ? worker : "");
+    vq_strv_add_(&h.args, "");
+    int rc = fetch_with(q, worker, block_ms, &h, out, err);
+    if (h.reply) freeReplyObject(h.reply);
+    vq_strv_free_(&h.args);
+    return rc;
+}
+
+/* ---- fenced writes ----------------------------------------------------- */
+
+static int stale(const vq_job *j, vq_error *err)
+{
+    return vq_error_set(err, VQ_ESTALE, "job %s: attempt %llu was fenced (requeued or ended)",
+                        j->id, (unsigned long long)j->token);
+}
+
+/* Runs a fenced script on j (keys: job [, extra]; args: id, token, more...). */
+static int fenced(vq_queue *q, const vq_job *j, const char *script, vq_strv *more,
+                  vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    vq_strv_addf_(&k, "%s%s", VQ_K_JOB, j->id);
+    vq_strv_add_(&a, j->id);
+    vq_strv_addf_(&a, "%llu", (unsigned long long)j->token);
+    for (size_t i = 0; more && i < more->n; i++) vq_strv_addn_(&a, more->v[i], more->len[i]);
+    redisReply *rep = vq_queue_run_(q, script, &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    int rc = strcmp(rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING ? rep->str : "",
+                    "ok") == 0 ? 0 : stale(j, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
+int vq_queue_heartbeat(vq_queue *q, const vq_job *j, vq_error *err)
+{
+    return fenced(q, j, "heartbeat.lua", NULL, err);
+}
+
+int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+{
+    if (done < 0 || total < 0 || done > total)
+        return vq_error_set(err, VQ_EINVAL, "job %s: progress %d of %d", j->id, done, total);
+    vq_strv more = {0};
+    vq_strv_addf_(&more, "%d", done);
+    vq_strv_addf_(&more, "%d", total);
+    int rc = fenced(q, j, "progress.lua", &more, err);
+    vq_strv_free_(&more);
+    return rc;
+}
+
+/* Cuts a reason at REASON_MAX bytes without splitting a UTF-8 sequence. */
+static size_t reason_len(const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= REASON_MAX) return n;
+    n = REASON_MAX;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    return n;
+}
+
+static const char *const outcome_names[] = {"success", "refused", "retry"};
+
+/* finish.lua's keys and args for j (see finish.lua). */
+static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *reason, head *h,
+                       vq_error *err)
+{
+    if ((int)o < 0 || o > VQ_OUT_RETRY)
+        return vq_error_set(err, VQ_EINVAL, "job %s: unknown outcome %d", j->id, (int)o);
+    if (!reason || !*reason) reason = o == VQ_OUT_SUCCESS ? "" : "failed without a reason";
+    h->script = "finish.lua";
+    vq_strv_addf_(&h->keys, "%s%s", VQ_K_JOB, j->id);
+    vq_strv_addf_(&h->keys, "%s%s", VQ_K_PROC, j->worker);
+    vq_strv_add_(&h->args, j->id);
+    vq_strv_addf_(&h->args, "%llu", (unsigned long long)j->token);
+    vq_strv_add_(&h->args, outcome_names[o]);
+    vq_strv_addn_(&h->args, reason, reason_len(reason));
+    double u = (double)rand_r(&q->seed) / RAND_MAX;
+    vq_strv_addf_(&h->args, "%d", vq_queue_backoff_ms(&q->cfg, j->attempts, u));
+    return 0;
+}
+
+/* finish.lua's answer: {'ok', state} or {'stale'}. */
+static int finish_result(const vq_job *j, const redisReply *rep, vq_job_state *final_state,
+                         vq_error *err)
+{
+    if (strcmp(vq_reply_str_(rep, 0), "ok") != 0) return stale(j, err);
+    if (final_state) *final_state = (vq_job_state)vq_job_state_parse(vq_reply_str_(rep, 1));
+    return 0;
+}
+
+static void head_free(head *h)
+{
+    if (h->reply) freeReplyObject(h->reply);
+    vq_strv_free_(&h->keys);
+    vq_strv_free_(&h->args);
+}
+
+int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reason,
+                    vq_job_state *final_state, vq_error *err)
+{
+    head h = {0};
+    int rc = finish_call(q, j, o, reason, &h, err);
+    redisReply *rep = rc ? NULL : vq_queue_run_(q, h.script, &h.keys, &h.args, err);
+    if (!rc) rc = rep ? finish_result(j, rep, final_state, err) : VQ_EREDIS;
+    if (rep) freeReplyObject(rep);
+    head_free(&h);
+    return rc;
+}
+
+int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, int block_ms, vq_job **next,
+                          vq_error *err)
+{
+    *next = NULL;
+    head h = {0};
+    int rc = finish_call(q, prev, o, reason, &h, err);
+    if (rc) goto out_free;
+    vq_error ferr = {0};
+    int frc = fetch_with(q, prev->worker, block_ms, &h, next, &ferr);
+    if (h.reply)
+        rc = finish_result(prev, h.reply, final_state, err);
+    else
+        rc = vq_error_set(err, h.err.code ? h.err.code : frc ? frc : VQ_EREDIS, "%s",
+                          h.err.code ? h.err.text : ferr.text);
+    if (!rc && frc) rc = vq_error_set(err, frc, "%s", ferr.text);
+out_free:
+    head_free(&h);
+    return rc;
+}
