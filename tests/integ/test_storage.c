@@ -172,6 +172,63 @@ static void expect_ok(fx *f, const char *img)
     vq_disk_free(disk);
 }
 
+/* ---- fsutil ---- */
+
+static void test_storage_fs_read_bounds_and_paths(void)
+{
+    int dfd = open(t_dir(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(dfd >= 0);
+    sh("mkdir -p a/b && printf 12345678 > a/b/f && ln -s b a/link && mkfifo a/fifo");
+    char *buf = NULL;
+    size_t len = 0;
+    vq_error e = {0};
+    CHECK_INT(vq_fs_read(dfd, "a/b/f", 8, &buf, &len, &e), 0);
+    CHECK_STR(buf, "12345678");
+    CHECK_INT(len, 8);
+    free(buf);
+    CHECK_INT(vq_fs_read(dfd, "a/b/f", 7, &buf, &len, &e), VQ_EINVAL);
+    CHECK_STR(e.text, "a/b/f is larger than 7 bytes");
+    vq_error_clear(&e);
+    CHECK_INT(vq_fs_read(dfd, "a/link/f", 100, &buf, &len, &e), VQ_EILLEGAL);
+    CHECK_STR(e.text, "a/link/f is a symlink");
+    vq_error_clear(&e);
+    CHECK_INT(vq_fs_read(dfd, "a/../a/b/f", 100, &buf, &len, &e), VQ_EINVAL);
+    CHECK_STR(e.text, "a/../a/b/f: bad path component \"..\"");
+    vq_error_clear(&e);
+    CHECK_INT(vq_fs_read(dfd, "a/fifo", 100, &buf, &len, &e), VQ_EINVAL); /* does not block */
+    CHECK_STR(e.text, "a/fifo is not a regular file");
+    vq_error_clear(&e);
+    CHECK_INT(vq_fs_read(dfd, "a/none", 100, &buf, &len, &e), VQ_ENOENT);
+    CHECK_STR(e.text, "a/none does not exist");
+    close(dfd);
+}
+
+static void test_storage_fs_write_atomic(void)
+{
+    int dfd = open(t_dir(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(dfd >= 0);
+    sh("mkdir -p d/target && touch d/target/x && printf old > d/f");
+    CHECK_INT(vq_fs_write_atomic(dfd, "d/f", "new\n", 4, 0600, NULL), 0);
+    char *now = slurp("d/f", NULL);
+    CHECK_STR(now, "new\n");
+    free(now);
+    struct stat st;
+    REQUIRE(stat("d/f", &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0600);
+    /* rename over a non-empty folder fails: the temp file goes, the folder stays */
+    vq_error e = {0};
+    CHECK_INT(vq_fs_write_atomic(dfd, "d/target", "x", 1, 0600, &e), VQ_EIO);
+    CHECK_CONTAINS(e.text, "cannot rename d/target: ");
+    CHECK(access("d/target/x", F_OK) == 0);
+    DIR *dir = opendir("d");
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(dir)) != NULL) n += de->d_name[0] != '.';
+    closedir(dir);
+    CHECK_INT(n, 2); /* f and target: no temp file left */
+    close(dfd);
+}
+
 /* ---- domains ---- */
 
 static void test_storage_v4_domain_opens_sealed(void)
@@ -860,7 +917,8 @@ static void test_storage_domain_metadata_problems(void)
     teardown(&f);
 }
 
-T_MAIN(T(test_storage_v4_domain_opens_sealed), T(test_storage_domain_list_skips_junk),
+T_MAIN(T(test_storage_fs_read_bounds_and_paths), T(test_storage_fs_write_atomic),
+       T(test_storage_v4_domain_opens_sealed), T(test_storage_domain_list_skips_junk),
        T(test_storage_v3_and_v5_size_keys), T(test_storage_chain_json),
        T(test_storage_mixed_chain), T(test_storage_template_and_thin),
        T(test_storage_thin_old_style_backing), T(test_storage_raw_disk),
