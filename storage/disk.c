@@ -462,7 +462,8 @@ int vq_disk_load(const vq_domain *d, const char *img, vq_disk **out, vq_error *e
     if (!vq_uuid_valid(img))
         return vq_error_set(err, VQ_EINVAL, "disk id \"%.40s\" is not a UUID", img ? img : "");
     loader L = {.d = d, .imgfd = -1};
-    if (!(L.disk = new_disk(d, img))) return vq_error_set(err, VQ_ENOMEM, "disk %s: out of memory", img);
+    if (!(L.disk = new_disk(d, img)))
+        return vq_error_set(err, VQ_ENOMEM, "disk %s: out of memory", img);
     vq_error e = {0};
     int rc = vq_domain_open_image(d, img, &L.imgfd, &e);
     if (rc == VQ_EILLEGAL) {
@@ -529,7 +530,8 @@ int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_do
     if (d->version < 4)
         return vq_error_set(err, VQ_EREFUSED, "domain version %d does not support compat 1.1",
                             d->version);
-    if (disk->status == VQ_STATUS_ILLEGAL) return vq_error_set(err, VQ_EREFUSED, "%s", disk->reason);
+    if (disk->status == VQ_STATUS_ILLEGAL)
+        return vq_error_set(err, VQ_EREFUSED, "%s", disk->reason);
     int rc = check_own_volumes(disk, &ncow, &nv2, err);
     if (rc < 0) return rc;
     if (ncow == 0) return vq_error_set(err, VQ_EREFUSED, "disk has no qcow2 volume of its own");
@@ -604,7 +606,8 @@ json_t *vq_disk_json(const vq_disk *disk, const char *locked_by)
     json_object_set_new(o, "template", json_boolean(disk->is_template));
     json_object_set_new(o, "storage_domain", json_string(disk->domain_id));
     json_object_set_new(o, "locked_by", locked_by ? json_string(locked_by) : json_null());
-    for (size_t i = 0; i < disk->nvols; i++) json_array_append_new(vols, volume_json(&disk->vols[i]));
+    for (size_t i = 0; i < disk->nvols; i++)
+        json_array_append_new(vols, volume_json(&disk->vols[i]));
     json_object_set_new(o, "volumes", vols);
     return o;
 }

@@ -80,7 +80,8 @@ static int parse_line(parse_state *ps, const char *s, size_t n, int ln, vq_error
     if (!key_valid(s, klen)) return vq_error_set(err, VQ_EINVAL, "line %d: bad key", ln);
     if ((ps->flags & VQ_KV_CKSUM) && klen == strlen(CKSUM_KEY) &&
         memcmp(s, CKSUM_KEY, klen) == 0) {
-        if (ps->have_cksum) return vq_error_set(err, VQ_EINVAL, "line %d: second %s", ln, CKSUM_KEY);
+        if (ps->have_cksum)
+            return vq_error_set(err, VQ_EINVAL, "line %d: second %s", ln, CKSUM_KEY);
         if (!hex40(eq + 1, vlen))
             return vq_error_set(err, VQ_EINVAL, "line %d: %s is not 40 hex digits", ln, CKSUM_KEY);
         ps->have_cksum = 1;
@@ -102,7 +103,8 @@ static int parse_lines(parse_state *ps, const char *buf, size_t len, vq_error *e
     for (int ln = 1; pos < len && !ps->saw_eof; ln++) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;
-        if (memchr(buf + pos, '\0', n)) return vq_error_set(err, VQ_EINVAL, "line %d: NUL byte", ln);
+        if (memchr(buf + pos, '\0', n))
+            return vq_error_set(err, VQ_EINVAL, "line %d: NUL byte", ln);
         int rc = parse_line(ps, buf + pos, n, ln, err);
         if (rc < 0) return rc;
         pos += n + 1;

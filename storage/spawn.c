@@ -36,7 +36,8 @@ typedef struct sink {
 typedef struct child {
     const char *name; /* basename of argv[0], for messages */
     pid_t pid;
-    int done;   /* reaped: status is valid, pid must not be waited for again */
+    int done;   /* reaped: pid must not be waited for again */
+    int lost;   /* reaped by someone else (ECHILD): status unknown */
     int status;
     sink out, err;
 } child;
@@ -101,7 +102,8 @@ static int setup_attr(posix_spawnattr_t *at)
     sigemptyset(&none);
     sigfillset(&all);
     if (posix_spawnattr_init(at) != 0) return -1;
-    if (posix_spawnattr_setsigmask(at, &none) != 0 || posix_spawnattr_setsigdefault(at, &all) != 0 ||
+    if (posix_spawnattr_setsigmask(at, &none) != 0 ||
+        posix_spawnattr_setsigdefault(at, &all) != 0 ||
         posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) != 0) {
         posix_spawnattr_destroy(at);
         return -1;
@@ -114,7 +116,8 @@ static int start(child *c, const char *const argv[], const char *cwd, vq_error *
     int po[2], pe[2], rc;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
-    if (make_pipe(po) != 0) return vq_error_set(err, VQ_ESPAWN, "%s: pipe: %s", c->name, strerror(errno));
+    if (make_pipe(po) != 0)
+        return vq_error_set(err, VQ_ESPAWN, "%s: pipe: %s", c->name, strerror(errno));
     if (make_pipe(pe) != 0) {
         rc = vq_error_set(err, VQ_ESPAWN, "%s: pipe: %s", c->name, strerror(errno));
         goto out_close_po;
@@ -152,7 +155,7 @@ static int reaped(child *c, int block)
         pid_t r = waitpid(c->pid, &c->status, block ? 0 : WNOHANG);
         if (r < 0 && errno == EINTR) continue;
         if (r == c->pid) c->done = 1;
-        if (r < 0) c->done = 1, c->status = 0; /* ECHILD: someone reaped it for us */
+        if (r < 0) c->done = c->lost = 1; /* ECHILD: SIGCHLD ignored, or another waitpid(-1) */
         if (!block || c->done) break;
     }
     return c->done;
@@ -243,14 +246,16 @@ static void first_line(const char *s, char *line, size_t size)
 static int report(const child *c, int rc, int timeout_ms, vq_spawn_result *res, vq_error *err)
 {
     char line[200];
-    res->exited = !rc && WIFEXITED(c->status);
+    res->exited = !rc && !c->lost && WIFEXITED(c->status);
     res->code = res->exited ? WEXITSTATUS(c->status) : 0;
-    res->signaled = rc == VQ_ETIMEDOUT || WIFSIGNALED(c->status);
+    res->signaled = rc == VQ_ETIMEDOUT || (!c->lost && WIFSIGNALED(c->status));
     res->sig = rc == VQ_ETIMEDOUT ? SIGKILL : res->signaled ? WTERMSIG(c->status) : 0;
     res->timed_out = rc == VQ_ETIMEDOUT;
     if (rc == VQ_ETIMEDOUT)
         return vq_error_set(err, rc, "%s timed out after %d ms", c->name, timeout_ms);
     if (rc != 0) return rc < 0 ? vq_error_set(err, rc, "%s stopped by its caller", c->name) : rc;
+    if (c->lost)
+        return vq_error_set(err, VQ_ESPAWN, "%s: exit status lost (reaped elsewhere)", c->name);
     if (res->signaled)
         return vq_error_set(err, VQ_ESPAWN, "%s killed by signal %d", c->name, res->sig);
     if (res->code == 0) return 0;

@@ -15,7 +15,7 @@ typedef struct vq_domain {
     int dirfd;        /* O_DIRECTORY fd of the domain folder; every file is opened relative to it */
     int version;      /* VERSION, 0..5; -1 when unreadable */
     enum vq_status status; /* ILLEGAL when the metadata is missing, malformed or its seal is wrong */
-    char reason[256]; /* why illegal, "" when ok; printable ASCII only */
+    char reason[256]; /* why illegal, "" when ok; printable ASCII */
     vq_kv md;         /* dom_md/metadata pairs (owned) */
     int sealed;       /* the file had a _SHA_CKSUM line */
 } vq_domain;

@@ -333,7 +333,8 @@ static void test_storage_chain_json(void)
     CHECK_STR(json_string_value(json_object_get(j, "qcow_version")), "qcow2_v2");
     CHECK_STR(json_string_value(json_object_get(j, "image_id")), disk->vols[0].id);
     CHECK_INT(json_integer_value(json_object_get(j, "provisioned_size")), 1073741824);
-    uint64_t sum = disk->vols[0].actual_size + disk->vols[1].actual_size + disk->vols[2].actual_size;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < 3; i++) sum += disk->vols[i].actual_size;
     CHECK_INT(json_integer_value(json_object_get(j, "actual_size")), sum);
     CHECK_STR(json_string_value(json_object_get(j, "status")), "locked");
     CHECK(json_is_null(json_object_get(j, "reason")));
@@ -475,7 +476,8 @@ static void test_storage_raw_disk(void)
     json_t *j = vq_disk_json(disk, NULL);
     CHECK_STR(json_string_value(json_object_get(j, "format")), "raw");
     CHECK(json_is_null(json_object_get(j, "qcow_version")));
-    CHECK(json_is_null(json_object_get(json_array_get(json_object_get(j, "volumes"), 0), "compat")));
+    json_t *v0 = json_array_get(json_object_get(j, "volumes"), 0);
+    CHECK(json_is_null(json_object_get(v0, "compat")));
     json_decref(j);
     /* A RAW volume with a parent leads nowhere qemu would follow: illegal. */
     sh("sed -i s/PUUID=.*/PUUID=3f2504e0-4f89-11d3-9a0c-0305e82c3301/ %s/%s.meta",

@@ -21,7 +21,8 @@ static void test_meta_parse_v4(void)
 {
     vq_meta m;
     vq_error e = {0};
-    const char *s = V4_HEAD "DESCRIPTION={\"DiskAlias\":\"vm-001_Disk1\",\"DiskDescription\":\"\"}\n" V4_TAIL;
+    const char *s =
+        V4_HEAD "DESCRIPTION={\"DiskAlias\":\"vm-001_Disk1\",\"DiskDescription\":\"\"}\n" V4_TAIL;
     CHECK_INT(parse(s, &m, &e), 0);
     CHECK_INT(m.format, VQ_FORMAT_COW);
     CHECK_INT(m.voltype, VQ_VOLTYPE_LEAF);
@@ -60,7 +61,8 @@ static void test_meta_parse_v5_cap_and_no_gen(void)
 static void test_meta_alias_from_truncated_json(void)
 {
     static const struct { const char *desc, *alias; } v[] = {
-        {"{\"DiskAlias\":\"vm-7_Disk1\",\"DiskDescription\":\"a very long text that was cu", "vm-7_Disk1"},
+        {"{\"DiskAlias\":\"vm-7_Disk1\",\"DiskDescription\":\"a very long text that was cu",
+         "vm-7_Disk1"},
         {"{\"DiskDescription\":\"x\", \"DiskAlias\" : \"second\"", "second"},
         {"{\"DiskAlias\":\"cut in the mid", ""},
         {"{\"DiskAlias\":\"esc \\\"q\\\" \\u00e9\\n\"}", "esc \"q\" \xc3\xa9\n"},
