@@ -87,14 +87,25 @@ static void create(vq_req *r, const vq_domain *d, const vq_disk *disk, const cha
     vq_accept_one_(r, &a);
 }
 
+/* A new volume of an existing disk goes on top of its leaf unless the body
+ * names another parent. */
+static void default_parent(json_t *p, const vq_disk *disk)
+{
+    const vq_volume *leaf = vq_disk_leaf(disk);
+    if (!json_object_get(p, "parent") && leaf)
+        json_object_set_new(p, "parent", json_string(leaf->id));
+}
+
 void vq_api_create_(vq_req *r)
 {
     vq_domain *d = NULL;
     vq_disk *disk = NULL;
     json_t *p = parse_create(r);
     if (p && vq_find_domain_(r, r->arg[0], &d) == 0 &&
-        vq_find_disk_(r, d, r->arg[1], &disk) == 0)
+        vq_find_disk_(r, d, r->arg[1], &disk) == 0) {
+        default_parent(p, disk);
         create(r, d, disk, disk->id, p);
+    }
     json_decref(p);
     vq_disk_free(disk);
     vq_domain_free(d);

@@ -18,9 +18,17 @@ static void count(vq_req *r, int code)
 
 void vq_reply_raw_(vq_req *r, int code, const char *ctype, const void *data, size_t len)
 {
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
     struct evbuffer *buf = evbuffer_new();
+    if (evhttp_request_get_command(r->ev) == EVHTTP_REQ_HEAD) {
+        /* evhttp would send the body after the headers even for HEAD */
+        char n[32];
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(out, "Content-Length", n);
+        len = 0;
+    }
     if (buf && len) evbuffer_add(buf, data, len);
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Content-Type", ctype);
+    evhttp_add_header(out, "Content-Type", ctype);
     count(r, code);
     evhttp_send_reply(r->ev, code, NULL, buf);
     if (buf) evbuffer_free(buf);

@@ -408,7 +408,9 @@
     setText(cell(tr, 'c-qcow'), d.qcow_version || DASH);
     setText(cell(tr, 'c-template'), d.template ? 'yes' : 'no');
     const status = cell(tr, 'c-status');
-    setText(status, d.reason ? d.status + ': ' + d.reason : d.status);
+    const bad = (d.volumes || []).find((v) => v.voltype !== 'SHARED' && v.legality !== 'LEGAL');
+    setText(status, (d.reason ? d.status + ': ' + d.reason : d.status) +
+      (bad ? ' (volume ' + short(bad.id) + ' ' + bad.legality + ')' : ''));
     status.dataset.status = d.status;
     const locked = cell(tr, 'c-locked');
     setText(locked, d.locked_by ? short(d.locked_by) : DASH);

@@ -69,7 +69,7 @@ int t_poll(int (*fn)(void *arg), void *arg, int timeout_ms)
 }
 
 /* A port nobody listens on now (the kernel's pick for port 0). */
-static int free_port(void)
+int t_free_port(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
@@ -117,7 +117,7 @@ int t_stack_start_scheduler(t_stack *s)
 {
     /* The port is free when picked but may be taken before the bind: retry. */
     for (int attempt = 0; attempt < 5; attempt++) {
-        if (!s->port || attempt) s->port = free_port();
+        if (!s->port || attempt) s->port = t_free_port();
         snprintf(s->listen, sizeof s->listen, "127.0.0.1:%d", s->port);
         snprintf(s->api, sizeof s->api, "http://127.0.0.1:%d", s->port);
         const char *argv[] = {NULL, "--redis", s->redis.url, "--domains", s->domains, "--listen",

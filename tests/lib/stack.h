@@ -91,6 +91,9 @@ typedef struct t_cmd {
 int t_volq(const t_stack *s, t_cmd *out, const char *const *env, ...);
 void t_cmd_free(t_cmd *c);
 
+/* A 127.0.0.1 port nobody listens on right now. */
+int t_free_port(void);
+
 /* Polls fn(arg) every 20 ms until it returns non-zero (returned) or
  * timeout_ms passes (0). */
 int t_poll(int (*fn)(void *arg), void *arg, int timeout_ms);

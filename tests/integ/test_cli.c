@@ -1,0 +1,586 @@
+/* The volq command line (SPEC §3) against the real stack: every command,
+ * its exit status (0 success, 1 failed/refused, 2 usage/input, 3 cannot reach
+ * the scheduler or Redis), --json output, configuration precedence. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/stack.h"
+#include "t.h"
+#include "volq/uuid.h"
+
+static t_stack S;
+
+#define NOENV ((const char *const *)NULL)
+#define VOLQ(c, ...) REQUIRE(t_volq(&S, (c), NOENV, __VA_ARGS__, (const char *)NULL) == 0)
+#define VOLQ_ENV(c, env, ...) REQUIRE(t_volq(&S, (c), (env), __VA_ARGS__, (const char *)NULL) == 0)
+
+static const char *mkdomain(const char *args)
+{
+    const char *sd = t_stack_mkdomain(&S, args);
+    REQUIRE(sd);
+    return sd;
+}
+
+/* The id of the disk with that alias, through `volq disks --json`. */
+static const char *disk_id(const char *sd, const char *alias)
+{
+    static char id[64];
+    t_cmd c;
+    json_t *d;
+    size_t i;
+    id[0] = '\0';
+    VOLQ(&c, "--json", "disks", sd);
+    json_array_foreach(c.json, i, d)
+        if (strcmp(json_string_value(json_object_get(d, "alias")), alias) == 0)
+            snprintf(id, sizeof id, "%s", json_string_value(json_object_get(d, "id")));
+    t_cmd_free(&c);
+    REQUIRE(id[0]);
+    return id;
+}
+
+/* Exactly one line on stderr, starting "volq: ". */
+static void check_one_line_error(const t_cmd *c)
+{
+    CHECK(strncmp(c->err, "volq: ", 6) == 0);
+    const char *nl = strchr(c->err, '\n');
+    CHECK(nl && nl[1] == '\0');
+}
+
+/* ---- no scheduler needed ------------------------------------------------ */
+
+static void test_cli_help_version_usage(void)
+{
+    static const char *const cmds[] = {"amend", "create-volume", "upgrade-domain", "disks",
+                                       "disk", "jobs", "job", "retry", "cancel", "status",
+                                       "top", "events", "up"};
+    t_cmd c;
+    VOLQ(&c, "--help");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "upgrade-domain");
+    t_cmd_free(&c);
+    VOLQ(&c, "--version");
+    CHECK_INT(c.status, 0);
+    CHECK(strncmp(c.out, "volq ", 5) == 0);
+    t_cmd_free(&c);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        VOLQ(&c, cmds[i], "--help");
+        CHECK_INT(c.status, 0);
+        CHECK_CONTAINS(c.out, cmds[i]);
+        t_cmd_free(&c);
+    }
+    REQUIRE(t_volq(&S, &c, NOENV, (const char *)NULL) == 0);
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ(&c, "frobnicate");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    t_cmd_free(&c);
+    VOLQ(&c, "jobs", "--bogus");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+}
+
+static void test_cli_input_errors_exit_2_before_sending(void)
+{
+    static const char *const env[] = {"VOLQ_API=http://127.0.0.1:1", NULL}; /* nobody there */
+    const char *sd = "11111111-2222-3333-4444-555555555555";
+    t_cmd c;
+    VOLQ_ENV(&c, env, "amend", "not-a-uuid");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "not a UUID");
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "create-volume", "--domain", sd, "--size", "1000");
+    CHECK_INT(c.status, 2);
+    CHECK_CONTAINS(c.err, "512");
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "create-volume", "--domain", sd, "--size", "0");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "create-volume", "--domain", sd, "--size", "1G", "--format", "vmdk");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "create-volume", "--size", "1G");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "job", "12");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "jobs", "--state", "sleeping");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "jobs", "--limit", "0");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "retry");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "events", "--since", "last tuesday");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "--api", "ftp://x", "status");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
+}
+
+static void test_cli_dead_api_exit_3_one_line(void)
+{
+    static const char *const env[] = {"VOLQ_API=http://127.0.0.1:1", NULL};
+    t_cmd c;
+    VOLQ_ENV(&c, env, "status");
+    CHECK_INT(c.status, 3);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "cannot reach the scheduler at http://127.0.0.1:1");
+    CHECK_CONTAINS(c.err, "volq up");
+    CHECK_STR(c.out, "");
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "--json", "jobs");
+    CHECK_INT(c.status, 3);
+    CHECK_STR(c.out, "");
+    t_cmd_free(&c);
+}
+
+/* ---- against a running scheduler ---------------------------------------- */
+
+static void test_cli_config_precedence(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    static const char *const dead_env[] = {"VOLQ_API=http://127.0.0.1:1", NULL};
+    static const char *const no_env[] = {"VOLQ_API=", NULL};
+    t_cmd c;
+    /* the flag wins over the environment */
+    VOLQ_ENV(&c, dead_env, "--api", S.api, "status");
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, dead_env, "status", "--api", S.api);
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    /* the environment wins over the default */
+    VOLQ(&c, "status");
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    /* and the flag over a live environment */
+    VOLQ(&c, "--api", "http://127.0.0.1:1", "status");
+    CHECK_INT(c.status, 3);
+    t_cmd_free(&c);
+    /* the default */
+    VOLQ_ENV(&c, no_env, "status");
+    if (c.status == 3) CHECK_CONTAINS(c.err, "http://127.0.0.1:8085");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_json_before_or_after(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    t_cmd a, b;
+    VOLQ(&a, "--json", "status");
+    VOLQ(&b, "status", "--json");
+    CHECK_INT(a.status, 0);
+    CHECK_INT(b.status, 0);
+    CHECK(json_is_object(a.json));
+    CHECK(json_is_object(b.json));
+    CHECK(json_is_object(json_object_get(a.json, "jobs")));
+    CHECK_STR(json_string_value(json_object_get(b.json, "redis")), "up");
+    t_cmd_free(&a);
+    t_cmd_free(&b);
+    VOLQ(&a, "status");
+    CHECK_CONTAINS(a.out, "redis");
+    CHECK_CONTAINS(a.out, "queued 0");
+    CHECK(a.json == NULL);
+    t_cmd_free(&a);
+    t_stack_stop(&S);
+}
+
+static void test_cli_disks_and_disk(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 4 --disks 2 --raw 1 --template --data-mib 0");
+    t_cmd c;
+    VOLQ(&c, "disks", sd);
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "ALIAS");
+    CHECK_CONTAINS(c.out, "QCOW_VERSION");
+    CHECK_CONTAINS(c.out, "LOCKED_BY");
+    CHECK_CONTAINS(c.out, "vm-001_Disk1");
+    CHECK_CONTAINS(c.out, "template-001");
+    t_cmd_free(&c);
+    VOLQ(&c, "disks", sd, "--json");
+    CHECK(json_is_array(c.json));
+    CHECK_INT(json_array_size(c.json), 4);
+    t_cmd_free(&c);
+    const char *id = disk_id(sd, "vm-002_Disk1");
+    VOLQ(&c, "--json", "disk", id);
+    CHECK_INT(c.status, 0);
+    CHECK_STR(json_string_value(json_object_get(c.json, "id")), id);
+    CHECK(json_is_array(json_object_get(c.json, "volumes")));
+    t_cmd_free(&c);
+    VOLQ(&c, "disk", id, "--domain", sd);
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "qcow2_v2");
+    CHECK_CONTAINS(c.out, "VOLUME");
+    t_cmd_free(&c);
+    VOLQ(&c, "disk", "11111111-2222-3333-4444-555555555555");
+    CHECK_INT(c.status, 1);
+    check_one_line_error(&c);
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_disk_in_two_domains_exit_2(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    char sd1[64], cmd[2048], id[64];
+    snprintf(sd1, sizeof sd1, "%s", mkdomain("--disks 1 --data-mib 0"));
+    const char *sd2 = mkdomain("--disks 1 --data-mib 0");
+    snprintf(id, sizeof id, "%s", disk_id(sd1, "vm-001_Disk1"));
+    snprintf(cmd, sizeof cmd, "cp -a %s/%s/images/%s %s/%s/images/", S.domains, sd1, id,
+             S.domains, sd2);
+    REQUIRE(system(cmd) == 0);
+    t_cmd c;
+    VOLQ(&c, "amend", id);
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, sd1);
+    CHECK_CONTAINS(c.err, sd2);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", id, "--domain", sd2);
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_amend_locked_and_refused(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char id[64], tmpl[64];
+    snprintf(id, sizeof id, "%s", disk_id(sd, "vm-001_Disk1"));
+    snprintf(tmpl, sizeof tmpl, "%s", disk_id(sd, "template-001"));
+    t_cmd c;
+    VOLQ(&c, "--json", "amend", id);
+    CHECK_INT(c.status, 0);
+    CHECK_STR(json_string_value(json_object_get(c.json, "state")), "queued");
+    char job[64];
+    snprintf(job, sizeof job, "%s", json_string_value(json_object_get(c.json, "id")));
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", id);
+    CHECK_INT(c.status, 1);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, job);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", tmpl, "--wait");
+    CHECK_INT(c.status, 1);
+    CHECK_CONTAINS(c.err, "template");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_jobs_job_cancel_retry(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    t_cmd c;
+    char job[64], refused[64];
+    VOLQ(&c, "--json", "amend", disk_id(sd, "vm-001_Disk1"));
+    snprintf(job, sizeof job, "%s", json_string_value(json_object_get(c.json, "id")));
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", disk_id(sd, "template-001"));
+    CHECK_INT(c.status, 1);
+    t_cmd_free(&c);
+    VOLQ(&c, "jobs", "--json");
+    CHECK_INT(json_array_size(c.json), 2);
+    snprintf(refused, sizeof refused, "%s",
+             json_string_value(json_object_get(json_array_get(c.json, 0), "id")));
+    t_cmd_free(&c);
+    VOLQ(&c, "jobs", "--state", "failed");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, refused);
+    CHECK(strstr(c.out, job) == NULL);
+    t_cmd_free(&c);
+    VOLQ(&c, "job", refused);
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "template");
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "job", job);
+    CHECK_STR(json_string_value(json_object_get(c.json, "id")), job);
+    t_cmd_free(&c);
+    VOLQ(&c, "cancel", job);
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    VOLQ(&c, "cancel", job);
+    CHECK_INT(c.status, 1);
+    check_one_line_error(&c);
+    t_cmd_free(&c);
+    VOLQ(&c, "retry", refused);
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    VOLQ(&c, "job", "11111111-2222-3333-4444-555555555555");
+    CHECK_INT(c.status, 1);
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_events_status_upgrade_create(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 3 --disks 2 --template --data-mib 0");
+    t_cmd c;
+    VOLQ(&c, "upgrade-domain", sd);
+    CHECK_INT(c.status, 1); /* V3 without --to-v4 */
+    CHECK_CONTAINS(c.err, "--to-v4");
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "upgrade-domain", sd, "--to-v4");
+    CHECK_INT(c.status, 0);
+    CHECK_INT(json_array_size(json_object_get(c.json, "jobs")), 2);
+    CHECK_INT(json_array_size(json_object_get(c.json, "skipped")), 1);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", disk_id(sd, "template-001"));
+    t_cmd_free(&c);
+    VOLQ(&c, "events");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, " error Failed to amend template-001.\n");
+    t_cmd_free(&c);
+    VOLQ(&c, "events", "--json", "--since", "2000-01-01T00:00:00Z");
+    CHECK(json_is_array(c.json));
+    CHECK_INT(json_array_size(c.json), 1);
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "create-volume", "--domain", sd, "--size", "1M", "--alias", "scratch");
+    CHECK_INT(c.status, 0);
+    CHECK_STR(json_string_value(json_object_get(c.json, "kind")), "create-volume");
+    CHECK(vq_uuid_valid(json_string_value(json_object_get(c.json, "volume_id"))));
+    t_cmd_free(&c);
+    VOLQ(&c, "status");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "queued 3");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_token(void)
+{
+    S.token = "tok-123";
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
+    static const char *const env[] = {"VOLQ_TOKEN=tok-123", NULL};
+    t_cmd c;
+    VOLQ(&c, "amend", disk_id(sd, "vm-001_Disk1"));
+    CHECK_INT(c.status, 1);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "--token");
+    t_cmd_free(&c);
+    VOLQ(&c, "--token", "tok-123", "amend", disk_id(sd, "vm-001_Disk1"));
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "amend", disk_id(sd, "vm-002_Disk1"));
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_redis_down_exit_3(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    REQUIRE(t_redis_kill9(&S.redis) == 0);
+    t_cmd c;
+    VOLQ(&c, "jobs");
+    CHECK_INT(c.status, 3);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "redis");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+/* ---- end to end with workers -------------------------------------------- */
+
+static void test_cli_e2e_amend_wait_and_upgrade(void)
+{
+    REQUIRE(t_stack_start(&S, T_STACK_WORKERS) == 0);
+    const char *sd = mkdomain("--version 3 --disks 4 --chain 2 --raw 1 --template --thin 1");
+    t_cmd c;
+    VOLQ(&c, "upgrade-domain", sd, "--to-v4", "--wait");
+    CHECK_INT(c.status, 0);
+    const char *last = strrchr(c.out, '\n');
+    while (last && last > c.out && last[-1] != '\n') last--;
+    CHECK_STR(last, "amended 5, skipped 2, failed 0\n");
+    CHECK_CONTAINS(c.out, "skipped");
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "disks", sd);
+    size_t i;
+    json_t *d;
+    json_array_foreach(c.json, i, d)
+        if (!json_is_true(json_object_get(d, "template")) &&
+            strcmp(json_string_value(json_object_get(d, "format")), "cow") == 0)
+            CHECK_STR(json_string_value(json_object_get(d, "qcow_version")), "qcow2_v3");
+    t_cmd_free(&c);
+    /* --wait on single jobs */
+    VOLQ(&c, "create-volume", "--domain", sd, "--size", "1M", "--alias", "fresh", "--wait");
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", disk_id(sd, "vm-001_Disk1"), "--wait");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "succeeded");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+static void test_cli_e2e_upgrade_failures_exit_1(void)
+{
+    /* every qemu-img run fails and there is no second attempt */
+    static const char *const env[] = {"VOLQ_QEMU_IMG=/bin/false", "VOLQ_MAX_ATTEMPTS=1", NULL};
+    S.env = env;
+    REQUIRE(t_stack_start(&S, T_STACK_WORKERS) == 0);
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
+    t_cmd c;
+    VOLQ(&c, "upgrade-domain", sd, "--wait");
+    CHECK_INT(c.status, 1);
+    CHECK_CONTAINS(c.out, "amended 0, skipped 0, failed 2\n");
+    CHECK_CONTAINS(c.out, "failed disk ");
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "upgrade-domain", sd, "--wait"); /* nothing eligible is locked now */
+    CHECK_INT(c.status, 1);
+    CHECK_INT(json_array_size(json_object_get(c.json, "jobs")), 2);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(c.json, "jobs"), 0),
+                                                "state")), "failed");
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
+/* ---- volq up, events --follow ------------------------------------------- */
+
+typedef struct up_run {
+    pid_t pid;
+    char api[64], listen[32], state[512];
+} up_run;
+
+static pid_t spawn_up(up_run *u, const char *log)
+{
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/volq", t_bin_dir());
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        unsetenv("VOLQ_REDIS");
+        execl(bin, bin, "up", "--workers", "1", "--state", u->state, "--domains", S.domains,
+              "--listen", u->listen, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int up_answers(void *arg)
+{
+    up_run *u = arg;
+    t_cmd c;
+    const char *const env[] = {NULL};
+    int ok = t_volq(&S, &c, env, "--api", u->api, "status", (const char *)NULL) == 0 &&
+             c.status == 0 && strstr(c.out, "1 alive");
+    t_cmd_free(&c);
+    return ok;
+}
+
+static int exited(void *arg)
+{
+    up_run *u = arg;
+    int st;
+    if (waitpid(u->pid, &st, WNOHANG) != u->pid) return 0;
+    u->pid = WIFEXITED(st) ? -WEXITSTATUS(st) - 1 : -1000; /* -(status+1) */
+    return 1;
+}
+
+static pid_t redis_pid(const char *state)
+{
+    char path[600];
+    long pid = 0;
+    snprintf(path, sizeof path, "%s/redis.pid", state);
+    FILE *f = fopen(path, "r");
+    if (f && fscanf(f, "%ld", &pid) != 1) pid = 0;
+    if (f) fclose(f);
+    return (pid_t)pid;
+}
+
+static void test_cli_up_runs_the_stack_and_stops_it(void)
+{
+    up_run u;
+    snprintf(S.domains, sizeof S.domains, "%s/domains", t_dir());
+    mkdir(S.domains, 0755);
+    snprintf(u.state, sizeof u.state, "%s/st", t_dir());
+    int port = t_free_port();
+    snprintf(u.listen, sizeof u.listen, "127.0.0.1:%d", port);
+    snprintf(u.api, sizeof u.api, "http://127.0.0.1:%d", port);
+    u.pid = spawn_up(&u, "up.log");
+    REQUIRE(u.pid > 0);
+    if (!t_poll(up_answers, &u, 30000)) {
+        system("cat up.log >&2");
+        REQUIRE(!"volq up did not come up");
+    }
+    pid_t rpid = redis_pid(u.state);
+    CHECK(rpid > 0 && kill(rpid, 0) == 0);
+    /* a second `volq up` on the same state folder says so and leaves */
+    up_run second = u;
+    snprintf(second.listen, sizeof second.listen, "127.0.0.1:%d", t_free_port());
+    second.pid = spawn_up(&second, "up2.log");
+    REQUIRE(t_poll(exited, &second, 10000));
+    CHECK_INT(second.pid, -2); /* exit status 1 */
+    CHECK(system("grep -q 'already running' up2.log") == 0);
+    /* SIGTERM: workers, scheduler, then the redis it started */
+    kill(u.pid, SIGTERM);
+    REQUIRE(t_poll(exited, &u, 30000));
+    CHECK_INT(u.pid, -1); /* exit status 0 */
+    CHECK(kill(rpid, 0) != 0);
+}
+
+static void test_cli_events_follow_json_lines(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char bin[1024], tmpl[64];
+    snprintf(tmpl, sizeof tmpl, "%s", disk_id(sd, "template-001"));
+    snprintf(bin, sizeof bin, "%s/volq", t_bin_dir());
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("VOLQ_API", S.api, 1);
+        execl(bin, bin, "events", "--follow", "--json", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    t_cmd c;
+    VOLQ(&c, "amend", tmpl);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", tmpl);
+    t_cmd_free(&c);
+    FILE *f = fdopen(fds[0], "r");
+    char line[4096];
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(fgets(line, sizeof line, f)); /* blocks until the event is printed */
+        json_t *e = json_loads(line, 0, NULL);
+        CHECK(json_is_object(e));
+        CHECK_STR(json_string_value(json_object_get(e, "message")), "Failed to amend template-001.");
+        json_decref(e);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    fclose(f);
+    t_stack_stop(&S);
+}
+
+T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sending),
+       T(test_cli_dead_api_exit_3_one_line), T(test_cli_config_precedence),
+       T(test_cli_json_before_or_after), T(test_cli_disks_and_disk),
+       T(test_cli_disk_in_two_domains_exit_2), T(test_cli_amend_locked_and_refused),
+       T(test_cli_jobs_job_cancel_retry), T(test_cli_events_status_upgrade_create),
+       T(test_cli_token), T(test_cli_redis_down_exit_3), T(test_cli_e2e_amend_wait_and_upgrade),
+       T(test_cli_e2e_upgrade_failures_exit_1), T(test_cli_up_runs_the_stack_and_stops_it),
+       T(test_cli_events_follow_json_lines))
