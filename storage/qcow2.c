@@ -16,7 +16,8 @@
 #define EXT_DATA_FILE 0x44415441u
 #define INCOMPAT_DATA_FILE (1u << 2)
 /* Extensions live in the first cluster; real images use a few hundred bytes.
- * Reading more than this is refused rather than allocated. */
+ * The walk stops here (a data file also needs incompatible bit 2, which is
+ * always read). */
 #define EXT_AREA_MAX 65536
 
 static uint32_t be32(const unsigned char *p)
@@ -96,53 +97,43 @@ static int read_backing(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
     return 0;
 }
 
-/* One extension of type t, data p of n bytes. */
-static int take_extension(uint32_t t, const unsigned char *p, uint32_t n, vq_qcow2 *q,
-                          vq_error *err)
+/* The backing format extension's data: n bytes at off. */
+static int read_backing_fmt(int fd, uint64_t off, uint32_t n, vq_qcow2 *q, vq_error *err)
 {
-    if (t == EXT_DATA_FILE) q->has_data_file = 1;
-    if (t != EXT_BACKING_FORMAT) return 0;
     if (n == 0 || n >= sizeof q->backing_fmt) return BAD("backing format of %u bytes", n);
-    if (memchr(p, '\0', n)) return BAD("NUL byte in backing format");
-    memcpy(q->backing_fmt, p, n);
+    int rc = read_at(fd, q->backing_fmt, n, off, err);
+    if (rc < 0) return rc;
     q->backing_fmt[n] = '\0';
+    if (memchr(q->backing_fmt, '\0', n)) return BAD("NUL byte in backing format");
     return 0;
 }
 
-/* Walks the extensions in buf (len bytes, the area between the header and
- * its end); each is type, length, data padded to 8 bytes; type 0 or the end
- * of the area ends the walk. */
-static int walk_extensions(const unsigned char *buf, size_t len, vq_qcow2 *q, vq_error *err)
-{
-    size_t pos = 0;
-    for (;;) {
-        if (pos == len) return 0; /* the area is full: qemu stops here too */
-        if (len - pos < 8) return BAD("header extension runs past its area");
-        uint32_t t = be32(buf + pos), n = be32(buf + pos + 4);
-        if (t == 0) return 0;
-        if (n > len - pos - 8) return BAD("header extension 0x%08x runs past its area", t);
-        int rc = take_extension(t, buf + pos + 8, n, q, err);
-        if (rc < 0) return rc;
-        size_t padded = ((size_t)n + 7) & ~(size_t)7;
-        if (padded > len - pos - 8) return BAD("header extension 0x%08x runs past its area", t);
-        pos += 8 + padded;
-    }
-}
-
-/* The extension area runs from the end of the header to the backing name
- * (when there is one) or the end of the first cluster, cut at the file end. */
+/* Walks the header extensions between the end of the header and the backing
+ * name (when there is one) or the end of the first cluster, cut at the file
+ * end and at EXT_AREA_MAX.  Each is type, length, data padded to 8 bytes;
+ * type 0 or the end of the area ends the walk.  One small pread per
+ * extension: a header is read without reading its cluster. */
 static int read_extensions(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
 {
-    uint64_t end = l->cluster_size;
+    uint64_t end = l->cluster_size, pos = l->header_len;
     if (l->backing_off && l->backing_off < end) end = l->backing_off;
     if (end > l->file_size) end = l->file_size;
-    if (end <= l->header_len) return 0; /* no room: no extensions */
-    uint64_t len = end - l->header_len;
-    if (len > EXT_AREA_MAX) len = EXT_AREA_MAX;
-    unsigned char buf[EXT_AREA_MAX];
-    int rc = read_at(fd, buf, (size_t)len, l->header_len, err);
-    if (rc < 0) return rc;
-    return walk_extensions(buf, (size_t)len, q, err);
+    if (end > pos + EXT_AREA_MAX) end = pos + EXT_AREA_MAX;
+    while (pos < end) {
+        unsigned char h[8];
+        if (end - pos < 8) return BAD("header extension runs past its area");
+        int rc = read_at(fd, h, sizeof h, pos, err);
+        if (rc < 0) return rc;
+        uint32_t t = be32(h), n = be32(h + 4);
+        uint64_t padded = ((uint64_t)n + 7) & ~(uint64_t)7;
+        if (t == 0) return 0;
+        if (padded > end - pos - 8) return BAD("header extension 0x%08x runs past its area", t);
+        if (t == EXT_DATA_FILE) q->has_data_file = 1;
+        if (t == EXT_BACKING_FORMAT && (rc = read_backing_fmt(fd, pos + 8, n, q, err)) < 0)
+            return rc;
+        pos += 8 + padded;
+    }
+    return 0; /* the area is full: qemu stops here too */
 }
 
 int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err)
