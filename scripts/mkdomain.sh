@@ -78,7 +78,9 @@ dom=$root/$sd
 size=$((size_mib * 1024 * 1024))
 now=${EPOCHSECONDS:-$(date +%s)}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/mkdomain.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+created=0
+# A failed run leaves no half-made domain behind.
+trap 'rc=$?; rm -rf "$scratch"; [ "$rc" = 0 ] || [ "$created" = 0 ] || rm -rf "$dom"' EXIT
 
 # ---- prototypes ----
 
@@ -251,6 +253,7 @@ write_domain_md() {
 }
 
 mkdir -p "$dom/dom_md" "$dom/images"
+created=1
 write_domain_md
 [ $((disks + template + thin)) -gt 0 ] && proto_base
 [ "$raw" -gt 0 ] && proto_raw
