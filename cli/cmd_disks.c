@@ -1,5 +1,7 @@
 /* volq disks SD_ID, volq disk DISK_ID [--domain SD_ID] */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli_int.h"
 
@@ -19,13 +21,26 @@ static void add_disk_row(const vq_cli *c, vq_table *t, json_t *d)
     vq_table_add(t, cells, colours);
 }
 
+static int by_alias(const void *a, const void *b)
+{
+    json_t *const *x = a, *const *y = b;
+    return strcmp(vq_jstr(*x, "alias"), vq_jstr(*y, "alias"));
+}
+
+/* The API lists disks by id; people look for them by alias. */
 static void print_disks(const vq_cli *c, json_t *arr)
 {
-    vq_table *t = vq_table_new(7, disk_cols);
-    size_t i;
-    json_t *d;
-    if (!t) return;
-    json_array_foreach(arr, i, d) add_disk_row(c, t, d);
+    size_t i, n = json_array_size(arr);
+    json_t *d, **v = calloc(n ? n : 1, sizeof *v);
+    vq_table *t = v ? vq_table_new(7, disk_cols) : NULL;
+    if (!t) {
+        free(v);
+        return;
+    }
+    json_array_foreach(arr, i, d) v[i] = d;
+    qsort(v, n, sizeof *v, by_alias);
+    for (i = 0; i < n; i++) add_disk_row(c, t, v[i]);
+    free(v);
     vq_table_print(c, t);
     vq_table_free(t);
     json_array_foreach(arr, i, d)

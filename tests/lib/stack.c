@@ -170,10 +170,21 @@ int t_stack_start(t_stack *s, unsigned flags)
     return flags & T_STACK_WORKERS ? t_stack_start_workers(s, 2) : 0;
 }
 
+/* A daemon that exits non-zero on SIGTERM (a sanitizer report, a crash) fails
+ * the case, with the end of its log. */
+static void check_exit(const char *name, const char *log, int status)
+{
+    char cmd[256];
+    if (status <= 0) return;
+    T_FAIL_("%s exited with status %d on SIGTERM; the end of %s:", name, status, log);
+    snprintf(cmd, sizeof cmd, "tail -n 40 %s | sed 's/^/#   /' >&2", log);
+    if (system(cmd) != 0) fprintf(stderr, "#   (no log)\n");
+}
+
 void t_stack_stop(t_stack *s)
 {
-    stop_pid(&s->worker);
-    stop_pid(&s->sched);
+    check_exit("volq-worker", "worker.log", stop_pid(&s->worker));
+    check_exit("volq-scheduler", "scheduler.log", stop_pid(&s->sched));
     t_redis_stop(&s->redis);
 }
 
@@ -187,7 +198,7 @@ const char *t_stack_mkdomain(t_stack *s, const char *args)
     if (pclose(p) != 0) return NULL;
     line[strcspn(line, "\n")] = '\0';
     if (strlen(line) != 36) return NULL;
-    snprintf(s->sd, sizeof s->sd, "%s", line);
+    memcpy(s->sd, line, 37); /* 36 chars and the NUL, checked above */
     return s->sd;
 }
 
