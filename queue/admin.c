@@ -185,8 +185,9 @@ int vq_queue_retry(vq_queue *q, const char *job_id, vq_error *err)
 /* Up to VQ_BATCH failed ids, newest first, from offset on. */
 static int failed_batch(vq_queue *q, size_t offset, vq_strv *ids, vq_error *err)
 {
-    redisReply *rep = vq_redis_cmd(q->r, err, "ZREVRANGE %s %zu %zu", VQ_K_ST_FAILED, offset,
-                                   offset + VQ_BATCH - 1);
+    /* hiredis formats know %lld but not %zu ("bad command format") */
+    redisReply *rep = vq_redis_cmd(q->r, err, "ZREVRANGE %s %lld %lld", VQ_K_ST_FAILED,
+                                   (long long)offset, (long long)(offset + VQ_BATCH - 1));
     if (!rep) return VQ_EREDIS;
     for (size_t i = 0; i < rep->elements; i++) vq_strv_add_(ids, vq_reply_str_(rep, i));
     freeReplyObject(rep);
