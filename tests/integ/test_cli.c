@@ -324,6 +324,21 @@ static void test_cli_jobs_job_cancel_retry(void)
     VOLQ(&c, "job", "11111111-2222-3333-4444-555555555555");
     CHECK_INT(c.status, 1);
     t_cmd_free(&c);
+    /* a new refusal, then every failed job at once */
+    VOLQ(&c, "cancel", refused);
+    t_cmd_free(&c);
+    VOLQ(&c, "amend", disk_id(sd, "template-001"));
+    CHECK_INT(c.status, 1);
+    t_cmd_free(&c);
+    VOLQ(&c, "--json", "retry", "--failed");
+    CHECK_INT(c.status, 0);
+    CHECK_INT(json_integer_value(json_object_get(c.json, "retried")), 1);
+    CHECK_INT(json_integer_value(json_object_get(c.json, "left")), 0);
+    t_cmd_free(&c);
+    VOLQ(&c, "retry", "--failed");
+    CHECK_INT(c.status, 0);
+    CHECK_CONTAINS(c.out, "retried 0 failed job(s)");
+    t_cmd_free(&c);
     t_stack_stop(&S);
 }
 
