@@ -52,7 +52,7 @@ int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * version (SIZE with MTIME=0 below V5; CAP with SEQ=0 on V5).  Typed fields
  * start as COW, LEAF, LEGAL, SPARSE, PUUID blank, GEN 0; the caller sets
  * image, domain, puuid, capacity, ... and vq_meta_set_alias(), then
- * vq_meta_write(). */
+ * vq_meta_write().  m owns new pairs: free with vq_meta_free(). */
 int vq_meta_init(vq_meta *m, int domain_version, vq_error *err);
 
 /* Sets DESCRIPTION to {"DiskAlias":alias,"DiskDescription":""} (compact JSON,
