@@ -53,6 +53,13 @@ int vq_wait_job(const vq_cli *c, const char *job_id, json_t **final)
     }
 }
 
+/* ", volume " before a create-volume's new volume id, "" for an amend. */
+static const char *volume_note(json_t *job)
+{
+    const char *v = json_string_value(json_object_get(job, "volume_id"));
+    return v && *v ? ", volume " : "";
+}
+
 int vq_report_job(const vq_cli *c, json_t *job)
 {
     const char *state = json_string_value(json_object_get(job, "state"));
@@ -62,8 +69,10 @@ int vq_report_job(const vq_cli *c, json_t *job)
         return rc;
     }
     const char *reason = json_string_value(json_object_get(job, "reason"));
-    printf("job %s (%s of disk %s): %s%s%s%s%s\n", vq_jstr(job, "id"), vq_jstr(job, "kind"),
-           vq_jstr(job, "disk_id"), vq_out_state_colour(c, state),
+    printf("job %s (%s of disk %s%s%s): %s%s%s%s%s\n", vq_jstr(job, "id"), vq_jstr(job, "kind"),
+           vq_jstr(job, "disk_id"), volume_note(job),
+           json_is_string(json_object_get(job, "volume_id")) ? vq_jstr(job, "volume_id") : "",
+           vq_out_state_colour(c, state),
            state ? state : "?", vq_out_reset(c), reason ? ": " : "", reason ? reason : "");
     return rc;
 }
@@ -75,8 +84,9 @@ int vq_job_accepted(const vq_cli *c, json_t *job, int wait)
         if (c->json)
             vq_out_json(c, job);
         else
-            printf("job %s queued: %s of disk %s\n", vq_jstr(job, "id"), vq_jstr(job, "kind"),
-                   vq_jstr(job, "disk_id"));
+            printf("job %s queued: %s of disk %s%s%s\n", vq_jstr(job, "id"),
+                   vq_jstr(job, "kind"), vq_jstr(job, "disk_id"), volume_note(job),
+                   json_is_string(json_object_get(job, "volume_id")) ? vq_jstr(job, "volume_id") : "");
         return VQ_EXIT_OK;
     }
     int rc = vq_wait_job(c, vq_jstr(job, "id"), &final);
