@@ -1,6 +1,8 @@
 /* The HTTP API of volq-scheduler (SPEC §4), against the real stack: a real
  * redis-server, the real scheduler, domains made by scripts/mkdomain.sh. */
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -770,6 +772,10 @@ static void test_api_status_metrics_healthz_index(void)
     h = call("HEAD", "/api/status", NULL, 200);
     CHECK_INT(h.len, 0);
     t_resp_free(&h);
+    /* closed connections are no longer counted: only this request's own */
+    h = call("GET", "/metrics", NULL, 200);
+    CHECK_CONTAINS(h.body, "volq_http_connections 1\n");
+    t_resp_free(&h);
     t_stack_stop(&S);
 }
 
@@ -851,6 +857,39 @@ static void test_api_malformed_requests(void)
     t_stack_stop(&S);
 }
 
+/* One keep-alive request on fd; the status of its answer (the connection stays). */
+static int keepalive_status(int fd)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    char buf[2048];
+    int status = 0;
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) return -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 10000) <= 0) return -1;
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : -1;
+}
+
+static void test_api_connection_cap(void)
+{
+    enum { CAP = 256 };
+    int fds[CAP + 1];
+    start(0);
+    for (int i = 0; i < CAP; i++) {
+        fds[i] = t_connect(S.port);
+        REQUIRE(fds[i] >= 0);
+        CHECK_INT(keepalive_status(fds[i]), 200);
+    }
+    fds[CAP] = t_connect(S.port);
+    REQUIRE(fds[CAP] >= 0);
+    CHECK_INT(keepalive_status(fds[CAP]), 503);
+    for (int i = 0; i <= CAP; i++) close(fds[i]);
+    CHECK(t_poll(healthz_200, NULL, 5000)); /* room again once they close */
+    t_stack_stop(&S);
+}
+
 /* ---- end to end with workers ------------------------------------------ */
 
 static int job_ended(void *arg)
@@ -903,4 +942,4 @@ T_MAIN(T(test_api_domains_list), T(test_api_disks_shape_and_one_disk),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
-       T(test_api_malformed_requests), T(test_api_e2e_amend_runs))
+       T(test_api_malformed_requests), T(test_api_connection_cap), T(test_api_e2e_amend_runs))

@@ -204,7 +204,7 @@ const char *t_stack_mkdomain(t_stack *s, const char *args)
 
 /* ---- HTTP ------------------------------------------------------------- */
 
-static int connect_port(int port)
+int t_connect(int port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -259,7 +259,7 @@ static void parse_answer(char *raw, size_t len, t_resp *out)
 int t_req_raw(const t_stack *s, const char *req, size_t len, t_resp *out)
 {
     memset(out, 0, sizeof *out);
-    int fd = connect_port(s->port);
+    int fd = t_connect(s->port);
     if (fd < 0) return -1;
     size_t off = 0;
     while (off < len) { /* the server may answer and close early (413) */

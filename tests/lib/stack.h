@@ -91,6 +91,8 @@ typedef struct t_cmd {
 int t_volq(const t_stack *s, t_cmd *out, const char *const *env, ...);
 void t_cmd_free(t_cmd *c);
 
+/* A TCP connection to 127.0.0.1:port (fd), or -1. */
+int t_connect(int port);
 /* A 127.0.0.1 port nobody listens on right now. */
 int t_free_port(void);
 
