@@ -50,7 +50,9 @@ static void reconnect(vq_sched *s)
         went_up(s);
         return;
     }
-    vq_log(VQ_LOG_WARN, "redis %s: %s; retrying", s->redis_url, err.text);
+    /* The first failure of an outage is a warning; the retries are debug noise. */
+    vq_log(s->redis_backoff_ms == BACKOFF_MIN_MS ? VQ_LOG_WARN : VQ_LOG_DEBUG,
+           "%s; retrying with backoff", err.text);
     schedule_retry(s);
 }
 
