@@ -1,0 +1,454 @@
+/* The create-volume job end to end (real stack): new disks on V3/V4/V5, raw
+ * disks, snapshots, thin disks, every refusal leaving the domain as it was,
+ * a crash in the middle, and an amend of a created disk after --to-v4. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/stack.h"
+#include "t.h"
+#include "volq/uuid.h"
+
+static t_stack S;
+
+static void start(const char *mkargs)
+{
+    REQUIRE(t_stack_start(&S, T_STACK_WORKERS) == 0);
+    REQUIRE(t_stack_mkdomain(&S, mkargs));
+}
+
+static json_t *req(const char *method, const char *path, const char *body, int want)
+{
+    t_resp h;
+    REQUIRE(t_req(&S, method, path, body, NULL, &h) == 0);
+    if (h.status != want)
+        T_FAIL_("%s %s: status %d, expected %d; body %s", method, path, h.status, want, h.body);
+    json_t *v = json_incref(h.json);
+    t_resp_free(&h);
+    return v;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static int job_done(void *arg)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s", (const char *)arg);
+    t_resp h;
+    int ended = 0;
+    if (t_req(&S, "GET", path, NULL, NULL, &h) == 0 && h.json) {
+        const char *st = str(h.json, "state");
+        ended = st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled"));
+    }
+    t_resp_free(&h);
+    return ended;
+}
+
+/* Waits for the job to end and returns it (new reference). */
+static json_t *wait_job(const char *id)
+{
+    REQUIRE(t_poll(job_done, (void *)id, 60000));
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    return req("GET", path, NULL, 200);
+}
+
+static char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *slurp(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = calloc(1, cap);
+    n = fread(buf, 1, cap - 1, p);
+    buf[n] = '\0';
+    pclose(p);
+    return buf;
+}
+
+static void vol_path(char *out, size_t sz, const char *img, const char *vol, const char *suffix)
+{
+    snprintf(out, sz, "%s/%s/images/%s/%s%s", S.domains, S.sd, img, vol, suffix);
+}
+
+/* qemu-img info of a volume (new reference), run in its folder so a bare backing name resolves. */
+static json_t *qinfo(const char *img, const char *vol)
+{
+    char *out = slurp("cd %s/%s/images/%s && qemu-img info -U --output=json %s", S.domains, S.sd,
+                      img, vol);
+    json_t *v = json_loads(out, 0, NULL);
+    free(out);
+    REQUIRE(v);
+    return v;
+}
+
+static char *meta(const char *img, const char *vol)
+{
+    char p[1024];
+    vol_path(p, sizeof p, img, vol, ".meta");
+    return slurp("cat %s", p);
+}
+
+/* A fingerprint of every file of the domain: names, sizes, mtimes and hashes. */
+static char *domain_state(void)
+{
+    return slurp("cd %s && find . -printf '%%p %%s %%T@ %%i\\n' | sort && find . -type f | sort | "
+                 "xargs sha1sum", S.domains);
+}
+
+static json_t *create(const char *path, const char *body, int want)
+{
+    char full[256];
+    snprintf(full, sizeof full, "/api/storagedomains/%s%s", S.sd, path);
+    return req("POST", full, body, want);
+}
+
+/* A new disk: 202 with volume_id and disk_id; waits until it succeeded. */
+static json_t *create_ok(const char *path, const char *body)
+{
+    json_t *j = create(path, body, 202);
+    REQUIRE(j && vq_uuid_valid(str(j, "volume_id")) && vq_uuid_valid(str(j, "disk_id")));
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "succeeded");
+    CHECK_STR(str(end, "volume_id"), str(j, "volume_id"));
+    json_decref(j);
+    return end;
+}
+
+static void check_new_volume(const json_t *job, const char *fmt, const char *compat,
+                             long long size)
+{
+    const char *img = str(job, "disk_id"), *vol = str(job, "volume_id");
+    json_t *qi = qinfo(img, vol);
+    CHECK_STR(str(qi, "format"), fmt);
+    CHECK_INT(json_integer_value(json_object_get(qi, "virtual-size")), size);
+    if (compat)
+        CHECK_STR(json_string_value(json_object_get(
+                      json_object_get(json_object_get(qi, "format-specific"), "data"), "compat")),
+                  compat);
+    json_decref(qi);
+    char p[1024];
+    struct stat st;
+    vol_path(p, sizeof p, img, vol, "");
+    REQUIRE(stat(p, &st) == 0);
+    CHECK_INT(st.st_mode & 0777, 0660);
+    vol_path(p, sizeof p, img, vol, ".lease");
+    REQUIRE(stat(p, &st) == 0);
+    CHECK_INT(st.st_size, 0);
+    char *m = meta(img, vol);
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    CHECK_CONTAINS(m, "VOLTYPE=LEAF\n");
+    CHECK_CONTAINS(m, "GEN=0\n");
+    CHECK(strstr(m, "EOF\n") && strstr(m, "EOF\n")[4] == '\0');
+    free(m);
+}
+
+static void test_create_new_disk_v4_is_compat_1_1(void)
+{
+    start("--version 4 --disks 1");
+    json_t *j = create_ok("/disks/volumes", "{\"size\":1048576,\"format\":\"cow\",\"alias\":\"db-data\"}");
+    check_new_volume(j, "qcow2", "1.1", 1048576);
+    char *m = meta(str(j, "disk_id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "SIZE=2048\n");
+    CHECK_CONTAINS(m, "MTIME=0\n");
+    CHECK_CONTAINS(m, "FORMAT=COW\n");
+    CHECK_CONTAINS(m, "PUUID=" VQ_UUID_BLANK "\n");
+    CHECK_CONTAINS(m, "\"DiskAlias\":\"db-data\"");
+    CHECK(!strstr(m, "CAP="));
+    free(m);
+    /* The success event, exactly. */
+    json_t *ev = req("GET", "/api/events", NULL, 200);
+    char want[256];
+    snprintf(want, sizeof want, "Volume %s of disk db-data has been created successfully.",
+             str(j, "volume_id"));
+    size_t i;
+    json_t *e;
+    int found = 0;
+    json_array_foreach(ev, i, e) found += !strcmp(str(e, "message"), want) &&
+                                          !strcmp(str(e, "type"), "VOLQ_CREATE_VOLUME_SUCCESS");
+    CHECK_INT(found, 1);
+    json_decref(ev);
+    json_decref(j);
+    t_stack_stop(&S);
+}
+
+static void test_create_new_disk_v3_is_compat_0_10_and_raw_is_sparse(void)
+{
+    start("--version 3 --disks 1");
+    json_t *j = create_ok("/disks/volumes", "{\"size\":2097152}");
+    check_new_volume(j, "qcow2", "0.10", 2097152);
+    json_decref(j);
+    j = create_ok("/disks/volumes", "{\"size\":67108864,\"format\":\"raw\",\"alias\":\"scratch\"}");
+    check_new_volume(j, "raw", NULL, 67108864);
+    char p[1024];
+    struct stat st;
+    vol_path(p, sizeof p, str(j, "disk_id"), str(j, "volume_id"), "");
+    REQUIRE(stat(p, &st) == 0);
+    CHECK(st.st_blocks * 512 < 67108864 / 2); /* sparse */
+    char *m = meta(str(j, "disk_id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "FORMAT=RAW\n");
+    free(m);
+    json_decref(j);
+    t_stack_stop(&S);
+}
+
+static void test_create_v5_writes_cap_and_seq(void)
+{
+    start("--version 5 --disks 1");
+    json_t *j = create_ok("/disks/volumes", "{\"size\":1048576}");
+    check_new_volume(j, "qcow2", "1.1", 1048576);
+    char *m = meta(str(j, "disk_id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "CAP=1048576\n");
+    CHECK_CONTAINS(m, "SEQ=0\n");
+    CHECK(!strstr(m, "SIZE="));
+    CHECK(!strstr(m, "MTIME="));
+    free(m);
+    json_decref(j);
+    t_stack_stop(&S);
+}
+
+/* The first disk of the domain that is not a template (borrowed static). */
+static const json_t *first_disk(json_t *arr, int template)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(arr, i, d)
+        if (json_is_true(json_object_get(d, "template")) == template) return d;
+    return NULL;
+}
+
+static json_t *disks(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks", S.sd);
+    return req("GET", path, NULL, 200);
+}
+
+static void test_create_snapshot_on_leaf(void)
+{
+    start("--version 4 --disks 1 --chain 2 --size-mib 64");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    REQUIRE(d);
+    const char *img = str(d, "id"), *leaf = str(d, "image_id");
+    char path[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", img);
+    json_t *j = create_ok(path, "{}");
+    const char *vol = str(j, "volume_id");
+    CHECK_STR(str(j, "disk_id"), img);
+    json_t *qi = qinfo(img, vol);
+    CHECK_STR(str(qi, "backing-filename"), leaf);
+    CHECK_STR(str(qi, "backing-filename-format"), "qcow2");
+    CHECK_INT(json_integer_value(json_object_get(qi, "virtual-size")), 64 << 20);
+    json_decref(qi);
+    char *m = meta(img, leaf);
+    CHECK_CONTAINS(m, "VOLTYPE=INTERNAL\n");
+    free(m);
+    m = meta(img, vol);
+    char want[64];
+    snprintf(want, sizeof want, "PUUID=%s\n", leaf);
+    CHECK_CONTAINS(m, want);
+    CHECK_CONTAINS(m, str(d, "alias")); /* the disk's alias when none is given */
+    free(m);
+    /* The API sees the new leaf on top. */
+    char dpath[128];
+    snprintf(dpath, sizeof dpath, "/api/disks/%s", img);
+    json_t *after = req("GET", dpath, NULL, 200);
+    CHECK_STR(str(after, "image_id"), vol);
+    CHECK_STR(str(after, "status"), "ok");
+    json_decref(after);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+static void test_create_thin_disk_hard_links_template(void)
+{
+    start("--version 4 --disks 1 --template");
+    json_t *arr = disks();
+    const json_t *t = first_disk(arr, 1);
+    REQUIRE(t);
+    const char *timg = str(t, "id"), *tvol = str(t, "image_id");
+    char body[256];
+    snprintf(body, sizeof body, "{\"parent\":\"%s\",\"alias\":\"thin-1\"}", tvol);
+    json_t *j = create_ok("/disks/volumes", body);
+    const char *img = str(j, "disk_id");
+    CHECK(strcmp(img, timg) != 0);
+    char a[1024], b[1024];
+    struct stat sa, sb;
+    for (const char *suffix = "", *const *sx = (const char *const[]){"", ".meta", ".lease", NULL};
+         (suffix = *sx); sx++) {
+        vol_path(a, sizeof a, timg, tvol, suffix);
+        vol_path(b, sizeof b, img, tvol, suffix);
+        REQUIRE(stat(a, &sa) == 0 && stat(b, &sb) == 0);
+        CHECK_INT(sa.st_ino, sb.st_ino);
+    }
+    json_t *qi = qinfo(img, str(j, "volume_id"));
+    CHECK_STR(str(qi, "backing-filename"), tvol);
+    json_decref(qi);
+    char dpath[128];
+    snprintf(dpath, sizeof dpath, "/api/disks/%s", img);
+    json_t *disk = req("GET", dpath, NULL, 200);
+    json_t *vols = json_object_get(disk, "volumes");
+    CHECK_INT(json_array_size(vols), 2);
+    CHECK_STR(str(json_array_get(vols, 1), "voltype"), "SHARED");
+    CHECK_STR(str(disk, "alias"), "thin-1");
+    CHECK(json_is_false(json_object_get(disk, "template")));
+    json_decref(disk);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+/* Each refusal: the answer, and not one byte of the domain changed. */
+static void refused(const char *path, const char *body, int want, const char *reason)
+{
+    char *before = domain_state();
+    json_t *r = create(path, body, want);
+    CHECK(r != NULL);
+    char *text = r ? json_dumps(r, 0) : NULL;
+    CHECK_CONTAINS(text, reason);
+    free(text);
+    json_decref(r);
+    char *after = domain_state();
+    CHECK_STR(after, before);
+    free(before);
+    free(after);
+}
+
+static void test_create_refusals_leave_domain_identical(void)
+{
+    start("--version 4 --disks 1 --chain 2 --template");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0), *t = first_disk(arr, 1);
+    REQUIRE(d && t);
+    char path[128], body[256];
+    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
+    refused("/disks/volumes", "{\"size\":1000}", 400, "multiple of 512");
+    refused("/disks/volumes", "{\"size\":0}", 400, "multiple of 512");
+    refused("/disks/volumes", "{\"size\":1048576,\"format\":\"qcow\"}", 400, "format");
+    refused("/disks/volumes", "{\"format\":\"cow\"}", 400, "size");
+    refused("/disks/volumes", "{\"size\":1048576,\"alias\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", 400, "alias");
+    refused(path, "{\"format\":\"raw\"}", 409, "raw");
+    refused(path, "{\"size\":512}", 409, "below the parent");
+    json_t *vols = json_object_get(first_disk(arr, 0), "volumes");
+    const char *base = str(json_array_get(vols, json_array_size(vols) - 1), "id");
+    snprintf(body, sizeof body, "{\"parent\":\"%s\"}", base);
+    refused(path, body, 409, "not the leaf");
+    snprintf(body, sizeof body, "{\"parent\":\"%s\"}", "0bd4e3a0-3a43-4d6c-9d54-1b2a3c4d5e6f");
+    refused(path, body, 409, "not found");
+    refused("/disks/volumes", body, 409, "not found");
+    /* A refusal is recorded as a failed job with the failure event. */
+    json_t *failed = req("GET", "/api/jobs?state=failed", NULL, 200);
+    CHECK_INT(json_array_size(failed), 5); /* the five 409s above */
+    json_decref(failed);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+static void test_create_crash_mid_create_completes_cleanly(void)
+{
+    FILE *w = fopen("slow-qemu-img", "w");
+    REQUIRE(w);
+    fprintf(w, "#!/bin/sh\nsleep 1\nexec /usr/bin/qemu-img \"$@\"\n");
+    fclose(w);
+    chmod("slow-qemu-img", 0755);
+    static char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    static const char *env[2];
+    env[0] = env_qemu;
+    S.env = env;
+    start("--version 4 --disks 1 --chain 1");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    char path[128], jpath[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
+    json_t *j = create(path, "{}", 202);
+    REQUIRE(j);
+    snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
+    /* Wait until the .meta of the new volume exists (ILLEGAL), then kill the worker. */
+    char mp[1024];
+    vol_path(mp, sizeof mp, str(d, "id"), str(j, "volume_id"), ".meta");
+    int64_t deadline = time(NULL) + 30;
+    struct stat st;
+    while (stat(mp, &st) != 0 && time(NULL) < deadline) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    REQUIRE(stat(mp, &st) == 0);
+    json_t *run = req("GET", jpath, NULL, 200);
+    const char *w2 = str(run, "worker");
+    REQUIRE(w2 && strchr(w2, ':'));
+    CHECK_INT(kill(atoi(strrchr(w2, ':') + 1), SIGKILL), 0);
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "succeeded");
+    char *m = meta(str(d, "id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    free(m);
+    char dpath[128];
+    snprintf(dpath, sizeof dpath, "/api/disks/%s", str(d, "id"));
+    json_t *disk = req("GET", dpath, NULL, 200);
+    CHECK_STR(str(disk, "status"), "ok");
+    CHECK_STR(str(disk, "image_id"), str(j, "volume_id"));
+    CHECK_INT(json_array_size(json_object_get(disk, "volumes")), 2);
+    json_decref(disk);
+    json_decref(end);
+    json_decref(run);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+static void test_create_on_v3_then_upgrade_to_v4_amends_it(void)
+{
+    start("--version 3 --disks 1");
+    json_t *j = create_ok("/disks/volumes", "{\"size\":1048576,\"alias\":\"old-disk\"}");
+    check_new_volume(j, "qcow2", "0.10", 1048576);
+    char up[128];
+    snprintf(up, sizeof up, "/api/storagedomains/%s/upgrade", S.sd);
+    json_t *bulk = req("POST", up, "{\"to_v4\":true}", 202);
+    REQUIRE(bulk);
+    json_t *jobs = json_object_get(bulk, "jobs"), *bj;
+    size_t i;
+    int mine = 0;
+    json_array_foreach(jobs, i, bj) {
+        json_t *end = wait_job(str(bj, "id"));
+        CHECK_STR(str(end, "state"), "succeeded");
+        mine += !strcmp(str(bj, "disk_id"), str(j, "disk_id"));
+        json_decref(end);
+    }
+    CHECK_INT(mine, 1);
+    json_t *qi = qinfo(str(j, "disk_id"), str(j, "volume_id"));
+    CHECK_STR(json_string_value(json_object_get(
+                  json_object_get(json_object_get(qi, "format-specific"), "data"), "compat")),
+              "1.1");
+    json_decref(qi);
+    char *m = meta(str(j, "disk_id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "GEN=1\n");
+    free(m);
+    json_decref(bulk);
+    json_decref(j);
+    t_stack_stop(&S);
+}
+
+T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
+       T(test_create_new_disk_v3_is_compat_0_10_and_raw_is_sparse),
+       T(test_create_v5_writes_cap_and_seq), T(test_create_snapshot_on_leaf),
+       T(test_create_thin_disk_hard_links_template),
+       T(test_create_refusals_leave_domain_identical),
+       T(test_create_crash_mid_create_completes_cleanly),
+       T(test_create_on_v3_then_upgrade_to_v4_amends_it))
