@@ -144,6 +144,9 @@ static int run(vq_sched *s, const char *listen)
     }
     vq_log(VQ_LOG_NOTICE, "volq-scheduler %s: domains %s, redis %s%s", VOLQ_VERSION,
            s->domains_root, s->redis_url, s->token ? ", token required for changes" : "");
+    if (access(s->domains_root, R_OK | X_OK) != 0)
+        vq_log(VQ_LOG_WARN, "domains root %s is not a readable folder; see --domains",
+               s->domains_root);
     event_base_dispatch(s->base);
     rc = 0;
 out:
