@@ -1,4 +1,5 @@
-/* Redis URLs of SPEC §5: redis://[user:pass@]host[:port][/db] and unix:///path[?db=N]. */
+/* Redis URLs of SPEC §5: redis://[user:pass@]host[:port][/db] and
+ * unix://[user:pass@]/path[?db=N]. */
 #include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
@@ -131,9 +132,15 @@ static int parse_tcp(const char *s, vq_redis_url *u, vq_error *err)
     return 0;
 }
 
-/* unix:///abs/path[?db=N] */
+/* unix://[user:pass@]/abs/path[?db=N] (the user info as redis-py takes it) */
 static int parse_unix(const char *s, vq_redis_url *u, vq_error *err)
 {
+    const char *at = strstr(s, "@/");
+    if (s[0] != '/' && at) {
+        int rc = parse_userinfo(s, (size_t)(at - s), u, err);
+        if (rc) return rc;
+        s = at + 1;
+    }
     if (s[0] != '/') return bad(err, "unix socket path must be absolute (unix:///path)");
     const char *q = strchr(s, '?');
     size_t plen = q ? (size_t)(q - s) : strlen(s);

@@ -17,14 +17,21 @@ typedef struct vq_redis_url {
     int db;            /* default 0 */
 } vq_redis_url;
 
-/* redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N].
- * Anything else is VQ_EINVAL with a one-line reason. */
+/* redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N],
+ * unix://[user:pass@]/path[?db=N].  User and password may be %XX-encoded.
+ * Anything else (rediss://, query strings on redis://, a user without a
+ * password) is VQ_EINVAL with a one-line reason ("redis URL: ..."); *out is
+ * left untouched then. */
 int vq_redis_url_parse(const char *url, vq_redis_url *out, vq_error *err);
 
 typedef struct vq_redis vq_redis;
 
-/* Connects (AUTH, SELECT) within timeout_ms.  VQ_EREDIS when unreachable.
- * Returns a new handle; free with vq_redis_free().  The URL is copied. */
+/* Connects (AUTH user pass, or AUTH pass; SELECT db) within timeout_ms, which
+ * is also the read timeout of every later command (blocking commands of the
+ * queue add their own wait).  VQ_EREDIS when unreachable or AUTH/SELECT fail.
+ * Returns a new handle; free with vq_redis_free().  The URL is copied.
+ * Ignores SIGPIPE when it is at its default, so a write to a dead server
+ * fails instead of killing the process. */
 int vq_redis_connect(const char *url, int timeout_ms, vq_redis **out, vq_error *err);
 
 /* Drops the connection and connects again once; VQ_EREDIS when that fails. */
@@ -38,24 +45,35 @@ int vq_redis_reconnect_wait(vq_redis *r, volatile int *stop, vq_error *err);
 /* Runs one command given as argv (binary-safe).  Returns the reply (free with
  * freeReplyObject) or NULL with VQ_EREDIS filled; an error reply is turned into
  * NULL + VQ_EREDIS too ("redis: ERR ...").  On a connection error the handle is
- * marked broken; the next call reconnects once before sending. */
+ * marked broken; the next call reconnects once before sending.  A command whose
+ * write fails on an old connection (the server restarted meanwhile) is sent
+ * once more on a new one: the server cannot have run what it did not receive.
+ * Replies of a pending pipeline are read ahead and kept for
+ * vq_redis_get_reply(), so a command may be run between append and read. */
 redisReply *vq_redis_argv(vq_redis *r, int argc, const char **argv, const size_t *lens,
                           vq_error *err);
 
 /* Same with a printf-like hiredis format (values only through %s/%b). */
 redisReply *vq_redis_cmd(vq_redis *r, vq_error *err, const char *fmt, ...);
 
-/* Pipelining: append any number of commands, then read their replies in order. */
+/* Pipelining: append any number of commands, then read their replies in order
+ * (exactly one vq_redis_get_reply() per append; an error reply is NULL + err as
+ * above and the pipeline goes on).  A broken connection drops the replies still
+ * pending: each later vq_redis_get_reply() is NULL + VQ_EREDIS. */
 int vq_redis_append_argv(vq_redis *r, int argc, const char **argv, const size_t *lens,
                          vq_error *err);
 redisReply *vq_redis_get_reply(vq_redis *r, vq_error *err);
 
-/* Runs an embedded Lua script (queue/lua/NAME.lua) with EVALSHA, loading it
- * with SCRIPT LOAD first time and again on NOSCRIPT.  keys/args as argv. */
+/* Runs an embedded Lua script (queue/lua/NAME.lua, sent after the shared
+ * helpers of queue/lua/lib.lua) with EVALSHA, loading it with SCRIPT LOAD the
+ * first time and again on NOSCRIPT (SCRIPT FLUSH, a restarted server).
+ * keys/args as argv; arglens may be NULL (strlen).  Reply as vq_redis_argv(). */
 redisReply *vq_redis_script(vq_redis *r, const char *name, int nkeys, const char **keys,
                             int nargs, const char **args, const size_t *arglens, vq_error *err);
 
-/* Appends an EVALSHA of a loaded script to the pipeline (loads it first if needed). */
+/* Appends an EVALSHA of a script to the pipeline (loads it first if needed).
+ * Its reply comes from vq_redis_get_reply(); on NOSCRIPT the script is loaded
+ * and run again there, after the rest of the pipeline has run. */
 int vq_redis_script_append(vq_redis *r, const char *name, int nkeys, const char **keys,
                            int nargs, const char **args, const size_t *arglens, vq_error *err);
 

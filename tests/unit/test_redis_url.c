@@ -69,6 +69,14 @@ static void test_url_unix(void)
     CHECK_INT(vq_redis_url_parse("unix:///tmp/r.sock?db=3", &u, NULL), 0);
     CHECK_STR(u.path, "/tmp/r.sock");
     CHECK_INT(u.db, 3);
+    CHECK_INT(vq_redis_url_parse("unix://volq:pw@/tmp/r.sock", &u, NULL), 0);
+    CHECK_STR(u.user, "volq");
+    CHECK_STR(u.pass, "pw");
+    CHECK_STR(u.path, "/tmp/r.sock");
+    CHECK_INT(vq_redis_url_parse("unix://:pw@/tmp/r.sock?db=1", &u, NULL), 0);
+    CHECK_STR(u.user, "");
+    CHECK_STR(u.pass, "pw");
+    CHECK_INT(u.db, 1);
 }
 
 /* Each bad URL is VQ_EINVAL with the exact one-line reason. */
@@ -106,6 +114,7 @@ static void test_url_bad(void)
     expect_bad("unix://relative.sock", "redis URL: unix socket path must be absolute (unix:///path)");
     expect_bad("unix:///tmp/r.sock?foo=1", "redis URL: only ?db=N is supported on unix://");
     expect_bad("unix:///tmp/r.sock?db=x", "redis URL: database must be a number 0..99999");
+    expect_bad("unix://user@/tmp/r.sock", "redis URL: user without a password (use user:pass@ or :pass@)");
     char longp[200] = "unix:///";
     memset(longp + 8, 'a', 150);
     longp[158] = '\0';

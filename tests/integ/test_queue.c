@@ -1,0 +1,1518 @@
+/* The queue against a real redis-server: every state change, its keys, list
+ * positions, locks, events and fencing, crashes and restarts. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/redis_harness.h"
+#include "t.h"
+#include "volq/queue.h"
+
+#define DOM "11111111-2222-3333-4444-555555555555"
+#define W1 "host-a:101"
+#define W2 "host-b:202"
+
+static t_redis R;
+static vq_queue *Q;
+static vq_queue_config CFG;
+
+/* ---- fixture ------------------------------------------------------------ */
+
+static vq_queue *open_queue(void)
+{
+    vq_redis *r = NULL;
+    vq_error e = {0};
+    if (vq_redis_connect(R.url, 5000, &r, &e) != 0) T_FAIL_("connect: %s", e.text);
+    REQUIRE(r);
+    vq_queue *q = NULL;
+    REQUIRE(vq_queue_new(r, &CFG, &q, NULL) == 0);
+    return q;
+}
+
+/* Starts Redis and a queue with defaults, then lets the case adjust CFG. */
+static void setup(void)
+{
+    REQUIRE(t_redis_start(&R, "redis") == 0);
+    vq_queue_config_default(&CFG);
+    CFG.backoff_base_ms = 1000;
+    CFG.max_attempts = 3;
+    CFG.max_crashes = 3;
+    Q = open_queue();
+}
+
+/* Applies a changed CFG to Q. */
+static void reconfig(void) { Q->cfg = CFG; }
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- looking into Redis ------------------------------------------------- */
+
+static redisReply *rcmd(const char *fmt, ...)
+{
+    static redisContext *c;
+    if (!c) c = t_redis_connect(&R);
+    REQUIRE(c);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (!rep) { /* the server restarted: once more on a new connection */
+        redisFree(c);
+        c = t_redis_connect(&R);
+        REQUIRE(c);
+        va_start(ap, fmt);
+        rep = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    REQUIRE(rep);
+    return rep;
+}
+
+/* A string reply as a new string ("(nil)" for nil); freed by the caller. */
+static char *rstr(const char *fmt, ...)
+{
+    static redisContext *c;
+    if (!c) c = t_redis_connect(&R);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = c ? redisvCommand(c, fmt, ap) : NULL;
+    va_end(ap);
+    if (!rep) {
+        if (c) redisFree(c);
+        c = t_redis_connect(&R);
+        REQUIRE(c);
+        va_start(ap, fmt);
+        rep = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    REQUIRE(rep);
+    char *s = strdup(rep->type == REDIS_REPLY_NIL ? "(nil)" : rep->str ? rep->str : "(not a string)");
+    freeReplyObject(rep);
+    return s;
+}
+
+static long long rint_(const char *fmt, ...)
+{
+    static redisContext *c;
+    if (!c) c = t_redis_connect(&R);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = c ? redisvCommand(c, fmt, ap) : NULL;
+    va_end(ap);
+    if (!rep) {
+        if (c) redisFree(c);
+        c = t_redis_connect(&R);
+        REQUIRE(c);
+        va_start(ap, fmt);
+        rep = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    REQUIRE(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                : rep->type == REDIS_REPLY_STRING ? atoll(rep->str) : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* CHECK_STR on a rstr() result, freeing it. */
+#define CHECK_R(expr, want)                                                   \
+    do {                                                                      \
+        char *got_ = (expr);                                                  \
+        CHECK_STR(got_, want);                                                \
+        free(got_);                                                           \
+    } while (0)
+
+static long long field_int(const char *id, const char *f)
+{
+    return rint_("HGET {volq}:job:%s %s", id, f);
+}
+
+/* The job's state as Redis has it. */
+static char *state_of(const char *id) { return rstr("HGET {volq}:job:%s s", id); }
+
+/* Every event so far, as a JSON array. */
+static json_t *events(void)
+{
+    json_t *arr = NULL;
+    char last[64] = "";
+    vq_error e = {0};
+    if (vq_queue_events(Q, NULL, 0, 0, &arr, last, &e) != 0) T_FAIL_("events: %s", e.text);
+    REQUIRE(arr);
+    return arr;
+}
+
+static size_t event_count(void)
+{
+    json_t *a = events();
+    size_t n = json_array_size(a);
+    json_decref(a);
+    return n;
+}
+
+/* The last event, with a reference. */
+static json_t *last_event(void)
+{
+    json_t *a = events();
+    json_t *ev = json_incref(json_array_get(a, json_array_size(a) - 1));
+    json_decref(a);
+    REQUIRE(ev);
+    return ev;
+}
+
+static const char *evs(const json_t *ev, const char *k) { return json_string_value(json_object_get(ev, k)); }
+
+/* Checks every field of an event (SPEC §2); reason NULL means null. */
+static void check_event(const json_t *ev, const char *type, const char *severity, const char *msg,
+                        const char *kind, const char *job, const char *disk, const char *reason)
+{
+    CHECK_INT(json_object_size(ev), 10); /* the 9 fields + the stream id */
+    CHECK_STR(evs(ev, "type"), type);
+    CHECK_STR(evs(ev, "severity"), severity);
+    CHECK_STR(evs(ev, "message"), msg);
+    CHECK_STR(evs(ev, "kind"), kind);
+    CHECK_STR(evs(ev, "job_id"), job);
+    CHECK_STR(evs(ev, "domain_id"), DOM);
+    CHECK_STR(evs(ev, "disk_id"), disk);
+    if (reason)
+        CHECK_STR(evs(ev, "reason"), reason);
+    else
+        CHECK(json_is_null(json_object_get(ev, "reason")));
+    int64_t ms;
+    CHECK_INT(vq_time_parse(evs(ev, "time"), &ms), 0);
+    CHECK(llabs((long long)(ms - vq_now_ms())) < 60000);
+    CHECK(strlen(evs(ev, "time")) == 24 && evs(ev, "time")[23] == 'Z');
+}
+
+/* ---- making jobs -------------------------------------------------------- */
+
+typedef struct made {
+    char id[VQ_UUID_SIZE];
+    char disk[VQ_UUID_SIZE];
+    char vol[VQ_UUID_SIZE];
+} made;
+
+static vq_accept_req req(const char *kind, const char *disk, const char *vol, const char *alias)
+{
+    vq_accept_req r = {.kind = kind, .domain_id = DOM, .disk_id = disk, .volume_id = vol,
+                       .alias = alias};
+    return r;
+}
+
+/* Accepts one amend of a new disk (alias "vm1_Disk1"); must be queued. */
+static made amend(void)
+{
+    made m = {0};
+    vq_uuid_new(m.disk);
+    vq_accept_req r = req("amend", m.disk, NULL, "vm1_Disk1");
+    vq_accept_res res;
+    vq_error e = {0};
+    if (vq_queue_accept(Q, &r, 1, &res, &e) != 0) T_FAIL_("accept: %s", e.text);
+    CHECK_INT(res.status, VQ_ACCEPT_QUEUED);
+    memcpy(m.id, res.job_id, VQ_UUID_SIZE);
+    return m;
+}
+
+static made create_volume(void)
+{
+    made m = {0};
+    vq_uuid_new(m.disk);
+    vq_uuid_new(m.vol);
+    vq_accept_req r = req("create-volume", m.disk, m.vol, "data_disk");
+    vq_accept_res res;
+    REQUIRE(vq_queue_accept(Q, &r, 1, &res, NULL) == 0);
+    CHECK_INT(res.status, VQ_ACCEPT_QUEUED);
+    memcpy(m.id, res.job_id, VQ_UUID_SIZE);
+    return m;
+}
+
+static vq_job *fetch(const char *worker)
+{
+    vq_job *j = NULL;
+    vq_error e = {0};
+    if (vq_queue_fetch(Q, worker, 0, &j, &e) != 0) T_FAIL_("fetch: %s", e.text);
+    return j;
+}
+
+static vq_job_state finish(vq_job *j, vq_outcome o, const char *reason)
+{
+    vq_job_state st = (vq_job_state)-1;
+    vq_error e = {0};
+    if (vq_queue_finish(Q, j, o, reason, &st, &e) != 0) T_FAIL_("finish: %s", e.text);
+    return st;
+}
+
+/* Housekeeping until it moved at least one job, or 5 s. */
+static size_t housekeep_until_moved(void)
+{
+    long long deadline = mono_ms() + 5000;
+    size_t moved = 0;
+    while (moved == 0 && mono_ms() < deadline) {
+        vq_error e = {0};
+        if (vq_queue_housekeep(Q, &moved, &e) != 0) T_FAIL_("housekeep: %s", e.text);
+        if (!moved) {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL); /* a poll interval, not a wait for a result */
+        }
+    }
+    return moved;
+}
+
+/* Makes a retrying job due now and promotes it. */
+static void make_due(const char *id)
+{
+    freeReplyObject(rcmd("ZADD {volq}:due 1 %s", id));
+    size_t moved = 0;
+    CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+    CHECK_INT(moved, 1);
+}
+
+/* ---- acceptance --------------------------------------------------------- */
+
+static void test_queue_accept_single(void)
+{
+    setup();
+    made m = amend();
+    CHECK(vq_uuid_valid(m.id));
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_R(rstr("HGET {volq}:job:%s k", m.id), "amend");
+    CHECK_R(rstr("HGET {volq}:job:%s dm", m.id), DOM);
+    CHECK_R(rstr("HGET {volq}:job:%s dk", m.id), m.disk);
+    CHECK_R(rstr("HGET {volq}:job:%s al", m.id), "vm1_Disk1");
+    CHECK_INT(field_int(m.id, "ma"), 3);
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+    CHECK_INT(rint_("LLEN {volq}:q"), 1);
+    CHECK_R(rstr("LINDEX {volq}:q 0"), m.id);
+    CHECK_INT(event_count(), 0);
+    vq_job *j = NULL;
+    CHECK_INT(vq_queue_get(Q, m.id, &j, NULL), 0);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    CHECK_INT(j->state, VQ_JOB_QUEUED);
+    CHECK_INT(j->attempts, 0);
+    CHECK(j->created > 0 && j->created == j->updated);
+    vq_job_free(j);
+    vq_error e = {0};
+    char other[VQ_UUID_SIZE];
+    vq_uuid_new(other);
+    CHECK_INT(vq_queue_get(Q, other, &j, &e), VQ_ENOENT);
+    CHECK(j == NULL);
+    char want[128];
+    snprintf(want, sizeof want, "job %s: not found", other);
+    CHECK_STR(e.text, want);
+}
+
+/* Calls of EVALSHA so far (INFO commandstats). */
+static long long evalsha_calls(void)
+{
+    char *info = rstr("INFO commandstats");
+    const char *p = strstr(info, "cmdstat_evalsha:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    free(info);
+    return n;
+}
+
+static long long used_memory(void)
+{
+    char *info = rstr("INFO memory");
+    const char *p = strstr(info, "used_memory:");
+    long long n = p ? atoll(p + strlen("used_memory:")) : 0;
+    free(info);
+    return n;
+}
+
+static void test_queue_accept_bulk_in_one_call(void)
+{
+    setup();
+    enum { N = 1000 };
+    static char disks[N][VQ_UUID_SIZE];
+    static vq_accept_req reqs[N];
+    static vq_accept_res res[N];
+    for (int i = 0; i < N; i++) {
+        vq_uuid_new(disks[i]);
+        reqs[i] = req("amend", disks[i], NULL, "d");
+    }
+    long long before = evalsha_calls();
+    CHECK_INT(vq_queue_accept(Q, reqs, N, res, NULL), 0);
+    CHECK_INT(evalsha_calls() - before, 1);
+    int queued = 0;
+    for (int i = 0; i < N; i++) queued += res[i].status == VQ_ACCEPT_QUEUED;
+    CHECK_INT(queued, N);
+    CHECK_INT(rint_("LLEN {volq}:q"), N);
+    CHECK_INT(rint_("HLEN {volq}:locks"), N);
+    CHECK_R(rstr("HGET {volq}:locks %s", disks[N - 1]), res[N - 1].job_id);
+    /* FIFO: the first accepted is the next fetched (the right end). */
+    CHECK_R(rstr("LINDEX {volq}:q -1"), res[0].job_id);
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, res[0].job_id);
+    vq_job_free(j);
+}
+
+/* docs/queue.md promises <= 512 bytes of Redis memory per queued job, lock
+ * and indexes included. */
+static void test_queue_memory_per_queued_job(void)
+{
+    setup();
+    enum { N = 10000 };
+    static char disks[N][VQ_UUID_SIZE];
+    static vq_accept_req reqs[N];
+    static vq_accept_res res[N];
+    for (int i = 0; i < N; i++) {
+        vq_uuid_new(disks[i]);
+        reqs[i] = req("amend", disks[i], NULL, "vm_disk_1");
+    }
+    made warm = amend(); /* scripts loaded, common keys exist */
+    (void)warm;
+    long long before = used_memory();
+    CHECK_INT(vq_queue_accept(Q, reqs, N, res, NULL), 0);
+    long long per_job = (used_memory() - before) / N;
+    printf("# %lld bytes of Redis memory per queued job\n", per_job);
+    CHECK(per_job <= 512);
+}
+
+static void test_queue_accept_locked_disk_refused(void)
+{
+    setup();
+    made a = amend();
+    long long keys = rint_("DBSIZE");
+    size_t evs_before = event_count();
+    vq_accept_req r = req("amend", a.disk, NULL, "vm1_Disk1");
+    r.idem_key = "key-locked";
+    vq_accept_res res;
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_LOCKED);
+    CHECK_STR(res.job_id, a.id);
+    /* Nothing recorded: no job, no event, no idempotency key. */
+    CHECK_INT(rint_("DBSIZE"), keys);
+    CHECK_INT(rint_("LLEN {volq}:q"), 1);
+    CHECK_INT(event_count(), evs_before);
+    CHECK_INT(rint_("EXISTS {volq}:idem:key-locked"), 0);
+    /* A create-volume on the same disk is refused too. */
+    char vol[VQ_UUID_SIZE];
+    vq_uuid_new(vol);
+    vq_accept_req c = req("create-volume", a.disk, vol, "x");
+    CHECK_INT(vq_queue_accept(Q, &c, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_LOCKED);
+    CHECK_STR(res.job_id, a.id);
+    /* Two requests for one disk in one bulk: the second meets the first. */
+    char disk[VQ_UUID_SIZE];
+    vq_uuid_new(disk);
+    vq_accept_req two[2] = {req("amend", disk, NULL, "a"), req("amend", disk, NULL, "a")};
+    vq_accept_res tres[2];
+    CHECK_INT(vq_queue_accept(Q, two, 2, tres, NULL), 0);
+    CHECK_INT(tres[0].status, VQ_ACCEPT_QUEUED);
+    CHECK_INT(tres[1].status, VQ_ACCEPT_LOCKED);
+    CHECK_STR(tres[1].job_id, tres[0].job_id);
+}
+
+static void test_queue_accept_refusal_recorded(void)
+{
+    setup();
+    char disk[VQ_UUID_SIZE];
+    vq_uuid_new(disk);
+    vq_accept_req r = req("amend", disk, NULL, "tmpl_disk");
+    r.refusal = "the disk is a template disk";
+    vq_accept_res res;
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_REFUSED);
+    CHECK_R(state_of(res.job_id), "failed");
+    CHECK_R(rstr("HGET {volq}:job:%s r", res.job_id), "the disk is a template disk");
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", disk), 0);
+    CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    CHECK(rint_("ZSCORE {volq}:st:failed %s", res.job_id) > 0);
+    CHECK(rint_("ZSCORE {volq}:ended %s", res.job_id) > 0);
+    json_t *ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend tmpl_disk.",
+                "amend", res.job_id, disk, "the disk is a template disk");
+    json_decref(ev);
+    /* The disk is free: a later request is accepted. */
+    vq_accept_req again = req("amend", disk, NULL, "tmpl_disk");
+    CHECK_INT(vq_queue_accept(Q, &again, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_QUEUED);
+}
+
+static void test_queue_accept_idempotency_key(void)
+{
+    setup();
+    char d1[VQ_UUID_SIZE], d2[VQ_UUID_SIZE];
+    vq_uuid_new(d1);
+    vq_uuid_new(d2);
+    vq_accept_req r = req("amend", d1, NULL, "a");
+    r.idem_key = "req-7";
+    vq_accept_res first, again;
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &first, NULL), 0);
+    CHECK_INT(first.status, VQ_ACCEPT_QUEUED);
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &again, NULL), 0);
+    CHECK_INT(again.status, VQ_ACCEPT_IDEMPOTENT);
+    CHECK_STR(again.job_id, first.job_id);
+    /* Same key, another disk: still the first job, nothing new. */
+    vq_accept_req other = req("amend", d2, NULL, "b");
+    other.idem_key = "req-7";
+    CHECK_INT(vq_queue_accept(Q, &other, 1, &again, NULL), 0);
+    CHECK_INT(again.status, VQ_ACCEPT_IDEMPOTENT);
+    CHECK_STR(again.job_id, first.job_id);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", d2), 0);
+    long long ttl = rint_("TTL {volq}:idem:req-7");
+    CHECK(ttl > 86300 && ttl <= 86400);
+    /* Once the job it made is gone (trimmed), the key makes a new one. */
+    freeReplyObject(rcmd("DEL {volq}:job:%s", first.job_id));
+    CHECK_INT(vq_queue_accept(Q, &other, 1, &again, NULL), 0);
+    CHECK_INT(again.status, VQ_ACCEPT_QUEUED);
+    CHECK(strcmp(again.job_id, first.job_id) != 0);
+    CHECK_R(rstr("GET {volq}:idem:req-7"), again.job_id);
+}
+
+static void test_queue_accept_invalid_records_nothing(void)
+{
+    setup();
+    char disk[VQ_UUID_SIZE];
+    vq_uuid_new(disk);
+    vq_accept_req r[2] = {req("amend", disk, NULL, "a"), req("resize", disk, NULL, "a")};
+    vq_accept_res res[2];
+    vq_error e = {0};
+    CHECK_INT(vq_queue_accept(Q, r, 2, res, &e), VQ_EINVAL);
+    CHECK_STR(e.text, "request 1: unknown kind resize");
+    vq_accept_req bad = req("amend", "../../etc", NULL, "a");
+    vq_error e2 = {0};
+    CHECK_INT(vq_queue_accept(Q, &bad, 1, res, &e2), VQ_EINVAL);
+    CHECK_STR(e2.text, "request 0: domain and disk must be UUIDs");
+    vq_accept_req novol = req("create-volume", disk, NULL, "a");
+    vq_error e3 = {0};
+    CHECK_INT(vq_queue_accept(Q, &novol, 1, res, &e3), VQ_EINVAL);
+    CHECK_STR(e3.text, "request 0: volume_id must be a UUID for create-volume only");
+    CHECK_INT(rint_("DBSIZE"), 0);
+}
+
+/* ---- a job's life ------------------------------------------------------- */
+
+static void test_queue_fetch_progress_success(void)
+{
+    setup();
+    made m = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    CHECK_INT(j->state, VQ_JOB_RUNNING);
+    CHECK_INT(j->attempts, 1);
+    CHECK_STR(j->worker, W1);
+    CHECK_STR(j->alias, "vm1_Disk1");
+    CHECK(j->token > 0);
+    CHECK_INT(field_int(m.id, "tk"), (long long)j->token);
+    CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    CHECK_R(rstr("LINDEX {volq}:proc:" W1 " 0"), m.id);
+    long long lease = rint_("ZSCORE {volq}:running %s", m.id);
+    CHECK(lease >= j->updated + CFG.lease_ms && lease <= j->updated + CFG.lease_ms + 5);
+    CHECK_R(rstr("HGET {volq}:wjob " W1), m.id);
+    json_t *ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_START", "normal", "Started to amend vm1_Disk1", "amend", m.id,
+                m.disk, NULL);
+    json_decref(ev);
+
+    CHECK_INT(vq_queue_progress(Q, j, 1, 2, NULL), 0);
+    CHECK_INT(field_int(m.id, "d"), 1);
+    CHECK_INT(field_int(m.id, "t"), 2);
+    vq_error pe = {0};
+    CHECK_INT(vq_queue_progress(Q, j, 3, 2, &pe), VQ_EINVAL);
+    freeReplyObject(rcmd("ZADD {volq}:running 5 %s", m.id));
+    CHECK_INT(vq_queue_heartbeat(Q, j, NULL), 0);
+    CHECK(rint_("ZSCORE {volq}:running %s", m.id) > j->updated);
+
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    CHECK_R(state_of(m.id), "succeeded");
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK_INT(rint_("ZSCORE {volq}:st:succeeded %s", m.id), j->created);
+    CHECK(rint_("ZSCORE {volq}:ended %s", m.id) >= j->updated);
+    CHECK_R(rstr("HGET {volq}:wjob " W1), "");
+    ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_FINISH_SUCCESS", "normal",
+                "vm1_Disk1 has been amended successfully.", "amend", m.id, m.disk, NULL);
+    json_decref(ev);
+    CHECK_INT(event_count(), 2);
+    /* A second finish of the same attempt is fenced. */
+    vq_error e = {0};
+    CHECK_INT(vq_queue_finish(Q, j, VQ_OUT_SUCCESS, NULL, NULL, &e), VQ_ESTALE);
+    vq_job_free(j);
+}
+
+static void test_queue_fetch_waits_then_times_out(void)
+{
+    setup();
+    vq_job *j = (vq_job *)1;
+    long long t0 = mono_ms();
+    CHECK_INT(vq_queue_fetch(Q, W1, 300, &j, NULL), 0);
+    CHECK(j == NULL);
+    CHECK(mono_ms() - t0 >= 250);
+    /* The fetch registered the worker. */
+    CHECK(rint_("ZSCORE {volq}:workers " W1) > 0);
+    /* A job accepted while a worker waits wakes it at once. */
+    pid_t child = fork();
+    if (child == 0) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL); /* lets the parent block first */
+        vq_queue *q2 = open_queue();
+        char disk[VQ_UUID_SIZE];
+        vq_uuid_new(disk);
+        vq_accept_req r = req("amend", disk, NULL, "late");
+        vq_accept_res res;
+        _exit(vq_queue_accept(q2, &r, 1, &res, NULL) == 0 ? 0 : 1);
+    }
+    t0 = mono_ms();
+    CHECK_INT(vq_queue_fetch(Q, W1, 8000, &j, NULL), 0);
+    REQUIRE(j);
+    CHECK_STR(j->alias, "late");
+    CHECK(mono_ms() - t0 < 6000);
+    int st;
+    waitpid(child, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    vq_job_free(j);
+}
+
+static void test_queue_create_volume_events(void)
+{
+    setup();
+    made a = create_volume(), b = create_volume();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->volume_id, a.vol);
+    CHECK_INT(event_count(), 0); /* no start event for create-volume */
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    json_t *ev = last_event();
+    char msg[256];
+    snprintf(msg, sizeof msg, "Volume %s of disk data_disk has been created successfully.", a.vol);
+    check_event(ev, "VOLQ_CREATE_VOLUME_SUCCESS", "normal", msg, "create-volume", a.id, a.disk, NULL);
+    json_decref(ev);
+    vq_job_free(j);
+    j = fetch(W1);
+    REQUIRE(j);
+    CHECK_INT(finish(j, VQ_OUT_REFUSED, "parent volume is ILLEGAL"), VQ_JOB_FAILED);
+    ev = last_event();
+    snprintf(msg, sizeof msg, "Failed to create volume %s of disk data_disk.", b.vol);
+    check_event(ev, "VOLQ_CREATE_VOLUME_FAILURE", "error", msg, "create-volume", b.id, b.disk,
+                "parent volume is ILLEGAL");
+    json_decref(ev);
+    vq_job_free(j);
+}
+
+static void test_queue_finish_refused_not_retried(void)
+{
+    setup();
+    made m = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_INT(finish(j, VQ_OUT_REFUSED, "the disk is in use"), VQ_JOB_FAILED);
+    CHECK_R(state_of(m.id), "failed");
+    CHECK_R(rstr("HGET {volq}:job:%s r", m.id), "the disk is in use");
+    CHECK_R(rstr("HGET {volq}:job:%s e", m.id), "[\"the disk is in use\"]");
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
+    CHECK_INT(rint_("ZCARD {volq}:due"), 0);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK(rint_("ZSCORE {volq}:st:failed %s", m.id) > 0);
+    json_t *ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
+                "amend", m.id, m.disk, "the disk is in use");
+    json_decref(ev);
+    vq_job_free(j);
+}
+
+/* Checks a retrying job: lock held, in due with next_attempt = updated + the
+ * backoff of `attempt` (±20%), out of running and of the worker's list. */
+static void check_retrying(const made *m, int attempt)
+{
+    CHECK_R(state_of(m->id), "retrying");
+    CHECK_R(rstr("HGET {volq}:locks %s", m->disk), m->id);
+    long long n = field_int(m->id, "n"), u = field_int(m->id, "u");
+    long long base = 1000LL << (attempt - 1);
+    CHECK(n - u >= base * 8 / 10 && n - u <= base * 12 / 10);
+    CHECK_INT(rint_("ZSCORE {volq}:due %s", m->id), n);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    vq_job *j = NULL;
+    REQUIRE(vq_queue_get(Q, m->id, &j, NULL) == 0);
+    json_t *o = vq_job_json(j);
+    char when[32];
+    vq_time_format(n, when);
+    CHECK_STR(json_string_value(json_object_get(o, "next_attempt")), when);
+    json_decref(o);
+    vq_job_free(j);
+}
+
+static void test_queue_retry_backoff_then_failed(void)
+{
+    setup();
+    made m = amend();
+    const char *lines[] = {"qemu-img exited 1", "qemu-img exited 2", "qemu-img exited 3"};
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        vq_job *j = fetch(W1);
+        REQUIRE(j);
+        CHECK_STR(j->id, m.id);
+        CHECK_INT(j->attempts, attempt);
+        vq_job_state st = finish(j, VQ_OUT_RETRY, lines[attempt - 1]);
+        vq_job_free(j);
+        if (attempt < 3) {
+            CHECK_INT(st, VQ_JOB_RETRYING);
+            check_retrying(&m, attempt);
+            CHECK_INT(rint_("LLEN {volq}:q"), 0);
+            make_due(m.id);
+            CHECK_R(state_of(m.id), "queued");
+            CHECK_INT(rint_("HEXISTS {volq}:job:%s n", m.id), 0);
+        } else {
+            CHECK_INT(st, VQ_JOB_FAILED);
+        }
+    }
+    CHECK_R(state_of(m.id), "failed");
+    CHECK_R(rstr("HGET {volq}:job:%s r", m.id), "qemu-img exited 3");
+    CHECK_R(rstr("HGET {volq}:job:%s e", m.id),
+            "[\"qemu-img exited 1\",\"qemu-img exited 2\",\"qemu-img exited 3\"]");
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
+    CHECK_INT(rint_("ZCARD {volq}:due"), 0);
+    /* Events: one start (first attempt only) and one failure. */
+    json_t *a = events();
+    CHECK_INT(json_array_size(a), 2);
+    CHECK_STR(evs(json_array_get(a, 0), "type"), "USER_AMEND_IMAGE_START");
+    check_event(json_array_get(a, 1), "USER_AMEND_IMAGE_FINISH_FAILURE", "error",
+                "Failed to amend vm1_Disk1.", "amend", m.id, m.disk, "qemu-img exited 3");
+    json_decref(a);
+}
+
+static void test_queue_due_retry_promotion(void)
+{
+    setup();
+    made first = amend(), m = amend();
+    vq_job *j = fetch(W1); /* first */
+    vq_job *k = fetch(W1); /* m */
+    REQUIRE(j && k);
+    CHECK_INT(finish(k, VQ_OUT_RETRY, "busy"), VQ_JOB_RETRYING);
+    vq_job_free(k);
+    made later = amend();
+    /* Not due yet: housekeeping leaves it. */
+    size_t moved = 99;
+    CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+    CHECK_INT(moved, 0);
+    CHECK_R(state_of(m.id), "retrying");
+    make_due(m.id);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_INT(rint_("ZCARD {volq}:due"), 0);
+    /* Back of the queue: after the job accepted meanwhile. */
+    CHECK_R(rstr("LINDEX {volq}:q 0"), m.id);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), later.id);
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+    (void)first;
+    vq_job_free(j);
+}
+
+/* ---- cancel and manual retry ------------------------------------------- */
+
+static void test_queue_cancel(void)
+{
+    setup();
+    made done = amend(), r1 = amend(), run = amend();
+    /* done -> succeeded, r1 -> retrying, run -> running */
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, done.id);
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    vq_job_free(j);
+    j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, r1.id);
+    CHECK_INT(finish(j, VQ_OUT_RETRY, "busy"), VQ_JOB_RETRYING);
+    vq_job_free(j);
+    vq_job *running = fetch(W1);
+    REQUIRE(running);
+    CHECK_STR(running->id, run.id);
+
+    made q2 = amend();
+    size_t before = event_count();
+    CHECK_INT(vq_queue_cancel(Q, q2.id, NULL), 0);
+    CHECK_R(state_of(q2.id), "cancelled");
+    CHECK_R(rstr("HGET {volq}:job:%s r", q2.id), "cancelled by the administrator");
+    CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", q2.disk), 0);
+    CHECK(rint_("ZSCORE {volq}:st:cancelled %s", q2.id) > 0);
+    json_t *ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
+                "amend", q2.id, q2.disk, "cancelled by the administrator");
+    json_decref(ev);
+    CHECK_INT(event_count(), before + 1);
+
+    CHECK_INT(vq_queue_cancel(Q, r1.id, NULL), 0);
+    CHECK_R(state_of(r1.id), "cancelled");
+    CHECK_INT(rint_("ZCARD {volq}:due"), 0);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", r1.disk), 0);
+
+    vq_error e = {0};
+    CHECK_INT(vq_queue_cancel(Q, run.id, &e), VQ_ESTATE);
+    char want[160];
+    snprintf(want, sizeof want, "job %s: is running; only a queued or retrying job can be cancelled",
+             run.id);
+    CHECK_STR(e.text, want);
+    CHECK_R(state_of(run.id), "running");
+    CHECK_R(rstr("HGET {volq}:locks %s", run.disk), run.id);
+    vq_error e2 = {0};
+    CHECK_INT(vq_queue_cancel(Q, q2.id, &e2), VQ_ESTATE);
+    char unknown[VQ_UUID_SIZE];
+    vq_uuid_new(unknown);
+    CHECK_INT(vq_queue_cancel(Q, unknown, NULL), VQ_ENOENT);
+    CHECK_INT(vq_queue_cancel(Q, "nope", NULL), VQ_EINVAL);
+    vq_job_free(running);
+}
+
+/* A cancelled job whose id is still in the queue (cancelled between the move
+ * and the start) is skipped and leaves the worker's list. */
+static void test_queue_fetch_skips_cancelled(void)
+{
+    setup();
+    made a = amend(), b = amend();
+    CHECK_INT(vq_queue_cancel(Q, a.id, NULL), 0);
+    freeReplyObject(rcmd("RPUSH {volq}:q %s", a.id));
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, b.id);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 1);
+    CHECK_R(rstr("LINDEX {volq}:proc:" W1 " 0"), b.id);
+    CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    CHECK_R(state_of(a.id), "cancelled");
+    vq_job_free(j);
+}
+
+/* Makes a failed job (refused at its first attempt). */
+static made failed_job(void)
+{
+    made m = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    CHECK_INT(finish(j, VQ_OUT_REFUSED, "the disk is in use"), VQ_JOB_FAILED);
+    vq_job_free(j);
+    return m;
+}
+
+static void test_queue_manual_retry(void)
+{
+    setup();
+    made m = failed_job();
+    CHECK_INT(vq_queue_retry(Q, m.id, NULL), 0);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_INT(field_int(m.id, "a"), 0);
+    CHECK_INT(rint_("HEXISTS {volq}:job:%s r", m.id), 0);
+    CHECK_R(rstr("HGET {volq}:job:%s e", m.id), "[\"the disk is in use\"]");
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+    CHECK_R(rstr("LINDEX {volq}:q 0"), m.id);
+    CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", m.id), -1);
+    CHECK_INT(rint_("ZSCORE {volq}:ended %s", m.id), -1);
+    vq_error e = {0};
+    CHECK_INT(vq_queue_retry(Q, m.id, &e), VQ_ESTATE);
+    char want[160];
+    snprintf(want, sizeof want, "job %s: is queued; only a failed job can be retried", m.id);
+    CHECK_STR(e.text, want);
+    /* The retried job runs again, with a start event again. */
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    CHECK_INT(j->attempts, 1);
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    vq_job_free(j);
+}
+
+static void test_queue_retry_refused_while_disk_locked(void)
+{
+    setup();
+    made m = failed_job();
+    /* Another job took the disk meanwhile. */
+    vq_accept_req r = req("amend", m.disk, NULL, "vm1_Disk1");
+    vq_accept_res res;
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_QUEUED);
+    vq_error e = {0};
+    CHECK_INT(vq_queue_retry(Q, m.id, &e), VQ_ELOCKED);
+    char want[160];
+    snprintf(want, sizeof want, "job %s: its disk is locked by job %s", m.id, res.job_id);
+    CHECK_STR(e.text, want);
+    CHECK_R(state_of(m.id), "failed");
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), res.job_id);
+    /* Once that job ended, the retry takes the lock. */
+    CHECK_INT(vq_queue_cancel(Q, res.job_id, NULL), 0);
+    CHECK_INT(vq_queue_retry(Q, m.id, NULL), 0);
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+    CHECK_INT(vq_queue_cancel(Q, m.id, NULL), 0);
+    /* A stale lock (its job ended, the entry left behind) does not block. */
+    made f2 = failed_job();
+    freeReplyObject(rcmd("HSET {volq}:locks %s %s", f2.disk, res.job_id));
+    CHECK_INT(vq_queue_retry(Q, f2.id, NULL), 0);
+    CHECK_R(rstr("HGET {volq}:locks %s", f2.disk), f2.id);
+}
+
+static void test_queue_retry_all_failed(void)
+{
+    setup();
+    made a = failed_job(), b = failed_job(), c = failed_job();
+    vq_accept_req r = req("amend", c.disk, NULL, "x");
+    vq_accept_res res;
+    CHECK_INT(vq_queue_accept(Q, &r, 1, &res, NULL), 0);
+    size_t retried = 0, left = 0;
+    CHECK_INT(vq_queue_retry_failed(Q, &retried, &left, NULL), 0);
+    CHECK_INT(retried, 2);
+    CHECK_INT(left, 1);
+    CHECK_R(state_of(a.id), "queued");
+    CHECK_R(state_of(b.id), "queued");
+    CHECK_R(state_of(c.id), "failed");
+    CHECK_INT(rint_("ZCARD {volq}:st:failed"), 1);
+    CHECK_R(rstr("HGET {volq}:locks %s", a.disk), a.id);
+}
+
+/* ---- fencing and crashes ------------------------------------------------ */
+
+static char *job_dump(const char *id)
+{
+    redisReply *rep = rcmd("HGETALL {volq}:job:%s", id);
+    json_t *o = json_object();
+    for (size_t i = 0; i + 1 < rep->elements; i += 2)
+        json_object_set_new(o, rep->element[i]->str, json_string(rep->element[i + 1]->str));
+    freeReplyObject(rep);
+    char *s = json_dumps(o, JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static void expect_fenced(vq_job *stale, const char *id)
+{
+    char *before = job_dump(id);
+    size_t evs = event_count();
+    long long lease = rint_("ZSCORE {volq}:running %s", id);
+    vq_error e1 = {0}, e2 = {0}, e3 = {0};
+    CHECK_INT(vq_queue_finish(Q, stale, VQ_OUT_SUCCESS, NULL, NULL, &e1), VQ_ESTALE);
+    CHECK_INT(vq_queue_progress(Q, stale, 1, 1, &e2), VQ_ESTALE);
+    CHECK_INT(vq_queue_heartbeat(Q, stale, &e3), VQ_ESTALE);
+    char want[160];
+    snprintf(want, sizeof want, "job %s: attempt %llu was fenced (requeued or ended)", id,
+             (unsigned long long)stale->token);
+    CHECK_STR(e1.text, want);
+    char *after = job_dump(id);
+    CHECK_STR(after, before);
+    CHECK_INT(event_count(), evs);
+    CHECK_INT(rint_("ZSCORE {volq}:running %s", id), lease);
+    free(before);
+    free(after);
+}
+
+static void test_queue_fencing_stale_token(void)
+{
+    setup();
+    made m = amend();
+    vq_job *old = fetch(W1);
+    REQUIRE(old);
+    int n = -1;
+    CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
+    CHECK_INT(n, 1);
+    expect_fenced(old, m.id); /* queued again */
+    vq_job *cur = fetch(W2);
+    REQUIRE(cur);
+    CHECK_STR(cur->id, m.id);
+    CHECK(cur->token > old->token);
+    expect_fenced(old, m.id); /* running under W2 */
+    CHECK_R(rstr("HGET {volq}:job:%s w", m.id), W2);
+    CHECK_INT(finish(cur, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    expect_fenced(old, m.id); /* ended */
+    vq_job_free(old);
+    vq_job_free(cur);
+}
+
+static void test_queue_requeue_worker_front(void)
+{
+    setup();
+    made a = amend(), b = amend(), c = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    CHECK_INT(vq_queue_worker_beat(Q, W1, a.id, NULL), 0);
+    int n = 0;
+    CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
+    CHECK_INT(n, 1);
+    CHECK_R(state_of(a.id), "queued");
+    CHECK_INT(field_int(a.id, "cr"), 1);
+    CHECK_INT(field_int(a.id, "a"), 0);
+    CHECK_R(rstr("HGET {volq}:locks %s", a.disk), a.id);
+    /* Front: the right end, taken before b and c. */
+    CHECK_INT(rint_("LLEN {volq}:q"), 3);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), a.id);
+    CHECK_R(rstr("LINDEX {volq}:q 0"), c.id);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK_INT(rint_("ZSCORE {volq}:workers " W1), -1);
+    CHECK_INT(rint_("HEXISTS {volq}:wjob " W1), 0);
+    vq_job *again = fetch(W2);
+    REQUIRE(again);
+    CHECK_STR(again->id, a.id);
+    CHECK_INT(again->attempts, 1);
+    CHECK_INT(again->crashes, 1);
+    (void)b;
+    vq_job_free(j);
+    vq_job_free(again);
+}
+
+static void test_queue_requeue_fails_at_max_crashes(void)
+{
+    setup();
+    CFG.max_crashes = 2;
+    reconfig();
+    made m = amend();
+    for (int crash = 1; crash <= 2; crash++) {
+        vq_job *j = fetch(W1);
+        REQUIRE(j);
+        CHECK_STR(j->id, m.id);
+        vq_job_free(j);
+        int n = -1;
+        CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
+        CHECK_INT(n, crash < 2 ? 1 : 0);
+    }
+    CHECK_R(state_of(m.id), "failed");
+    CHECK_R(rstr("HGET {volq}:job:%s r", m.id), "worker died 2 times during this job");
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
+    CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    json_t *ev = last_event();
+    check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
+                "amend", m.id, m.disk, "worker died 2 times during this job");
+    json_decref(ev);
+}
+
+/* A job moved into a worker's list but not started when it died goes back
+ * without counting a crash; so does everything of a clean worker_gone. */
+static void test_queue_worker_gone_and_unstarted(void)
+{
+    setup();
+    made m = amend();
+    freeReplyObject(rcmd("LMOVE {volq}:q {volq}:proc:" W1 " RIGHT LEFT"));
+    CHECK_INT(vq_queue_worker_beat(Q, W1, "", NULL), 0);
+    CHECK_INT(vq_queue_worker_gone(Q, W1, NULL), 0);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_INT(field_int(m.id, "cr"), -1);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), m.id);
+    CHECK_INT(rint_("ZSCORE {volq}:workers " W1), -1);
+    CHECK_INT(rint_("EXISTS {volq}:proc:" W1), 0);
+    vq_error e = {0};
+    CHECK_INT(vq_queue_worker_beat(Q, "bad worker", "", &e), VQ_EINVAL);
+    CHECK_STR(e.text, "worker id bad worker: spaces or control characters");
+}
+
+static void test_queue_lease_expiry_requeues(void)
+{
+    setup();
+    CFG.lease_ms = 300;
+    reconfig();
+    made m = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    size_t moved = 9;
+    CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+    CHECK_INT(moved, 0);
+    CHECK_R(state_of(m.id), "running");
+    /* Heartbeats keep it: 1 s of beats and housekeeping, never moved. */
+    long long until = mono_ms() + 1000;
+    while (mono_ms() < until) {
+        CHECK_INT(vq_queue_heartbeat(Q, j, NULL), 0);
+        CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+        CHECK_INT(moved, 0);
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL); /* the beat interval */
+    }
+    /* Then silence: the lease runs out and the job goes back. */
+    CHECK_INT(housekeep_until_moved(), 1);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_INT(field_int(m.id, "cr"), 1);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), m.id);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+    expect_fenced(j, m.id);
+    vq_job_free(j);
+}
+
+static void test_queue_dead_worker_registration(void)
+{
+    setup();
+    CFG.lease_ms = 300;
+    reconfig();
+    made m = amend();
+    freeReplyObject(rcmd("LMOVE {volq}:q {volq}:proc:" W1 " RIGHT LEFT"));
+    CHECK_INT(vq_queue_worker_beat(Q, W1, "", NULL), 0);
+    CHECK_INT(vq_queue_worker_beat(Q, W2, "", NULL), 0);
+    size_t moved = 9;
+    CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+    CHECK_INT(moved, 0);
+    /* W1 goes silent for 3 leases; W2 keeps beating. */
+    long long deadline = mono_ms() + 5000;
+    moved = 0;
+    while (!moved && mono_ms() < deadline) {
+        CHECK_INT(vq_queue_worker_beat(Q, W2, "", NULL), 0);
+        CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_INT(moved, 1);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_R(rstr("LINDEX {volq}:q -1"), m.id);
+    CHECK_INT(rint_("ZSCORE {volq}:workers " W1), -1);
+    CHECK(rint_("ZSCORE {volq}:workers " W2) > 0);
+}
+
+/* Two schedulers housekeeping at once never move a job twice. */
+static void test_queue_housekeep_two_schedulers(void)
+{
+    setup();
+    CFG.lease_ms = 200;
+    reconfig();
+    enum { N = 200 };
+    static char disks[N][VQ_UUID_SIZE];
+    static vq_accept_req reqs[N];
+    static vq_accept_res res[N];
+    for (int i = 0; i < N; i++) {
+        vq_uuid_new(disks[i]);
+        reqs[i] = req("amend", disks[i], NULL, "d");
+    }
+    CHECK_INT(vq_queue_accept(Q, reqs, N, res, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        vq_job *j = fetch(i % 2 ? W1 : W2);
+        REQUIRE(j);
+        vq_job_free(j);
+    }
+    CHECK_INT(rint_("ZCARD {volq}:running"), N);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            vq_queue *q = open_queue();
+            long long until = mono_ms() + 1500;
+            while (mono_ms() < until)
+                if (vq_queue_housekeep(q, NULL, NULL) != 0) _exit(1);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_INT(rint_("LLEN {volq}:q"), N);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(field_int(res[i].job_id, "cr"), 1);
+    }
+    /* Each id exactly once in the queue. */
+    redisReply *rep = rcmd("LRANGE {volq}:q 0 -1");
+    json_t *seen = json_object();
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (json_object_get(seen, rep->element[i]->str)) T_FAIL_("%s twice", rep->element[i]->str);
+        json_object_set_new(seen, rep->element[i]->str, json_true());
+    }
+    CHECK_INT(json_object_size(seen), N);
+    json_decref(seen);
+    freeReplyObject(rep);
+}
+
+/* ---- retention, repair -------------------------------------------------- */
+
+static void test_queue_trim_by_count_and_age(void)
+{
+    setup();
+    CFG.keep_finished_max = 3;
+    reconfig();
+    made done[5];
+    long long now = vq_now_ms();
+    for (int i = 0; i < 5; i++) {
+        done[i] = amend();
+        vq_job *j = fetch(W1);
+        REQUIRE(j);
+        CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+        vq_job_free(j);
+        /* Distinct end times, oldest first. */
+        freeReplyObject(rcmd("ZADD {volq}:ended %lld %s", now - 10000 + i, done[i].id));
+    }
+    made live = amend();
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("ZCARD {volq}:ended"), 3);
+    CHECK_INT(rint_("ZCARD {volq}:st:succeeded"), 3);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[0].id), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[1].id), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[2].id), 1);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", live.id), 1);
+    /* By age: ended more than keep_finished_s ago. */
+    CFG.keep_finished_max = 100;
+    CFG.keep_finished_s = 3600;
+    reconfig();
+    freeReplyObject(rcmd("ZADD {volq}:ended %lld %s", now - 3601 * 1000LL, done[2].id));
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[2].id), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[3].id), 1);
+    CHECK_INT(rint_("ZCARD {volq}:ended"), 2);
+    /* A live job listed in ended by mistake is never deleted. */
+    freeReplyObject(rcmd("ZADD {volq}:ended 1 %s", live.id));
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", live.id), 1);
+}
+
+static void test_queue_repair_injected(void)
+{
+    setup();
+    made done = failed_job();
+    made lockless = amend(), twice = amend(), nolist = amend();
+    char ghost[VQ_UUID_SIZE], gdisk[VQ_UUID_SIZE], ddisk[VQ_UUID_SIZE];
+    vq_uuid_new(ghost);
+    vq_uuid_new(gdisk);
+    vq_uuid_new(ddisk);
+    /* (1) a lock whose job does not exist, (2) a lock of an ended job */
+    freeReplyObject(rcmd("HSET {volq}:locks %s %s", gdisk, ghost));
+    freeReplyObject(rcmd("HSET {volq}:locks %s %s", ddisk, done.id));
+    /* (3) a live job without its lock */
+    freeReplyObject(rcmd("HDEL {volq}:locks %s", lockless.disk));
+    /* (4) a queued job also in an ended index */
+    freeReplyObject(rcmd("ZADD {volq}:st:succeeded 1 %s", twice.id));
+    /* (5) an ended job also in the queue */
+    freeReplyObject(rcmd("LPUSH {volq}:q %s", done.id));
+    /* (6) an index entry of a job that does not exist */
+    freeReplyObject(rcmd("ZADD {volq}:due 1 %s", ghost));
+    /* (7) a queued job in no list at all */
+    freeReplyObject(rcmd("LREM {volq}:q 0 %s", nolist.id));
+    size_t fixed = 0;
+    vq_error e = {0};
+    CHECK_INT(vq_queue_repair(Q, &fixed, &e), 0);
+    CHECK_INT(fixed, 7);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", gdisk), 0);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", ddisk), 0);
+    CHECK_R(rstr("HGET {volq}:locks %s", lockless.disk), lockless.id);
+    CHECK_INT(rint_("ZSCORE {volq}:st:succeeded %s", twice.id), -1);
+    CHECK_INT(rint_("LPOS {volq}:q %s", done.id), -1);
+    CHECK_INT(rint_("ZSCORE {volq}:due %s", ghost), -1);
+    CHECK(rint_("LPOS {volq}:q %s", nolist.id) >= 0);
+    CHECK_R(state_of(done.id), "failed");
+    CHECK(rint_("ZSCORE {volq}:st:failed %s", done.id) > 0);
+    /* Nothing left to fix. */
+    CHECK_INT(vq_queue_repair(Q, &fixed, NULL), 0);
+    CHECK_INT(fixed, 0);
+}
+
+/* ---- listing, status, lock holders -------------------------------------- */
+
+static void test_queue_list_newest_first(void)
+{
+    setup();
+    made c = failed_job(), a = amend(), b = amend(), d = amend();
+    /* Distinct created times, in accept order. */
+    const made *all[] = {&a, &b, &c, &d};
+    for (int i = 0; i < 4; i++)
+        freeReplyObject(rcmd("HSET {volq}:job:%s c %d", all[i]->id, 1000 + i));
+    freeReplyObject(rcmd("ZADD {volq}:st:failed 1002 %s", c.id));
+    json_t *l = NULL;
+    CHECK_INT(vq_queue_list(Q, -1, 10, &l, NULL), 0);
+    CHECK_INT(json_array_size(l), 4);
+    const char *want[] = {d.id, c.id, b.id, a.id};
+    for (int i = 0; i < 4; i++)
+        CHECK_STR(json_string_value(json_object_get(json_array_get(l, i), "id")), want[i]);
+    json_decref(l);
+    CHECK_INT(vq_queue_list(Q, -1, 2, &l, NULL), 0);
+    CHECK_INT(json_array_size(l), 2);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(l, 1), "id")), c.id);
+    json_decref(l);
+    CHECK_INT(vq_queue_list(Q, VQ_JOB_FAILED, 10, &l, NULL), 0);
+    CHECK_INT(json_array_size(l), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "state")), "failed");
+    json_decref(l);
+    CHECK_INT(vq_queue_list(Q, VQ_JOB_QUEUED, 10, &l, NULL), 0);
+    CHECK_INT(json_array_size(l), 3);
+    json_decref(l);
+    CHECK_INT(vq_queue_list(Q, VQ_JOB_SUCCEEDED, 10, &l, NULL), 0);
+    CHECK_INT(json_array_size(l), 0);
+    json_decref(l);
+}
+
+static void test_queue_status(void)
+{
+    setup();
+    CFG.lease_ms = 1000;
+    reconfig();
+    failed_job();
+    made a = amend(), b = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    freeReplyObject(rcmd("ZADD {volq}:workers 1 ghost:9"));
+    /* The head of the queue became queued 5 s ago. */
+    redisReply *head = rcmd("LINDEX {volq}:q -1");
+    REQUIRE(head->type == REDIS_REPLY_STRING);
+    freeReplyObject(rcmd("HSET {volq}:job:%s u %lld", head->str, (long long)vq_now_ms() - 5000));
+    freeReplyObject(head);
+    json_t *s = NULL;
+    CHECK_INT(vq_queue_status(Q, &s, NULL), 0);
+    REQUIRE(s);
+    json_t *jobs = json_object_get(s, "jobs");
+    CHECK_INT(json_integer_value(json_object_get(jobs, "queued")), 1);
+    CHECK_INT(json_integer_value(json_object_get(jobs, "running")), 1);
+    CHECK_INT(json_integer_value(json_object_get(jobs, "retrying")), 0);
+    CHECK_INT(json_integer_value(json_object_get(jobs, "failed")), 1);
+    CHECK_INT(json_integer_value(json_object_get(jobs, "succeeded")), 0);
+    CHECK_INT(json_integer_value(json_object_get(jobs, "cancelled")), 0);
+    json_t *ws = json_object_get(s, "workers");
+    CHECK_INT(json_array_size(ws), 1);
+    json_t *w = json_array_get(ws, 0);
+    CHECK_STR(json_string_value(json_object_get(w, "host")), "host-a");
+    CHECK_INT(json_integer_value(json_object_get(w, "pid")), 101);
+    CHECK_STR(json_string_value(json_object_get(w, "job_id")), j->id);
+    long long oldest = json_integer_value(json_object_get(s, "oldest_waiting_s"));
+    CHECK(oldest >= 4 && oldest <= 7);
+    CHECK_INT(json_integer_value(json_object_get(s, "jobs_per_min")), 1);
+    CHECK_STR(json_string_value(json_object_get(s, "redis")), "up");
+    (void)a;
+    (void)b;
+    json_decref(s);
+    vq_job_free(j);
+}
+
+static void test_queue_lock_holders(void)
+{
+    setup();
+    made done = failed_job();
+    made a = amend();
+    char free_disk[VQ_UUID_SIZE];
+    vq_uuid_new(free_disk);
+    freeReplyObject(rcmd("HSET {volq}:locks %s %s", free_disk, done.id)); /* stale */
+    const char *disks[] = {a.disk, done.disk, free_disk};
+    char holders[3][VQ_UUID_SIZE];
+    CHECK_INT(vq_queue_lock_holders(Q, disks, 3, holders, NULL), 0);
+    CHECK_STR(holders[0], a.id);
+    CHECK_STR(holders[1], "");
+    CHECK_STR(holders[2], "");
+}
+
+/* ---- the pipelined worker loop ------------------------------------------ */
+
+static void test_queue_finish_fetch_pipeline(void)
+{
+    setup();
+    made a = amend(), b = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    vq_job *next = NULL;
+    vq_job_state st = (vq_job_state)-1;
+    CHECK_INT(vq_queue_finish_fetch(Q, j, VQ_OUT_SUCCESS, NULL, &st, 0, &next, NULL), 0);
+    CHECK_INT(st, VQ_JOB_SUCCEEDED);
+    REQUIRE(next);
+    CHECK_STR(next->id, b.id);
+    CHECK_INT(next->state, VQ_JOB_RUNNING);
+    CHECK_R(state_of(a.id), "succeeded");
+    CHECK_R(rstr("HGET {volq}:wjob " W1), b.id);
+    /* A stale finish still fetches: nothing is lost. */
+    made c = amend();
+    vq_job *next2 = NULL;
+    vq_error e = {0};
+    CHECK_INT(vq_queue_finish_fetch(Q, j, VQ_OUT_SUCCESS, NULL, NULL, 0, &next2, &e), VQ_ESTALE);
+    REQUIRE(next2);
+    CHECK_STR(next2->id, c.id);
+    vq_job *none = (vq_job *)1;
+    CHECK_INT(vq_queue_finish_fetch(Q, next, VQ_OUT_RETRY, "x", &st, 0, &none, NULL), 0);
+    CHECK_INT(st, VQ_JOB_RETRYING);
+    CHECK(none == NULL);
+    vq_job_free(j);
+    vq_job_free(next);
+    vq_job_free(next2);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void refusal(void)
+{
+    char disk[VQ_UUID_SIZE];
+    vq_uuid_new(disk);
+    vq_accept_req r = req("amend", disk, NULL, "x");
+    r.refusal = "raw disk";
+    vq_accept_res res;
+    REQUIRE(vq_queue_accept(Q, &r, 1, &res, NULL) == 0);
+}
+
+static void test_queue_events_since_id_and_time(void)
+{
+    setup();
+    for (int i = 0; i < 5; i++) refusal();
+    json_t *all = events();
+    CHECK_INT(json_array_size(all), 5);
+    const char *id2 = evs(json_array_get(all, 1), "id");
+    json_t *after = NULL;
+    char last[64] = "unchanged";
+    CHECK_INT(vq_queue_events(Q, id2, 0, 0, &after, last, NULL), 0);
+    CHECK_INT(json_array_size(after), 3);
+    CHECK_STR(evs(json_array_get(after, 0), "id"), evs(json_array_get(all, 2), "id"));
+    CHECK_STR(last, evs(json_array_get(all, 4), "id"));
+    json_decref(after);
+    /* count */
+    CHECK_INT(vq_queue_events(Q, NULL, 2, 0, &after, last, NULL), 0);
+    CHECK_INT(json_array_size(after), 2);
+    CHECK_STR(last, evs(json_array_get(all, 1), "id"));
+    json_decref(after);
+    /* since a time: the events at or after it */
+    const char *t3 = evs(json_array_get(all, 3), "time");
+    CHECK_INT(vq_queue_events(Q, t3, 0, 0, &after, last, NULL), 0);
+    CHECK(json_array_size(after) >= 2);
+    for (size_t i = 0; i < json_array_size(after); i++)
+        CHECK(strcmp(evs(json_array_get(after, i), "time"), t3) >= 0);
+    json_decref(after);
+    CHECK_INT(vq_queue_events(Q, "2999-01-01T00:00:00+01:00", 0, 0, &after, last, NULL), 0);
+    CHECK_INT(json_array_size(after), 0);
+    json_decref(after);
+    CHECK_INT(vq_queue_events(Q, "1970-01-01T00:00:00Z", 0, 0, &after, last, NULL), 0);
+    CHECK_INT(json_array_size(after), 5);
+    json_decref(after);
+    vq_error e = {0};
+    CHECK_INT(vq_queue_events(Q, "yesterday", 0, 0, &after, last, &e), VQ_EINVAL);
+    CHECK_STR(e.text, "events: since yesterday is neither an event id nor an RFC 3339 time");
+    json_decref(all);
+}
+
+static void test_queue_events_follow_blocks(void)
+{
+    setup();
+    refusal();
+    json_t *all = events();
+    char last[64];
+    snprintf(last, sizeof last, "%s", evs(json_array_get(all, 0), "id"));
+    json_decref(all);
+    json_t *got = NULL;
+    long long t0 = mono_ms();
+    CHECK_INT(vq_queue_events(Q, last, 0, 300, &got, last, NULL), 0);
+    CHECK_INT(json_array_size(got), 0);
+    CHECK(mono_ms() - t0 >= 250);
+    json_decref(got);
+    pid_t child = fork();
+    if (child == 0) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL); /* lets the parent block first */
+        Q = open_queue();
+        refusal();
+        _exit(0);
+    }
+    t0 = mono_ms();
+    CHECK_INT(vq_queue_events(Q, last, 0, 8000, &got, last, NULL), 0);
+    CHECK_INT(json_array_size(got), 1);
+    CHECK(mono_ms() - t0 < 6000);
+    CHECK_STR(last, evs(json_array_get(got, 0), "id"));
+    CHECK_STR(evs(json_array_get(got, 0), "reason"), "raw disk");
+    json_decref(got);
+    int st;
+    waitpid(child, &st, 0);
+}
+
+static void test_queue_events_capped(void)
+{
+    setup();
+    CFG.events_max = 10;
+    reconfig();
+    for (int i = 0; i < 300; i++) refusal();
+    long long n = rint_("XLEN {volq}:events");
+    /* MAXLEN ~ trims whole stream nodes (100 entries): between 10 and 110. */
+    CHECK(n >= 10 && n <= 110);
+}
+
+/* ---- crashes of Redis --------------------------------------------------- */
+
+/* Everything that matters, as one string, to compare before and after. */
+static char *dump_state(void)
+{
+    const char *cmds[] = {"LRANGE {volq}:q 0 -1", "ZRANGE {volq}:running 0 -1 WITHSCORES",
+                          "HGETALL {volq}:locks", "ZRANGE {volq}:st:failed 0 -1",
+                          "LRANGE {volq}:proc:" W1 " 0 -1", "XLEN {volq}:events", "GET {volq}:token"};
+    json_t *o = json_array();
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        redisReply *rep = rcmd(cmds[i]);
+        json_t *a = json_array();
+        if (rep->type == REDIS_REPLY_ARRAY)
+            for (size_t e = 0; e < rep->elements; e++) json_array_append_new(a, json_string(rep->element[e]->str));
+        else if (rep->type == REDIS_REPLY_INTEGER)
+            json_array_append_new(a, json_integer(rep->integer));
+        else if (rep->type == REDIS_REPLY_STRING)
+            json_array_append_new(a, json_string(rep->str));
+        json_array_append_new(o, a);
+        freeReplyObject(rep);
+    }
+    char *s = json_dumps(o, 0);
+    json_decref(o);
+    return s;
+}
+
+static void test_queue_redis_kill9_restart_loses_nothing(void)
+{
+    setup();
+    CFG.lease_ms = 300;
+    reconfig();
+    made a = failed_job();
+    made b = amend(), c = amend();
+    vq_job *j = fetch(W1); /* b running, c queued, a failed */
+    REQUIRE(j);
+    CHECK_STR(j->id, b.id);
+    char *before = dump_state(), *job_b = job_dump(b.id), *job_c = job_dump(c.id);
+    REQUIRE(t_redis_kill9(&R) == 0);
+    REQUIRE(t_redis_restart(&R) == 0);
+    char *after = dump_state(), *job_b2 = job_dump(b.id), *job_c2 = job_dump(c.id);
+    CHECK_STR(after, before);
+    CHECK_STR(job_b2, job_b);
+    CHECK_STR(job_c2, job_c);
+    /* The same queue handle goes on (reconnect, scripts loaded again); the
+     * running job's worker is gone with the old world: its lease runs out. */
+    CHECK_INT(housekeep_until_moved(), 1);
+    vq_job *again = fetch(W2);
+    REQUIRE(again);
+    CHECK_STR(again->id, b.id);
+    CHECK_INT(finish(again, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    vq_job *last = fetch(W2);
+    REQUIRE(last);
+    CHECK_STR(last->id, c.id);
+    CHECK_INT(finish(last, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    (void)a;
+    free(before), free(after), free(job_b), free(job_b2), free(job_c), free(job_c2);
+    vq_job_free(j);
+    vq_job_free(again);
+    vq_job_free(last);
+}
+
+static void test_queue_scripts_reload_after_flush(void)
+{
+    setup();
+    made m = amend();
+    freeReplyObject(rcmd("SCRIPT FLUSH"));
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    freeReplyObject(rcmd("SCRIPT FLUSH"));
+    CHECK_INT(vq_queue_heartbeat(Q, j, NULL), 0);
+    freeReplyObject(rcmd("SCRIPT FLUSH"));
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    freeReplyObject(rcmd("SCRIPT FLUSH"));
+    made n = amend();
+    CHECK_R(state_of(n.id), "queued");
+    vq_job_free(j);
+}
+
+T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
+       T(test_queue_memory_per_queued_job), T(test_queue_accept_locked_disk_refused),
+       T(test_queue_accept_refusal_recorded), T(test_queue_accept_idempotency_key),
+       T(test_queue_accept_invalid_records_nothing), T(test_queue_fetch_progress_success),
+       T(test_queue_fetch_waits_then_times_out), T(test_queue_create_volume_events),
+       T(test_queue_finish_refused_not_retried), T(test_queue_retry_backoff_then_failed),
+       T(test_queue_due_retry_promotion), T(test_queue_cancel), T(test_queue_fetch_skips_cancelled),
+       T(test_queue_manual_retry), T(test_queue_retry_refused_while_disk_locked),
+       T(test_queue_retry_all_failed), T(test_queue_fencing_stale_token),
+       T(test_queue_requeue_worker_front), T(test_queue_requeue_fails_at_max_crashes),
+       T(test_queue_worker_gone_and_unstarted), T(test_queue_lease_expiry_requeues),
+       T(test_queue_dead_worker_registration), T(test_queue_housekeep_two_schedulers),
+       T(test_queue_trim_by_count_and_age), T(test_queue_repair_injected),
+       T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
+       T(test_queue_finish_fetch_pipeline), T(test_queue_events_since_id_and_time),
+       T(test_queue_events_follow_blocks), T(test_queue_events_capped),
+       T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))
