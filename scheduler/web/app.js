@@ -367,7 +367,15 @@
     $('upgrade').disabled = !ok;
   }
 
-  /* A disk the page offers to amend: one of its own qcow2 volumes is at 0.10. */
+  /* The first of the disk's own volumes that is not LEGAL (an amend of the
+   * disk is refused until it is repaired), or undefined. */
+  function badVolume(d) {
+    return (d.volumes || []).find((v) => v.voltype !== 'SHARED' && v.legality !== 'LEGAL');
+  }
+
+  /* A disk the page offers to amend: one of its own qcow2 volumes is at 0.10.
+   * One with a volume that is not LEGAL keeps its button: the refusal is
+   * recorded as a failed job with its reason, as for any other refusal. */
   function amendable(d) {
     if (d.template || d.status !== 'ok' || d.locked_by) return false;
     return (d.volumes || []).some((v) => v.voltype !== 'SHARED' && v.format === 'cow' &&
@@ -408,7 +416,7 @@
     setText(cell(tr, 'c-qcow'), d.qcow_version || DASH);
     setText(cell(tr, 'c-template'), d.template ? 'yes' : 'no');
     const status = cell(tr, 'c-status');
-    const bad = (d.volumes || []).find((v) => v.voltype !== 'SHARED' && v.legality !== 'LEGAL');
+    const bad = badVolume(d);
     setText(status, (d.reason ? d.status + ': ' + d.reason : d.status) +
       (bad ? ' (volume ' + short(bad.id) + ' ' + bad.legality + ')' : ''));
     status.dataset.status = d.status;
@@ -650,11 +658,14 @@
     const d = st.domain;
     if (!d) return;
     const toV4 = $('to-v4').checked;
-    const todo = st.disks.filter(amendable).length;
+    const todo = st.disks.filter((x) => amendable(x) && !badVolume(x)).length;
+    const bad = st.disks.filter((x) => amendable(x) && badVolume(x)).length;
     const c = qcowCounts(st.disks);
     const text = 'Amend every eligible disk of storage domain ' + d.id + ' to qcow2_v3 ' +
       '(compat 1.1): ' + todo + ' disk' + (todo === 1 ? '' : 's') + ' to amend, ' + c.v3 +
       ' of ' + c.total + ' qcow disks already at qcow2_v3.' +
+      (bad ? ' ' + bad + ' disk' + (bad === 1 ? ' has a volume' : 's have volumes') +
+             ' that is not LEGAL and will be skipped.' : '') +
       (toV4 && d.version === 3 ? ' The domain is first raised from version 3 to 4.' : '') +
       ' Templates, raw disks and disks in use are skipped.';
     if (!(await askConfirm('Upgrade storage domain?', text, 'Upgrade'))) {
