@@ -296,6 +296,9 @@ static void test_cli_jobs_job_cancel_retry(void)
     t_cmd_free(&c);
     VOLQ(&c, "jobs", "--json");
     CHECK_INT(json_array_size(c.json), 2);
+    t_cmd_free(&c);
+    VOLQ(&c, "jobs", "--json", "--state", "failed");
+    CHECK_INT(json_array_size(c.json), 1);
     snprintf(refused, sizeof refused, "%s",
              json_string_value(json_object_get(json_array_get(c.json, 0), "id")));
     t_cmd_free(&c);
