@@ -74,11 +74,12 @@ static int expire_leases(vq_queue *q, int64_t now, size_t *moved, int *full, vq_
     vq_strv ids = {0}, ws = {0};
     int rc = due_members(q, VQ_K_RUNNING, now, &ids, err);
     if (!rc && ids.n) rc = workers_of(q, &ids, &ws, err);
-    if (!rc && ids.n) {
-        size_t before = *moved;
-        rc = vq_queue_requeue_(q, "lease", "0", ids.v, ws.v, ids.n, NULL, 0, moved, moved, err);
-        if (*moved > before) vq_log(VQ_LOG_NOTICE, "housekeep: %zu jobs requeued after their lease expired", *moved - before);
-    }
+    vq_requeue_count c = {0};
+    if (!rc && ids.n) rc = vq_queue_requeue_(q, "lease", "0", ids.v, ws.v, ids.n, NULL, 0, &c, err);
+    if (c.requeued + c.failed)
+        vq_log(VQ_LOG_NOTICE, "housekeep: leases expired: %zu jobs requeued, %zu failed", c.requeued,
+               c.failed);
+    *moved += c.requeued + c.failed;
     *full = ids.n == VQ_BATCH;
     vq_strv_free_(&ids);
     vq_strv_free_(&ws);
@@ -103,9 +104,13 @@ static int reap_workers(vq_queue *q, int64_t now, size_t *moved, int *full, vq_e
     }
     char c[32];
     snprintf(c, sizeof c, "%lld", (long long)cutoff);
+    vq_requeue_count n = {0};
     if (!rc && dead.n)
-        rc = vq_queue_requeue_(q, "worker", c, ids.v, ws.v, ids.n, dead.v, dead.n, moved, moved, err);
-    if (!rc && dead.n) vq_log(VQ_LOG_NOTICE, "housekeep: %zu silent workers dropped, %zu of their jobs put back", dead.n, ids.n);
+        rc = vq_queue_requeue_(q, "worker", c, ids.v, ws.v, ids.n, dead.v, dead.n, &n, err);
+    if (n.dropped + n.requeued + n.failed)
+        vq_log(VQ_LOG_NOTICE, "housekeep: %zu silent workers dropped; their jobs: %zu requeued, "
+               "%zu failed", n.dropped, n.requeued, n.failed);
+    *moved += n.requeued + n.failed;
     *full = dead.n == VQ_BATCH;
     vq_strv_free_(&dead);
     vq_strv_free_(&ids);

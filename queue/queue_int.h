@@ -68,12 +68,18 @@ int vq_queue_job_of_reply_(const char *id, const redisReply *r, vq_job **out, vq
  * ids[i] has no record.  Free each with vq_job_free(). */
 int vq_queue_get_many_(vq_queue *q, char **ids, size_t n, vq_job **out, vq_error *err);
 
+/* What requeue.lua did: jobs put back, jobs failed at max_crashes, worker
+ * registrations dropped. */
+typedef struct vq_requeue_count {
+    size_t requeued, failed, dropped;
+} vq_requeue_count;
+
 /* Runs requeue.lua (see there): mode "worker" or "lease", jobs ids[i] of
  * workers[i], then drops the registrations of drop[0..ndrop) when dead and
- * idle.  Adds to *requeued and *failed (either may be NULL). */
+ * idle.  Adds to *count. */
 int vq_queue_requeue_(vq_queue *q, const char *mode, const char *cutoff, char **ids,
-                      char **workers, size_t n, char **drop, size_t ndrop, size_t *requeued,
-                      size_t *failed, vq_error *err);
+                      char **workers, size_t n, char **drop, size_t ndrop,
+                      vq_requeue_count *count, vq_error *err);
 
 /* The server's clock in ms (TIME): every host compares leases and due times
  * against the same clock. */

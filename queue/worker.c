@@ -32,8 +32,8 @@ int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq
 }
 
 int vq_queue_requeue_(vq_queue *q, const char *mode, const char *cutoff, char **ids,
-                      char **workers, size_t n, char **drop, size_t ndrop, size_t *requeued,
-                      size_t *failed, vq_error *err)
+                      char **workers, size_t n, char **drop, size_t ndrop,
+                      vq_requeue_count *count, vq_error *err)
 {
     vq_strv k = {0}, a = {0};
     vq_strv_add_(&a, mode);
@@ -53,9 +53,12 @@ int vq_queue_requeue_(vq_queue *q, const char *mode, const char *cutoff, char **
     vq_strv_free_(&k);
     vq_strv_free_(&a);
     if (!rep) return VQ_EREDIS;
-    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
-    if (ok && requeued) *requeued += (size_t)rep->element[0]->integer;
-    if (ok && failed) *failed += (size_t)rep->element[1]->integer;
+    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3;
+    if (ok) {
+        count->requeued += (size_t)rep->element[0]->integer;
+        count->failed += (size_t)rep->element[1]->integer;
+        count->dropped += (size_t)rep->element[2]->integer;
+    }
     freeReplyObject(rep);
     return ok ? 0 : vq_error_set(err, VQ_EREDIS, "requeue.lua: unexpected reply");
 }
@@ -83,11 +86,10 @@ int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *e
     vq_strv ids = {0}, ws = {0};
     if ((rc = read_proc(q, worker, &ids, err))) goto out_free;
     for (size_t i = 0; i < ids.n; i++) vq_strv_add_(&ws, worker);
-    size_t requeued = 0;
+    vq_requeue_count c = {0};
     char *drop[] = {(char *)worker};
-    rc = vq_queue_requeue_(q, "worker", CUTOFF_DEAD, ids.v, ws.v, ids.n, drop, 1, &requeued,
-                           NULL, err);
-    if (!rc && n) *n = (int)requeued;
+    rc = vq_queue_requeue_(q, "worker", CUTOFF_DEAD, ids.v, ws.v, ids.n, drop, 1, &c, err);
+    if (!rc && n) *n = (int)c.requeued;
 out_free:
     vq_strv_free_(&ids);
     vq_strv_free_(&ws);

@@ -58,13 +58,6 @@ local function job_get(key)
   return j
 end
 
--- The same reply with a status in front: {status, field, value, ...}.
-local function job_reply(status, key)
-  local r = redis.call('HGETALL', key)
-  table.insert(r, 1, status)
-  return r
-end
-
 -- Audit events (SPEC §2): oVirt's types and texts.
 local EV = {
   amend = {

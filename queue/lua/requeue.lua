@@ -12,7 +12,7 @@
 --       then per worker to drop: its in-flight list
 -- ARGV: common, mode, cutoff_ms, njobs, per job: id, worker;
 --       then per worker to drop: worker
--- Returns {requeued, failed}.
+-- Returns {requeued, failed, registrations dropped}.
 local mode, cutoff, n = ARGV[NA + 1], tonumber(ARGV[NA + 2]), tonumber(ARGV[NA + 3])
 local now = now_ms()
 
@@ -71,11 +71,12 @@ for i = 1, n do
   if r == 'requeued' then requeued = requeued + 1 end
   if r == 'failed' then failed = failed + 1 end
 end
+local dropped = 0
 for w = 1, #ARGV - (NA + 3 + 2 * n) do
   local worker, proc = ARGV[NA + 3 + 2 * n + w], KEYS[NK + 2 * n + w]
   if dead(worker) and redis.call('LLEN', proc) == 0 then
-    redis.call('ZREM', WORKERS, worker)
+    dropped = dropped + redis.call('ZREM', WORKERS, worker)
     redis.call('HDEL', WJOB, worker)
   end
 end
-return {requeued, failed}
+return {requeued, failed, dropped}

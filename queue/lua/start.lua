@@ -20,5 +20,12 @@ local tok = redis.call('INCR', TOKEN)
 redis.call('HSET', jk, 's', 'running', 'a', a, 'tk', tok, 'w', worker, 'u', int(now))
 redis.call('ZADD', RUN, now + LEASE_MS, id)
 beat(worker, id, now)
+j.s, j.a, j.tk, j.w, j.u = 'running', int(a), int(tok), worker, int(now)
 if a == 1 then post(id, j, 'start', nil, now) end
-return job_reply('ok', jk)
+-- The record as it is now, without reading it again.
+local out = {'ok'}
+for f, v in pairs(j) do
+  out[#out + 1] = f
+  out[#out + 1] = v
+end
+return out
