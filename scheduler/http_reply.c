@@ -29,6 +29,7 @@ void vq_reply_raw_(vq_req *r, int code, const char *ctype, const void *data, siz
     }
     if (buf && len) evbuffer_add(buf, data, len);
     evhttp_add_header(out, "Content-Type", ctype);
+    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     count(r, code);
     evhttp_send_reply(r->ev, code, NULL, buf);
     if (buf) evbuffer_free(buf);

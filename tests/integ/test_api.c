@@ -776,9 +776,14 @@ static void test_api_status_metrics_healthz_index(void)
     h = call("GET", "/healthz", NULL, 200);
     t_resp_free(&h);
     h = call("GET", "/", NULL, 200);
-    char *ct = t_resp_header(&h, "Content-Type");
+    char *ct = t_resp_header(&h, "Content-Type"), *csp = t_resp_header(&h, "Content-Security-Policy");
+    char *nosniff = t_resp_header(&h, "X-Content-Type-Options");
     CHECK_CONTAINS(ct, "text/html");
+    CHECK_CONTAINS(csp, "frame-ancestors 'none'");
+    CHECK_STR(nosniff, "nosniff");
     free(ct);
+    free(csp);
+    free(nosniff);
     t_resp_free(&h);
     h = call("HEAD", "/api/status", NULL, 200);
     CHECK_INT(h.len, 0);
