@@ -53,7 +53,8 @@ typedef struct vq_accept_req {
     const char *alias;
     const json_t *params;    /* kind parameters, or NULL */
     const char *refusal;     /* non-NULL: refused at acceptance; recorded as a failed
-                                job with this reason and the failure event, no lock */
+                                job with this reason and the failure event, no lock
+                                (unless the disk is locked: then VQ_ACCEPT_LOCKED) */
     const char *idem_key;    /* Idempotency-Key or NULL */
 } vq_accept_req;
 

@@ -1,8 +1,8 @@
 -- accept.lua: accepts n jobs in one step.  Per job, in order: an
--- idempotency key seen before answers with the job it made; a refusal is
--- recorded as a failed job with its event (no lock); a disk held by a live
--- job answers with the holder (nothing recorded); else the job is created,
--- the disk locked and the job queued (LPUSH: the back of the queue).
+-- idempotency key seen before answers with the job it made; a disk held by a
+-- live job answers with the holder (nothing recorded); a refusal is recorded
+-- as a failed job with its event (no lock); else the job is created, the disk
+-- locked and the job queued (LPUSH: the back of the queue).
 -- KEYS: common, then per job: job key [, idem key] [, holder's job key]
 --       [, idem job's key] (the optional ones present when the field is set)
 -- ARGV: common, max_attempts, idem_ttl_s, n, then 11 fields per job:
@@ -46,6 +46,9 @@ local function accept_one(f, jk, ik, hk, ijk)
   if not KINDS[f.kind] then return 'invalid', '' end
   local prev = idem_hit(ik, f.idem_job, ijk)
   if prev then return 'idempotent', prev end
+  -- The lock first: a disk busy with our own job is "locked", not refused.
+  local h = holder_of(f.dk, f.holder, hk)
+  if h then return 'locked', h end
   if f.refusal ~= '' then
     create(jk, f, 'failed')
     local j = {k = f.kind, dm = f.dm, dk = f.dk, v = f.vol, al = f.alias, c = int(now)}
@@ -53,8 +56,6 @@ local function accept_one(f, jk, ik, hk, ijk)
     if ik then redis.call('SET', ik, f.id, 'EX', TTL) end
     return 'refused', f.id
   end
-  local h = holder_of(f.dk, f.holder, hk)
-  if h then return 'locked', h end
   create(jk, f, 'queued')
   redis.call('HSET', LOCKS, f.dk, f.id)
   redis.call('LPUSH', Q, f.id)

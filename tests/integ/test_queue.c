@@ -395,6 +395,15 @@ static void test_queue_accept_locked_disk_refused(void)
     CHECK_INT(rint_("LLEN {volq}:q"), 1);
     CHECK_INT(event_count(), evs_before);
     CHECK_INT(rint_("EXISTS {volq}:idem:key-locked"), 0);
+    /* A request refused at acceptance on a locked disk is "locked" too: no
+     * failed job, no event. */
+    vq_accept_req refused = req("amend", a.disk, NULL, "vm1_Disk1");
+    refused.refusal = "the disk is in use";
+    CHECK_INT(vq_queue_accept(Q, &refused, 1, &res, NULL), 0);
+    CHECK_INT(res.status, VQ_ACCEPT_LOCKED);
+    CHECK_STR(res.job_id, a.id);
+    CHECK_INT(rint_("DBSIZE"), keys);
+    CHECK_INT(event_count(), evs_before);
     /* A create-volume on the same disk is refused too. */
     char vol[VQ_UUID_SIZE];
     vq_uuid_new(vol);
