@@ -73,11 +73,15 @@ static void add_req(vq_strv *k, vq_strv *a, const vq_accept_req *r, const char *
 {
     char *params = r->params ? json_dumps(r->params, JSON_COMPACT) : NULL;
     if (r->params && !params) a->oom = 1;
-    const char *f[] = {id, r->kind, r->domain_id, r->disk_id, r->volume_id ? r->volume_id : "",
-                       r->alias ? r->alias : "", params ? params : "",
-                       r->refusal ? r->refusal : "", r->idem_key ? r->idem_key : "",
-                       holder, idem_job};
+    const char *f[] = {id, r->kind, r->domain_id, r->disk_id, r->volume_id ? r->volume_id : ""};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) vq_strv_add_(a, f[i]);
+    /* Alias and refusal end up in event JSON: one line of valid UTF-8. */
+    vq_strv_add_text_(a, r->alias ? r->alias : "", VQ_ALIAS_MAX);
+    vq_strv_add_(a, params ? params : "");
+    vq_strv_add_text_(a, r->refusal ? r->refusal : "", VQ_REASON_MAX);
+    vq_strv_add_(a, r->idem_key ? r->idem_key : "");
+    vq_strv_add_(a, holder);
+    vq_strv_add_(a, idem_job);
     free(params);
     vq_strv_addf_(k, "%s%s", VQ_K_JOB, id);
     if (r->idem_key) vq_strv_addf_(k, "%s%s", VQ_K_IDEM, r->idem_key);

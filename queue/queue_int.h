@@ -27,6 +27,8 @@
 /* "{volq}:proc:" + a 127-byte worker id, or "{volq}:idem:" + a 200-byte key. */
 #define VQ_KEY_MAX 256
 #define VQ_IDEM_KEY_MAX 200
+/* A reason is one line; 512 bytes keep qemu-img's message readable. */
+#define VQ_REASON_MAX 512
 /* Ids per script call in housekeeping and repair: keeps each call short. */
 #define VQ_BATCH 500
 
@@ -43,6 +45,11 @@ void vq_strv_add_(vq_strv *s, const char *str);
 void vq_strv_addn_(vq_strv *s, const char *str, size_t len);
 void vq_strv_addf_(vq_strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vq_strv_free_(vq_strv *s);
+
+/* Appends text cut at maxlen bytes as one line of valid UTF-8: control
+ * characters become spaces and bytes that are not UTF-8 become '?', so that
+ * the JSON the scripts build from it (errors, events) always parses. */
+void vq_strv_add_text_(vq_strv *s, const char *text, size_t maxlen);
 
 /* prefix + id into out; VQ_EINVAL when it does not fit. */
 int vq_queue_key_(char *out, size_t outsz, const char *prefix, const char *id, vq_error *err);

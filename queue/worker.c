@@ -10,8 +10,6 @@
 
 /* Skipped (cancelled) jobs a single fetch may pass over before giving up. */
 #define FETCH_ROUNDS 64
-/* A failure line is one line; 512 bytes keep qemu-img's message readable. */
-#define REASON_MAX 512
 /* "Forever" for requeue's liveness cutoff: the caller knows the worker is dead. */
 #define CUTOFF_DEAD "9000000000000000"
 
@@ -230,16 +228,6 @@ int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_erro
     return rc;
 }
 
-/* Cuts a reason at REASON_MAX bytes without splitting a UTF-8 sequence. */
-static size_t reason_len(const char *s)
-{
-    size_t n = strlen(s);
-    if (n <= REASON_MAX) return n;
-    n = REASON_MAX;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-    return n;
-}
-
 static const char *const outcome_names[] = {"success", "refused", "retry"};
 
 /* finish.lua's keys and args for j (see finish.lua). */
@@ -255,7 +243,7 @@ static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *r
     vq_strv_add_(&h->args, j->id);
     vq_strv_addf_(&h->args, "%llu", (unsigned long long)j->token);
     vq_strv_add_(&h->args, outcome_names[o]);
-    vq_strv_addn_(&h->args, reason, reason_len(reason));
+    vq_strv_add_text_(&h->args, reason, VQ_REASON_MAX);
     double u = (double)rand_r(&q->seed) / RAND_MAX;
     vq_strv_addf_(&h->args, "%d", vq_queue_backoff_ms(&q->cfg, j->attempts, u));
     return 0;

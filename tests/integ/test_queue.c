@@ -633,6 +633,34 @@ static void test_queue_finish_refused_not_retried(void)
     vq_job_free(j);
 }
 
+/* Reasons reach JSON (errors, events): one line of valid UTF-8, 512 bytes at most. */
+static void test_queue_reason_cleaned(void)
+{
+    setup();
+    made m = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_INT(finish(j, VQ_OUT_RETRY, "bad \xff\xfe bytes\nline two \xc3\xa9"), VQ_JOB_RETRYING);
+    vq_job_free(j);
+    vq_job *got = NULL;
+    CHECK_INT(vq_queue_get(Q, m.id, &got, NULL), 0);
+    REQUIRE(got);
+    CHECK_STR(json_string_value(json_array_get(got->errors, 0)), "bad ?? bytes line two \xc3\xa9");
+    vq_job_free(got);
+    make_due(m.id);
+    j = fetch(W1);
+    REQUIRE(j);
+    char longr[2000];
+    memset(longr, 'x', sizeof longr - 1);
+    longr[sizeof longr - 1] = '\0';
+    CHECK_INT(finish(j, VQ_OUT_REFUSED, longr), VQ_JOB_FAILED);
+    vq_job_free(j);
+    CHECK_INT(rint_("HSTRLEN {volq}:job:%s r", m.id), 512);
+    json_t *ev = last_event();
+    CHECK_INT(strlen(evs(ev, "reason")), 512);
+    json_decref(ev);
+}
+
 /* Checks a retrying job: lock held, in due with next_attempt = updated + the
  * backoff of `attempt` (±20%), out of running and of the worker's list. */
 static void check_retrying(const made *m, int attempt)
@@ -1513,7 +1541,8 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_accept_refusal_recorded), T(test_queue_accept_idempotency_key),
        T(test_queue_accept_invalid_records_nothing), T(test_queue_fetch_progress_success),
        T(test_queue_fetch_waits_then_times_out), T(test_queue_create_volume_events),
-       T(test_queue_finish_refused_not_retried), T(test_queue_retry_backoff_then_failed),
+       T(test_queue_finish_refused_not_retried), T(test_queue_reason_cleaned),
+       T(test_queue_retry_backoff_then_failed),
        T(test_queue_due_retry_promotion), T(test_queue_cancel), T(test_queue_fetch_skips_cancelled),
        T(test_queue_manual_retry), T(test_queue_retry_refused_while_disk_locked),
        T(test_queue_retry_all_failed), T(test_queue_fencing_stale_token),
