@@ -27,8 +27,9 @@ if(prefix STREQUAL "/")
   set(prefix "")  # "/" + "/bin" must read /bin, not //bin
 endif()
 
-set(scratch "${VOLQ_PKG_BUILD}/pkg-install")
-file(REMOVE_RECURSE "${scratch}")
+# Its own scratch folder: two installs from one build folder may run at once.
+string(RANDOM LENGTH 12 tag)
+set(scratch "${VOLQ_PKG_BUILD}/pkg-install-${tag}")
 file(MAKE_DIRECTORY "${scratch}/units" "${scratch}/env")
 
 foreach(unit volq-scheduler.service volq-worker.service)
@@ -40,6 +41,7 @@ endforeach()
 file(INSTALL DESTINATION "${prefix}/lib/systemd/system" TYPE FILE
      PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
      FILES "${scratch}/units/volq-scheduler.service" "${scratch}/units/volq-worker.service")
+file(REMOVE_RECURSE "${scratch}")
 
 # It may hold VOLQ_TOKEN and a Redis password: root only.
 set(envname volq.env)
