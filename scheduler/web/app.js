@@ -437,6 +437,15 @@
     renderBar(disks);
   }
 
+  /* By alias (numbers in order: vm2 before vm10), then id: the API lists
+   * disks in folder order, which means nothing to a reader. */
+  const collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
+
+  function sortDisks(disks) {
+    return disks.slice().sort((a, b) => collator.compare(String(a.alias), String(b.alias)) ||
+                                        (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
   async function loadDomainsAndDisks() {
     renderDomains(await getJSON('api/storagedomains'));
     const d = st.domain;
@@ -446,7 +455,7 @@
     }
     try {
       const disks = await getJSON('api/storagedomains/' + enc(d.id) + '/disks');
-      if (st.domain && st.domain.id === d.id) renderDisks(Array.isArray(disks) ? disks : []);
+      if (st.domain && st.domain.id === d.id) renderDisks(Array.isArray(disks) ? sortDisks(disks) : []);
     } catch (e) {
       if (e instanceof NetError || e.status === 503) throw e;
       renderDisks([]);
