@@ -232,6 +232,18 @@ static int is_thin(const create_run_state *s)
     return s->cp.parent && strcmp(s->cp.parent_image, s->job->disk_id) != 0;
 }
 
+/* New files and folders get the owner of the folder they are made in, so that
+ * a volume root makes in VDSM's domain stays vdsm:kvm like its neighbours. */
+static void own_like_folder(int dirfd, const char *folder, const char *name)
+{
+    struct stat st;
+    if (geteuid() != 0 || fstatat(dirfd, folder, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+    char path[VQ_UUID_SIZE * 2 + 16];
+    if (snprintf(path, sizeof path, "%s/%s", folder, name) >= (int)sizeof path) return;
+    if (fchownat(dirfd, path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0)
+        vq_log(VQ_LOG_WARN, "%s: cannot set its owner: %s", path, strerror(errno));
+}
+
 static int open_or_make_image(create_run_state *s, vq_error *err)
 {
     int n = snprintf(s->imgdir, sizeof s->imgdir, "%s/images/%s", s->d->path, s->job->disk_id);
@@ -239,9 +251,10 @@ static int open_or_make_image(create_run_state *s, vq_error *err)
         return vq_error_set(err, VQ_EINVAL, "disk %s: image path too long", s->job->disk_id);
     char rel[VQ_UUID_SIZE + 8];
     snprintf(rel, sizeof rel, "images/%s", s->job->disk_id);
-    if (mkdirat(s->d->dirfd, rel, IMAGE_DIR_MODE) == 0)
+    if (mkdirat(s->d->dirfd, rel, IMAGE_DIR_MODE) == 0) {
         s->made_dir = 1;
-    else if (errno != EEXIST)
+        own_like_folder(s->d->dirfd, "images", s->job->disk_id);
+    } else if (errno != EEXIST)
         return vq_error_set(err, VQ_EIO, "disk %s: cannot make the image folder: %s",
                             s->job->disk_id, strerror(errno));
     return vq_domain_open_image(s->d, s->job->disk_id, &s->dfd, err);
@@ -356,6 +369,7 @@ static int make_volume(create_run_state *s, vq_job_ctx *c, vq_error *err)
     if (rc) return rc;
     if (fchmodat(s->dfd, s->job->volume_id, VOLUME_MODE, 0) != 0)
         return vq_error_set(err, VQ_EIO, "volume %s: chmod: %s", s->job->volume_id, strerror(errno));
+    own_like_folder(s->dfd, ".", s->job->volume_id);
     return 0;
 }
 

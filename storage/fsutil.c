@@ -150,17 +150,37 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* The owner a rewrite keeps: the file's own, or its folder's for a new file,
+ * so that VDSM's files (vdsm:kvm) stay VDSM's after root rewrites them. */
+static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
+{
+    struct stat st;
+    if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) != 0 && fstat(dir, &st) != 0) {
+        *uid = (uid_t)-1;
+        *gid = (gid_t)-1;
+        return;
+    }
+    *uid = st.st_uid;
+    *gid = st.st_gid;
+}
+
 /* Writes and fsyncs tmp in dir; removes it on failure. */
 static int write_temp(int dir, const char *tmp, const void *buf, size_t len, mode_t mode,
-                      const char *what, vq_error *err)
+                      const char *what, const char *base, vq_error *err)
 {
+    uid_t uid;
+    gid_t gid;
+    owner_of(dir, base, &uid, &gid);
     unlinkat(dir, tmp, 0); /* a leftover of a crashed process with our pid */
     int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
                             strerror(errno));
     int rc = 0;
-    if (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0)
+    /* Only root may give a file away; anyone else keeps their own files. */
+    if (geteuid() == 0 && fchown(fd, uid, gid) != 0)
+        rc = vq_error_set(err, VQ_EIO, "cannot set the owner of %s: %s", what, strerror(errno));
+    if (rc == 0 && (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0))
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
@@ -199,7 +219,7 @@ int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
         rc = vq_error_set(err, VQ_EINVAL, "%s: bad file name", name);
         goto out_close;
     }
-    rc = write_temp(dir, tmp, buf, len, mode, name, err);
+    rc = write_temp(dir, tmp, buf, len, mode, name, base, err);
     if (rc < 0) goto out_close;
     if (renameat(dir, tmp, dir, base) != 0) {
         rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", name, strerror(errno));

@@ -95,22 +95,54 @@ static vq_outcome outcome_of(int rc)
     return rc == VQ_EREFUSED ? VQ_OUT_REFUSED : VQ_OUT_RETRY;
 }
 
-static void end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
+static void log_end(const vq_job *j, int frc, vq_job_state st, const char *reason,
+                    const vq_error *err)
 {
-    vq_error err = {0};
-    vq_job_state st = VQ_JOB_NSTATES;
-    const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
-    int frc = vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
     if (frc == VQ_ESTALE)
         vq_log(VQ_LOG_WARN, "job %s: result dropped, attempt was fenced", j->id);
     else if (frc)
-        vq_log(VQ_LOG_WARN, "job %s: could not record the end: %s", j->id, err.text);
+        vq_log(VQ_LOG_WARN, "job %s: could not record the end: %s", j->id, err->text);
     else
-        vq_log(rc ? VQ_LOG_NOTICE : VQ_LOG_INFO, "job %s: %s%s%s", j->id, vq_job_state_name(st),
-               reason ? ": " : "", reason ? reason : "");
+        vq_log(reason ? VQ_LOG_NOTICE : VQ_LOG_INFO, "job %s: %s%s%s", j->id,
+               vq_job_state_name(st), reason ? ": " : "", reason ? reason : "");
 }
 
-static void run_job(child *w, const vq_job *j)
+/* Waits out a Redis outage; 0 when connected again, VQ_EREDIS when stopping. */
+static int reconnect(child *w, const vq_error *why)
+{
+    vq_log(VQ_LOG_WARN, "worker %s: %s", w->id, why->text);
+    vq_error err = {0};
+    if (vq_redis_reconnect_wait(w->q->r, (volatile int *)&vq_worker_stop_, &err)) return VQ_EREDIS;
+    vq_log(VQ_LOG_NOTICE, "worker %s: reconnected to redis", w->id);
+    return 0;
+}
+
+/* Records the end of j, through a Redis outage if need be (a result is worth
+ * waiting for: else the lease runs out and the job runs again), and, unless the
+ * worker is stopping, fetches the next job in the same pipeline.  Returns the
+ * next job (new; free with vq_job_free()) or NULL. */
+static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
+{
+    const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
+    for (;;) {
+        vq_error err = {0};
+        vq_job_state st = VQ_JOB_NSTATES;
+        vq_job *next = NULL;
+        int frc = vq_worker_stop_
+                      ? vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err)
+                      : vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
+                                              w->o->block_ms, &next, &err);
+        if (frc == VQ_EREDIS && !next) {
+            if (reconnect(w, &err)) return NULL;
+            continue;
+        }
+        log_end(j, frc, st, reason, &err);
+        return next;
+    }
+}
+
+/* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
+static vq_job *run_job(child *w, const vq_job *j)
 {
     run_state rs = {w, j};
     vq_job_ctx c = {
@@ -132,9 +164,9 @@ static void run_job(child *w, const vq_job *j)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
     if (w->fenced || rc == VQ_ESTALE) {
         vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
-        return;
+        return NULL;
     }
-    end_job(w, j, rc, &err);
+    return end_job(w, j, rc, &err);
 }
 
 static int connect_queue(child *w)
@@ -163,25 +195,26 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     sigaction(SIGINT, &sa, NULL);
     if (connect_queue(&w)) return vq_worker_stop_ ? 0 : 1;
     vq_log(VQ_LOG_INFO, "worker %s: ready", w.id);
+    vq_job *j = NULL;
     while (!vq_worker_stop_) {
         worker_beat(&w, NULL);
-        vq_job *j = NULL;
         vq_error err = {0};
-        int rc = vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err);
-        if (rc == VQ_EREDIS) {
-            vq_log(VQ_LOG_WARN, "worker %s: %s", w.id, err.text);
-            vq_error_clear(&err);
-            if (vq_redis_reconnect_wait(w.q->r, (volatile int *)&vq_worker_stop_, &err) == 0)
-                vq_log(VQ_LOG_NOTICE, "worker %s: reconnected to redis", w.id);
+        if (!j && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
+            if (err.code != VQ_EREDIS) vq_log(VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
+            else if (reconnect(&w, &err)) break;
             continue;
         }
-        if (rc) vq_log(VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
         if (!j) continue;
         vq_log(VQ_LOG_INFO, "job %s: %s of disk %s, attempt %d", j->id, j->kind, j->disk_id,
                j->attempts);
-        run_job(&w, j);
+        vq_job *next = run_job(&w, j);
         vq_job_free(j);
+        j = next;
     }
+    /* A job fetched together with the last end, when a stop came meanwhile:
+     * give it back at once rather than leave it to the lease. */
+    if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);
+    vq_job_free(j);
     vq_queue_worker_gone(w.q, w.id, NULL);
     vq_log(VQ_LOG_INFO, "worker %s: stopped", w.id);
     vq_queue_free(w.q);

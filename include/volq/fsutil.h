@@ -22,7 +22,9 @@ int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err);
 int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len, vq_error *err);
 
 /* Atomic rewrite of name in dirfd: writes "<name>.tmp.<pid>" in the same folder
- * with mode (umask not applied), fsyncs it, renames it over name, fsyncs the
+ * with mode (umask not applied) and, when running as root, the owner of the
+ * file it replaces (of the folder for a new file: VDSM's files stay vdsm:kvm),
+ * fsyncs it, renames it over name, fsyncs the
  * folder.  name may hold folders ("dom_md/metadata"), opened as vq_fs_open()
  * does.  On any error the temp file is removed and name is untouched. */
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,

@@ -276,6 +276,47 @@ static void test_create_snapshot_on_leaf(void)
     t_stack_stop(&S);
 }
 
+/* VDSM's files belong to vdsm:kvm (36:36); what volq makes or rewrites as root stays so. */
+static void test_create_keeps_vdsm_ownership(void)
+{
+    start("--version 4 --disks 1");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "chown -R 36:36 %s/%s", S.domains, S.sd);
+    REQUIRE(system(cmd) == 0);
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    REQUIRE(d);
+    char path[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
+    json_t *snap = create_ok(path, "{}");
+    json_t *fresh = create_ok("/disks/volumes", "{\"size\":1048576}");
+    const json_t *jobs[] = {snap, fresh};
+    for (size_t k = 0; k < 2; k++) {
+        const char *sfx[] = {"", ".meta", ".lease"};
+        for (size_t i = 0; i < 3; i++) {
+            char p[1024];
+            struct stat st;
+            vol_path(p, sizeof p, str(jobs[k], "disk_id"), str(jobs[k], "volume_id"), sfx[i]);
+            REQUIRE(stat(p, &st) == 0);
+            CHECK_INT(st.st_uid, 36);
+            CHECK_INT(st.st_gid, 36);
+        }
+    }
+    /* The old leaf's .meta was rewritten (INTERNAL): still vdsm's. */
+    char p[1024];
+    struct stat st;
+    vol_path(p, sizeof p, str(d, "id"), str(d, "image_id"), ".meta");
+    REQUIRE(stat(p, &st) == 0);
+    CHECK_INT(st.st_uid, 36);
+    snprintf(p, sizeof p, "%s/%s/images/%s", S.domains, S.sd, str(fresh, "disk_id"));
+    REQUIRE(stat(p, &st) == 0);
+    CHECK_INT(st.st_uid, 36);
+    json_decref(snap);
+    json_decref(fresh);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 static void test_create_thin_disk_hard_links_template(void)
 {
     start("--version 4 --disks 1 --template");
@@ -448,6 +489,7 @@ static void test_create_on_v3_then_upgrade_to_v4_amends_it(void)
 T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_new_disk_v3_is_compat_0_10_and_raw_is_sparse),
        T(test_create_v5_writes_cap_and_seq), T(test_create_snapshot_on_leaf),
+       T(test_create_keeps_vdsm_ownership),
        T(test_create_thin_disk_hard_links_template),
        T(test_create_refusals_leave_domain_identical),
        T(test_create_crash_mid_create_completes_cleanly),
