@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sched_int.h"
 #include "volq/log.h"
@@ -115,6 +116,37 @@ static int authorized(vq_req *r, const vq_route *rt)
     return 0;
 }
 
+/* A browser on another site may send a "simple" POST (text/plain or a form)
+ * to the loopback API without asking first; refuse changing requests that a
+ * browser marks as cross-site, whose Origin is not this API, or whose body is
+ * not JSON.  Non-browser clients (curl, volq) send neither header. */
+static int same_origin(vq_req *r, const vq_route *rt)
+{
+    if (!rt->changes) return 1;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->ev);
+    const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
+    const char *origin = evhttp_find_header(in, "Origin");
+    const char *host = evhttp_find_header(in, "Host");
+    const char *type = evhttp_find_header(in, "Content-Type");
+    char want[300];
+    int bad_origin = 0;
+    if (origin) {
+        bad_origin = !host || snprintf(want, sizeof want, "http://%s", host) >= (int)sizeof want ||
+                     strcmp(origin, want) != 0;
+    }
+    if ((site && strcmp(site, "same-origin") && strcmp(site, "none")) || bad_origin) {
+        vq_reply_error_(r, 403, NULL, "cross-site request refused: changing requests must come "
+                                      "from the dashboard or a non-browser client");
+        return 0;
+    }
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(r->ev)) > 0 &&
+        (!type || strncasecmp(type, "application/json", 16) != 0)) {
+        vq_reply_error_(r, 415, NULL, "the body must be JSON (Content-Type: application/json)");
+        return 0;
+    }
+    return 1;
+}
+
 /* HEAD is served by the GET route; evhttp leaves the body out. */
 static int method_of(struct evhttp_request *ev)
 {
@@ -124,7 +156,7 @@ static int method_of(struct evhttp_request *ev)
 
 static void run_route(vq_req *r, const vq_route *rt)
 {
-    if (!authorized(r, rt)) return;
+    if (!same_origin(r, rt) || !authorized(r, rt)) return;
     if (rt->needs_redis && !r->s->redis_up) {
         vq_reply_error_(r, 503, NULL, "redis is unreachable at %s; retrying", r->s->redis_url);
         return;

@@ -413,6 +413,41 @@ static void test_api_token_required_for_changes(void)
     t_stack_stop(&S);
 }
 
+/* A web page on another site must not be able to change anything through the
+ * loopback API: cross-site markers, a foreign Origin or a non-JSON body. */
+static void test_api_cross_site_changes_refused(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char path[160], raw[1024];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    const char *body = "{\"qcow_version\":\"qcow2_v3\"}";
+    t_resp h;
+    REQUIRE(t_req(&S, "PUT", path, body, "Sec-Fetch-Site: cross-site\r\n", &h) == 0);
+    CHECK_INT(h.status, 403);
+    t_resp_free(&h);
+    REQUIRE(t_req(&S, "PUT", path, body, "Origin: http://evil.example\r\n", &h) == 0);
+    CHECK_INT(h.status, 403);
+    t_resp_free(&h);
+    snprintf(raw, sizeof raw, "PUT %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+             "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s", path, S.port,
+             strlen(body), body);
+    REQUIRE(t_req_raw(&S, raw, strlen(raw), &h) == 0);
+    CHECK_INT(h.status, 415);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 0);
+    /* The dashboard's own requests: same origin. */
+    char origin[128];
+    snprintf(origin, sizeof origin, "Origin: http://127.0.0.1:%d\r\nSec-Fetch-Site: same-origin\r\n",
+             S.port);
+    REQUIRE(t_req(&S, "PUT", path, body, origin, &h) == 0);
+    CHECK_INT(h.status, 202);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 1);
+    t_stack_stop(&S);
+}
+
 static void test_api_idempotency_key(void)
 {
     start(0);
@@ -946,7 +981,7 @@ static void test_api_e2e_amend_runs(void)
     t_stack_stop(&S);
 }
 
-T_MAIN(T(test_api_domains_list), T(test_api_disks_shape_and_one_disk),
+T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_api_disks_shape_and_one_disk),
        T(test_api_disk_in_two_domains_is_400), T(test_api_unknown_ids_404_malformed_400),
        T(test_api_405_names_allowed_methods), T(test_api_amend_accepted_and_disk_locked),
        T(test_api_amend_bad_bodies_400), T(test_api_amend_refusals_409_recorded),
