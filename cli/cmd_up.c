@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli_int.h"
+#include "volq/config.h"
 #include "volq/redis.h"
 
 extern char **environ;
@@ -55,8 +56,7 @@ static void catch_signals(void)
 /* The state folder, made if missing, as an absolute path. */
 static int state_dir(const char *flag, stack *s)
 {
-    const char *dir = flag ? flag : getenv("VOLQ_STATE");
-    if (!dir || !*dir) dir = ".volq";
+    const char *dir = vq_config_str(flag, "VOLQ_STATE", ".volq");
     if (mkdir(dir, 0700) && errno != EEXIST)
         return vq_cli_fail(VQ_EXIT_FAILED, "cannot make the state folder %s: %s", dir, strerror(errno));
     if (!realpath(dir, s->state))
@@ -208,8 +208,7 @@ static int prepare(const vq_cli *c, const up_args *a, stack *s)
     if (a->workers && (rc = vq_cli_int(a->workers, "--workers", 1, 256, &n))) return rc;
     if ((rc = state_dir(a->state, s)) || (rc = lock_state(s)) || (rc = find_bindir(s))) return rc;
     s->workers = a->workers;
-    s->domains = a->domains ? a->domains : getenv("VOLQ_DOMAINS");
-    if (!s->domains || !*s->domains) s->domains = "/rhev/data-center/mnt";
+    s->domains = vq_config_str(a->domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
     listen_addr(c, a->listen, s);
     if (vq_redis_embedded_ensure(s->state, s->url, sizeof s->url, &s->redis_started, &err))
         return vq_cli_fail(VQ_EXIT_UNREACHABLE, "cannot start the embedded redis in %s: %s",

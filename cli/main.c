@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli_int.h"
+#include "volq/config.h"
 
 static const vq_cmd commands[] = {
     {"amend", vq_cmd_amend, "amend DISK_ID [--domain SD_ID] [--wait]",
@@ -93,20 +94,13 @@ static int strip_globals(int argc, char **argv, vq_cli *c)
     return out;
 }
 
-static const char *env_or(const char *flag, const char *env, const char *def)
-{
-    if (flag) return flag;
-    const char *v = getenv(env);
-    return v && *v ? v : def;
-}
-
 int main(int argc, char **argv)
 {
     vq_cli c = {.argv0 = argv[0], .tty = isatty(1)};
     argc = strip_globals(argc, argv, &c);
     if (argc < 0) return vq_cli_fail(VQ_EXIT_USAGE, "--api and --token need a value");
-    c.api = env_or(c.api, "VOLQ_API", "http://127.0.0.1:8085");
-    c.token = env_or(c.token, "VOLQ_TOKEN", NULL);
+    c.api = vq_config_str(c.api, "VOLQ_API", "http://127.0.0.1:8085");
+    c.token = vq_config_str(c.token, "VOLQ_TOKEN", NULL);
     if (c.token && !*c.token) c.token = NULL;
     if (argc < 2) {
         usage(stderr);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sched_int.h"
+#include "volq/config.h"
 #include "volq/log.h"
 
 static const char usage[] =
@@ -45,14 +46,6 @@ static const struct option longopts[] = {
 typedef struct flags {
     const char *redis, *state, *domains, *listen, *level, *format;
 } flags;
-
-/* Flag, else environment, else default (SPEC §5). */
-static const char *env_or(const char *flag, const char *env, const char *def)
-{
-    if (flag) return flag;
-    const char *v = getenv(env);
-    return v && *v ? v : def;
-}
 
 static int parse_flags(int argc, char **argv, flags *f)
 {
@@ -99,13 +92,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static int setup_logging(const flags *f)
 {
-    const char *level = env_or(f->level, "VOLQ_LOG_LEVEL", "info");
-    const char *format = env_or(f->format, "VOLQ_LOG_FORMAT", "text");
-    int l = vq_log_level_parse(level);
-    if (l < 0) return fail("unknown log level (debug, info, notice, warn)", level, 2);
-    if (strcmp(format, "text") && strcmp(format, "json"))
-        return fail("unknown log format (text, json)", format, 2);
-    vq_log_init("scheduler", l, strcmp(format, "json") == 0);
+    vq_error err = {0};
+    if (vq_config_log("scheduler", f->level, f->format, &err))
+        return fail(err.text, NULL, 2);
     event_set_log_callback(on_event_log);
     return 0;
 }
@@ -164,10 +153,10 @@ int main(int argc, char **argv)
     int rc = setup_logging(&f);
     if (rc) return rc;
     srand((unsigned)time(NULL) ^ (unsigned)getpid()); /* backoff jitter only */
-    s.domains_root = env_or(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
-    s.token = env_or(NULL, "VOLQ_TOKEN", NULL);
+    s.domains_root = vq_config_str(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
+    s.token = vq_config_str(NULL, "VOLQ_TOKEN", NULL);
     vq_queue_config_default(&s.qcfg);
     if (vq_redis_resolve(f.redis, f.state, s.redis_url, sizeof s.redis_url, &err))
         return fail(err.text, NULL, err.code == VQ_EINVAL ? 2 : 3);
-    return run(&s, env_or(f.listen, "VOLQ_LISTEN", "127.0.0.1:8085"));
+    return run(&s, vq_config_str(f.listen, "VOLQ_LISTEN", "127.0.0.1:8085"));
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "volq/config.h"
 #include "volq/log.h"
 #include "worker_int.h"
 
@@ -25,13 +26,6 @@ static const char usage[] =
     "\n"
     "SIGTERM: each process finishes its running job, then exits; a second SIGTERM\n"
     "stops at once (the jobs run again). A killed process's job is put back at once.\n";
-
-static const char *env_or(const char *flag, const char *env, const char *def)
-{
-    if (flag) return flag;
-    const char *v = getenv(env);
-    return v && *v ? v : def;
-}
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
@@ -94,25 +88,22 @@ int main(int argc, char **argv)
     flags f = {0};
     if (parse_flags(argc, argv, &f)) return fail("bad usage", NULL);
 
-    const char *format = env_or(f.format, "VOLQ_LOG_FORMAT", "text");
-    int level = vq_log_level_parse(env_or(f.level, "VOLQ_LOG_LEVEL", "info"));
-    if (level < 0) return fail("unknown log level", env_or(f.level, "VOLQ_LOG_LEVEL", ""));
-    if (strcmp(format, "text") && strcmp(format, "json")) return fail("unknown log format", format);
-    vq_log_init("worker", level, strcmp(format, "json") == 0);
+    vq_error lerr = {0};
+    if (vq_config_log("worker", f.level, f.format, &lerr)) return fail(lerr.text, NULL);
 
     vq_worker_opts o = {.block_ms = 1000};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     /* qemu-img amend mostly waits on fsync; two per core keep the cores busy. */
     o.processes = cores > 0 ? (int)cores * 2 : 2;
-    if (env_or(f.procs, "VOLQ_PROCESSES", NULL) &&
-        parse_int(env_or(f.procs, "VOLQ_PROCESSES", NULL), 1, 256, &o.processes))
-        return fail("--processes takes a number from 1 to 256", env_or(f.procs, "VOLQ_PROCESSES", ""));
+    if (vq_config_str(f.procs, "VOLQ_PROCESSES", NULL) &&
+        parse_int(vq_config_str(f.procs, "VOLQ_PROCESSES", NULL), 1, 256, &o.processes))
+        return fail("--processes takes a number from 1 to 256", vq_config_str(f.procs, "VOLQ_PROCESSES", ""));
     int timeout_s = 3600;
-    if (env_or(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL) &&
-        parse_int(env_or(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL), 1, 86400, &timeout_s))
+    if (vq_config_str(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL) &&
+        parse_int(vq_config_str(f.timeout, "VOLQ_QEMU_TIMEOUT", NULL), 1, 86400, &timeout_s))
         return fail("--qemu-timeout takes seconds from 1 to 86400", NULL);
     o.qemu_timeout_ms = timeout_s * 1000;
-    o.domains_root = env_or(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
+    o.domains_root = vq_config_str(f.domains, "VOLQ_DOMAINS", "/rhev/data-center/mnt");
 
     vq_error err = {0};
     if (vq_redis_resolve(f.redis, f.state, o.redis_url, sizeof o.redis_url, &err)) {
