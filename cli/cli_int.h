@@ -128,6 +128,7 @@ int vq_report_job(const vq_cli *c, json_t *job);
 int vq_cmd_amend(vq_cli *c, int argc, char **argv);
 int vq_cmd_create(vq_cli *c, int argc, char **argv);
 int vq_cmd_upgrade(vq_cli *c, int argc, char **argv);
+int vq_cmd_domains(vq_cli *c, int argc, char **argv);
 int vq_cmd_disks(vq_cli *c, int argc, char **argv);
 int vq_cmd_disk(vq_cli *c, int argc, char **argv);
 int vq_cmd_jobs(vq_cli *c, int argc, char **argv);

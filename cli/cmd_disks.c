@@ -1,9 +1,51 @@
-/* volq disks SD_ID, volq disk DISK_ID [--domain SD_ID] */
+/* volq domains, volq disks SD_ID, volq disk DISK_ID [--domain SD_ID] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_int.h"
+
+static const char *const domain_cols[] = {"ID", "VERSION", "STATUS", "DISKS", "REASON"};
+
+static void print_domains(const vq_cli *c, json_t *arr)
+{
+    vq_table *t = vq_table_new(5, domain_cols);
+    size_t i;
+    json_t *d;
+    if (!t) return;
+    json_array_foreach(arr, i, d) {
+        char b[3][32];
+        const char *status = vq_jstr(d, "status");
+        const char *cells[5] = {vq_jstr(d, "id"), vq_out_str(d, "version", b[0], sizeof b[0]),
+                                status, vq_out_str(d, "disks", b[1], sizeof b[1]),
+                                vq_out_str(d, "reason", b[2], sizeof b[2])};
+        const char *colours[5] = {NULL, NULL, vq_out_state_colour(c, status), NULL, NULL};
+        vq_table_add(t, cells, colours);
+    }
+    vq_table_print(c, t);
+    vq_table_free(t);
+}
+
+/* GET path, then JSON or print(); the common shape of the listing commands. */
+static int show(vq_cli *c, const char *path, void (*print)(const vq_cli *, json_t *))
+{
+    json_t *v = NULL;
+    int rc = vq_api_call(c, "GET", path, NULL, &v, NULL);
+    if (rc) return rc;
+    if (c->json)
+        vq_out_json(c, v);
+    else
+        print(c, v);
+    json_decref(v);
+    return VQ_EXIT_OK;
+}
+
+int vq_cmd_domains(vq_cli *c, int argc, char **argv)
+{
+    int rc;
+    if (vq_cli_args(vq_cmd_find("domains"), argc, argv, NULL, NULL, 0, 0, NULL, &rc)) return rc;
+    return show(c, "/api/storagedomains", print_domains);
+}
 
 static const char *const disk_cols[] = {"ALIAS",  "ID",     "FORMAT",   "QCOW_VERSION",
                                         "TEMPLATE", "STATUS", "LOCKED_BY"};
@@ -53,17 +95,10 @@ int vq_cmd_disks(vq_cli *c, int argc, char **argv)
     const char *pos[1];
     char path[128];
     int rc;
-    json_t *arr = NULL;
     if (vq_cli_args(vq_cmd_find("disks"), argc, argv, NULL, pos, 1, 1, NULL, &rc)) return rc;
     if ((rc = vq_cli_uuid(pos[0], "storage domain id"))) return rc;
     snprintf(path, sizeof path, "/api/storagedomains/%s/disks", pos[0]);
-    if ((rc = vq_api_call(c, "GET", path, NULL, &arr, NULL))) return rc;
-    if (c->json)
-        vq_out_json(c, arr);
-    else
-        print_disks(c, arr);
-    json_decref(arr);
-    return VQ_EXIT_OK;
+    return show(c, path, print_disks);
 }
 
 static const char *const vol_cols[] = {"VOLUME", "FORMAT", "COMPAT", "VOLTYPE",
@@ -106,7 +141,6 @@ int vq_cmd_disk(vq_cli *c, int argc, char **argv)
     const char *pos[1], *domain = NULL;
     char path[160];
     int rc;
-    json_t *d = NULL;
     const vq_opt opts[] = {{"domain", &domain, NULL}, {NULL, NULL, NULL}};
     if (vq_cli_args(vq_cmd_find("disk"), argc, argv, opts, pos, 1, 1, NULL, &rc)) return rc;
     if ((rc = vq_cli_uuid(pos[0], "disk id"))) return rc;
@@ -115,11 +149,5 @@ int vq_cmd_disk(vq_cli *c, int argc, char **argv)
         snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", domain, pos[0]);
     else
         snprintf(path, sizeof path, "/api/disks/%s", pos[0]);
-    if ((rc = vq_api_call(c, "GET", path, NULL, &d, NULL))) return rc;
-    if (c->json)
-        vq_out_json(c, d);
-    else
-        print_disk(c, d);
-    json_decref(d);
-    return VQ_EXIT_OK;
+    return show(c, path, print_disk);
 }

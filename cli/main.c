@@ -26,6 +26,9 @@ static const vq_cmd commands[] = {
      "1.1, locked and illegal disks are skipped and counted.  --to-v4 first raises a version 3\n"
      "domain to 4.  --wait shows the progress and ends with \"amended N, skipped M, failed K\";\n"
      "it exits 1 when any failed.\n"},
+    {"domains", vq_cmd_domains, "domains",
+     "Lists the storage domains under the domains root: id, version, status, disks, and why a\n"
+     "domain is illegal (no job runs on an illegal domain).\n"},
     {"disks", vq_cmd_disks, "disks SD_ID",
      "Lists the disks of a domain: alias, id, format, qcow_version, template, status, lock.\n"},
     {"disk", vq_cmd_disk, "disk DISK_ID [--domain SD_ID]",
@@ -68,6 +71,7 @@ static void usage(FILE *f)
     fprintf(f, "\n--api URL     the scheduler (VOLQ_API, default http://127.0.0.1:8085)\n"
                "--token TOKEN bearer token for changing requests (VOLQ_TOKEN)\n"
                "--json        JSON alone on stdout\n"
+               "--help, --version\n"
                "Exit status: 0 success, 1 failed or refused, 2 usage or input error, 3 cannot "
                "reach the scheduler or Redis.\n`volq COMMAND --help` tells more.\n");
 }

@@ -464,6 +464,8 @@ int vq_disk_load(const vq_domain *d, const char *img, vq_disk **out, vq_error *e
     loader L = {.d = d, .imgfd = -1};
     if (!(L.disk = new_disk(d, img)))
         return vq_error_set(err, VQ_ENOMEM, "disk %s: out of memory", img);
+    /* No job runs on an illegal domain: its disks say so, with the domain's reason. */
+    if (d->status != VQ_STATUS_OK) illegal(L.disk, "domain %s is illegal: %s", d->id, d->reason);
     vq_error e = {0};
     int rc = vq_domain_open_image(d, img, &L.imgfd, &e);
     if (rc == VQ_EILLEGAL) {

@@ -37,7 +37,7 @@ typedef struct vq_disk {
 /* Loads images/img of d: reads every .meta, finds the leaf, follows PUUID down,
  * reads each qcow2 header and checks containment (SPEC §1).  Returns 0 with
  * status ILLEGAL (and a reason) for a disk that is malformed or leads outside
- * the domain; an error only for a bad id (VQ_EINVAL), a missing image
+ * the domain, or that lies in an illegal domain (the domain's reason); an error only for a bad id (VQ_EINVAL), a missing image
  * (VQ_ENOENT) or ENOMEM.  Nothing is written; no process is spawned.
  * Returns a new disk; free with vq_disk_free(). */
 int vq_disk_load(const vq_domain *d, const char *img, vq_disk **out, vq_error *err);

@@ -848,6 +848,12 @@ static void test_storage_broken_seal_is_never_rewritten(void)
     vq_error_clear(&e);
     CHECK_INT(vq_disk_check_amend(f.d, disk, NULL, &e), VQ_EREFUSED);
     CHECK_CONTAINS(e.text, "is illegal: metadata checksum mismatch");
+    /* Its disks are listed illegal with the domain's reason. */
+    CHECK_INT(disk->status, VQ_STATUS_ILLEGAL);
+    CHECK_CONTAINS(disk->reason, "is illegal: metadata checksum mismatch");
+    json_t *dj = vq_disk_json(disk, NULL);
+    CHECK_STR(json_string_value(json_object_get(dj, "status")), "illegal");
+    json_decref(dj);
     json_t *j = vq_domain_json(f.d, 1);
     CHECK_STR(json_string_value(json_object_get(j, "status")), "illegal");
     CHECK_STR(json_string_value(json_object_get(j, "reason")), f.d->reason);
