@@ -130,6 +130,18 @@ static int read_results(const redisReply *rep, size_t n, vq_accept_res *res, vq_
     return 0;
 }
 
+/* VOLQ_REDIS_WAIT_REPLICAS: an answer that records or reports a job waits
+ * until that many replicas hold it, so that a failover cannot lose it.  A
+ * LOCKED answer promises nothing. */
+static int confirm(vq_queue *q, const vq_accept_res *res, size_t n, vq_error *err)
+{
+    if (q->cfg.wait_replicas <= 0) return 0;
+    size_t i = 0;
+    while (i < n && res[i].status == VQ_ACCEPT_LOCKED) i++;
+    if (i == n) return 0;
+    return vq_redis_wait_replicas(q->r, q->cfg.wait_replicas, q->cfg.wait_ms, err);
+}
+
 int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
                     vq_error *err)
 {
@@ -154,6 +166,7 @@ int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_
     }
     rc = read_results(rep, n, res, err);
     freeReplyObject(rep);
+    if (!rc) rc = confirm(q, res, n, err);
 out_free:
     seen_free(&s);
     vq_strv_free_(&k);

@@ -19,19 +19,21 @@ static const char *const common_keys[] = {
 
 /* ---- configuration ------------------------------------------------------ */
 
-/* A positive integer from the environment, or def (with a warning when set but bad). */
-static int env_int(const char *name, int def)
+/* An integer in [lo, 1e9] from the environment, or def (with a warning when set but bad). */
+static int env_int_min(const char *name, int def, int lo)
 {
     const char *v = getenv(name);
     if (!v || !*v) return def;
     char *end;
     long n = strtol(v, &end, 10);
-    if (*end || n <= 0 || n > 1000000000) {
-        vq_log(VQ_LOG_WARN, "%s=%s is not a positive integer; using %d", name, v, def);
+    if (*end || n < lo || n > 1000000000) {
+        vq_log(VQ_LOG_WARN, "%s=%s is not an integer of at least %d; using %d", name, v, lo, def);
         return def;
     }
     return (int)n;
 }
+
+static int env_int(const char *name, int def) { return env_int_min(name, def, 1); }
 
 void vq_queue_config_default(vq_queue_config *c)
 {
@@ -43,6 +45,8 @@ void vq_queue_config_default(vq_queue_config *c)
     c->keep_finished_s = env_int("VOLQ_KEEP_FINISHED_S", 7 * 24 * 3600);
     c->keep_finished_max = env_int("VOLQ_KEEP_FINISHED_MAX", 100000);
     c->events_max = env_int("VOLQ_EVENTS_MAX", 100000);
+    c->wait_replicas = env_int_min("VOLQ_REDIS_WAIT_REPLICAS", 0, 0);
+    c->wait_ms = env_int("VOLQ_REDIS_WAIT_MS", 1000);
 }
 
 int vq_queue_backoff_ms(const vq_queue_config *c, int attempt, double u)

@@ -1,5 +1,6 @@
-/* The Redis handle: connect (AUTH, SELECT), one send-and-check path for every
- * command, reconnect, pipelines, and embedded Lua scripts run with EVALSHA. */
+/* The Redis handle: connect (AUTH, SELECT; through Sentinel for sentinel://),
+ * one send-and-check path for every command, reconnect, pipelines, and
+ * embedded Lua scripts run with EVALSHA. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -35,6 +36,7 @@ struct vq_redis {
     int timeout_ms;      /* connect and read timeout */
     int block_ms;        /* added to the read timeout during blocking commands */
     int broken;          /* the next call reconnects first */
+    unsigned gen;        /* connections opened: a WAIT must run on the writes' own */
     char (*sha)[SHA_HEX]; /* per vq_lua_files entry; "" until loaded */
     size_t nscripts;
     struct pend *pend;   /* pipeline: [head, n) pending, [head, unread) already read */
@@ -56,7 +58,11 @@ void vq_redis_block_(vq_redis *r, int block_ms)
 
 void vq_redis_url_safe_(const vq_redis *r, char *out, size_t outsz)
 {
-    if (r->u.is_unix)
+    if (r->u.nsentinels)
+        snprintf(out, outsz, "sentinel://%s:%d/%s (master %s:%d/%d)", r->u.sentinels[0].host,
+                 r->u.sentinels[0].port, r->u.master, r->u.host[0] ? r->u.host : "unknown",
+                 r->u.port, r->u.db);
+    else if (r->u.is_unix)
         snprintf(out, outsz, "unix://%s", r->u.path);
     else
         snprintf(out, outsz, "redis://%s:%d/%d", r->u.host, r->u.port, r->u.db);
@@ -125,37 +131,53 @@ static int handshake_cmd(redisContext *c, int argc, const char **argv, vq_error 
     return rc;
 }
 
+int vq_redis_auth_(redisContext *c, const vq_redis_url *u, vq_error *err)
+{
+    if (!u->pass[0]) return 0;
+    const char *a2[] = {"AUTH", u->pass};
+    const char *a3[] = {"AUTH", u->user, u->pass};
+    return u->user[0] ? handshake_cmd(c, 3, a3, err) : handshake_cmd(c, 2, a2, err);
+}
+
 static int handshake(vq_redis *r, vq_error *err)
 {
     char db[16];
-    if (r->u.pass[0]) {
-        const char *a2[] = {"AUTH", r->u.pass};
-        const char *a3[] = {"AUTH", r->u.user, r->u.pass};
-        int rc = r->u.user[0] ? handshake_cmd(r->c, 3, a3, err) : handshake_cmd(r->c, 2, a2, err);
-        if (rc) return rc;
-    }
+    int rc = vq_redis_auth_(r->c, &r->u, err);
+    if (rc) return rc;
     if (r->u.db == 0) return 0;
     snprintf(db, sizeof db, "%d", r->u.db);
     const char *sel[] = {"SELECT", db};
     return handshake_cmd(r->c, 2, sel, err);
 }
 
-static int open_ctx(vq_redis *r, vq_error *err)
+/* Connects to the socket or host:port of r->u and logs in. */
+static int dial(vq_redis *r, vq_error *err)
 {
-    close_ctx(r);
     struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
     r->c = r->u.is_unix ? redisConnectUnixWithTimeout(r->u.path, tv)
                         : redisConnectWithTimeout(r->u.host, r->u.port, tv);
     char where[300];
     vq_redis_url_safe_(r, where, sizeof where);
-    if (!r->c || r->c->err) {
-        int rc = vq_error_set(err, VQ_EREDIS, "redis %s: %s", where,
-                              r->c ? r->c->errstr : "out of memory");
-        close_ctx(r);
-        r->broken = 1;
-        return rc;
-    }
-    int rc = handshake(r, err);
+    if (!r->c || r->c->err)
+        return vq_error_set(err, VQ_EREDIS, "redis %s: %s", where,
+                            r->c ? r->c->errstr : "out of memory");
+    return handshake(r, err);
+}
+
+/* sentinel://: the master the sentinels name now, if it says it is one. */
+static int dial_master(vq_redis *r, vq_error *err)
+{
+    int rc = vq_sentinel_master_(&r->u, r->timeout_ms, err);
+    if (!rc) rc = dial(r, err);
+    if (!rc) rc = vq_sentinel_check_role_(r->c, &r->u, err);
+    return rc;
+}
+
+static int open_ctx(vq_redis *r, vq_error *err)
+{
+    close_ctx(r);
+    r->gen++;
+    int rc = r->u.nsentinels ? dial_master(r, err) : dial(r, err);
     if (rc) {
         close_ctx(r);
         r->broken = 1;
@@ -249,6 +271,13 @@ static int read_reply(vq_redis *r, redisReply **rep, vq_error *err)
                               r->c->errstr[0] ? r->c->errstr : "no reply");
         mark_broken(r);
         return rc;
+    }
+    /* A demoted master answers READONLY & co. until it drops us: the next
+     * call asks the sentinels again (the pipeline's other replies still come). */
+    if (r->u.nsentinels && vq_sentinel_failover_reply_(v)) {
+        vq_log(VQ_LOG_NOTICE, "redis %s:%d: %s; asking the sentinels again", r->u.host, r->u.port,
+               ((redisReply *)v)->str);
+        r->broken = 1;
     }
     *rep = v;
     return 0;
@@ -531,6 +560,30 @@ int vq_redis_script_append(vq_redis *r, const char *name, int nkeys, const char 
     p->argv = argv;
     p->lens = lens;
     return 0;
+}
+
+int vq_redis_wait_replicas(vq_redis *r, int n, int timeout_ms, vq_error *err)
+{
+    if (!r->c || r->broken)
+        return vq_error_set(err, VQ_EREDIS, "redis: WAIT: connection lost since the writes");
+    char ns[16], ms[16];
+    snprintf(ns, sizeof ns, "%d", n);
+    snprintf(ms, sizeof ms, "%d", timeout_ms);
+    const char *argv[] = {"WAIT", ns, ms};
+    unsigned gen = r->gen;
+    int block = r->block_ms;
+    vq_redis_block_(r, timeout_ms);
+    redisReply *rep = vq_redis_argv(r, 3, argv, NULL, err);
+    vq_redis_block_(r, block);
+    if (!rep) return VQ_EREDIS;
+    long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    if (r->gen != gen)
+        return vq_error_set(err, VQ_EREDIS, "redis: WAIT: connection lost since the writes");
+    if (got >= n) return 0;
+    r->broken = 1; /* an isolated old master, maybe: find the master again */
+    return vq_error_set(err, VQ_EREDIS, "redis: WAIT: %lld of %d replica(s) acknowledged within %d ms",
+                        got, n, timeout_ms);
 }
 
 redisContext *vq_redis_ctx(vq_redis *r) { return r->broken ? NULL : r->c; }

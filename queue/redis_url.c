@@ -1,5 +1,6 @@
 /* Redis URLs of SPEC §5: redis://[user:pass@]host[:port][/db] and
- * unix://[user:pass@]/path[?db=N]. */
+ * unix://[user:pass@]/path[?db=N]; and Redis Sentinel:
+ * sentinel://[user:pass@]host[:port][,host[:port]...]/MASTER[/db]. */
 #include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
@@ -107,29 +108,90 @@ static int parse_hostport(const char *s, size_t len, vq_redis_url *u, vq_error *
     return 0;
 }
 
+/* [user:pass@] in front of s[0..auth_end): decodes it into u and returns
+ * where the host part starts, or NULL with err set. */
+static const char *parse_auth(const char *s, size_t auth_end, vq_redis_url *u, vq_error *err)
+{
+    const char *at = NULL;
+    for (size_t i = 0; i < auth_end; i++)
+        if (s[i] == '@') at = s + i; /* the last '@': a password may hold one */
+    if (!at) return s;
+    return parse_userinfo(s, (size_t)(at - s), u, err) ? NULL : at + 1;
+}
+
+static int parse_db(const char *s, vq_redis_url *u, vq_error *err)
+{
+    if (!*s) return 0;
+    long db = parse_num(s, strlen(s), 0, DB_MAX);
+    if (db < 0) return bad(err, "database must be a number 0..99999");
+    u->db = (int)db;
+    return 0;
+}
+
 static int parse_tcp(const char *s, vq_redis_url *u, vq_error *err)
 {
     const char *slash = strchr(s, '/');
     size_t auth_end = slash ? (size_t)(slash - s) : strlen(s);
     if (memchr(s, '?', strlen(s)) || memchr(s, '#', strlen(s)))
         return bad(err, "query strings are not supported on redis://");
-    const char *at = NULL;
-    for (size_t i = 0; i < auth_end; i++)
-        if (s[i] == '@') at = s + i; /* the last '@': a password may hold one */
-    const char *hp = s;
-    if (at) {
-        int rc = parse_userinfo(s, (size_t)(at - s), u, err);
-        if (rc) return rc;
-        hp = at + 1;
-    }
+    const char *hp = parse_auth(s, auth_end, u, err);
+    if (!hp) return VQ_EINVAL;
     int rc = parse_hostport(hp, (size_t)(s + auth_end - hp), u, err);
     if (rc) return rc;
-    if (slash && slash[1]) {
-        long db = parse_num(slash + 1, strlen(slash + 1), 0, DB_MAX);
-        if (db < 0) return bad(err, "database must be a number 0..99999");
-        u->db = (int)db;
+    return slash ? parse_db(slash + 1, u, err) : 0;
+}
+
+/* host[:port][,host[:port]...] of s[0..len): the sentinels, in order. */
+static int parse_sentinels(const char *s, size_t len, vq_redis_url *u, vq_error *err)
+{
+    const char *end = s + len;
+    for (;;) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        size_t n = comma ? (size_t)(comma - s) : (size_t)(end - s);
+        if (u->nsentinels == VQ_REDIS_SENTINELS_MAX)
+            return vq_error_set(err, VQ_EINVAL, "redis URL: more than %d sentinels",
+                                VQ_REDIS_SENTINELS_MAX);
+        vq_redis_url one;
+        memset(&one, 0, sizeof one);
+        one.port = VQ_REDIS_SENTINEL_PORT;
+        int rc = parse_hostport(s, n, &one, err);
+        if (rc) return rc;
+        vq_redis_addr *a = &u->sentinels[u->nsentinels++];
+        memcpy(a->host, one.host, sizeof a->host);
+        a->port = one.port;
+        if (!comma) return 0;
+        s = comma + 1;
     }
-    return 0;
+}
+
+/* MASTER[/db]: the name as Sentinel configs write it (no spaces, no '/'). */
+static int parse_master(const char *s, vq_redis_url *u, vq_error *err)
+{
+    size_t len = strcspn(s, "/");
+    if (len == 0) return bad(err, "sentinel:// needs the master's name (sentinel://host:port/NAME)");
+    if (len >= sizeof u->master) return bad(err, "master name too long");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '-' && c != '_') return bad(err, "bad master name");
+    }
+    memcpy(u->master, s, len);
+    u->master[len] = '\0';
+    return s[len] ? parse_db(s + len + 1, u, err) : 0;
+}
+
+/* sentinel://[user:pass@]host[:port][,host[:port]...]/MASTER[/db].  host/port
+ * stay empty: the sentinels name the master at each connect. */
+static int parse_sentinel(const char *s, vq_redis_url *u, vq_error *err)
+{
+    if (strpbrk(s, "?#")) return bad(err, "query strings are not supported on sentinel://");
+    const char *slash = strchr(s, '/');
+    if (!slash) return bad(err, "sentinel:// needs the master's name (sentinel://host:port/NAME)");
+    const char *hp = parse_auth(s, (size_t)(slash - s), u, err);
+    if (!hp) return VQ_EINVAL;
+    int rc = parse_sentinels(hp, (size_t)(slash - hp), u, err);
+    if (rc) return rc;
+    u->port = 0;
+    return parse_master(slash + 1, u, err);
 }
 
 /* unix://[user:pass@]/abs/path[?db=N] (the user info as redis-py takes it) */
@@ -170,10 +232,12 @@ int vq_redis_url_parse(const char *url, vq_redis_url *out, vq_error *err)
         rc = parse_tcp(url + 8, &u, err);
     else if (strncmp(url, "unix://", 7) == 0)
         rc = parse_unix(url + 7, &u, err);
+    else if (strncmp(url, "sentinel://", 11) == 0)
+        rc = parse_sentinel(url + 11, &u, err);
     else if (strncmp(url, "rediss://", 9) == 0)
         rc = bad(err, "TLS (rediss://) is not supported");
     else
-        rc = bad(err, "must start with redis:// or unix://");
+        rc = bad(err, "must start with redis://, unix:// or sentinel://");
     if (rc) return rc;
     *out = u;
     return 0;

@@ -20,11 +20,15 @@ typedef struct vq_queue_config {
     int keep_finished_s;     /* ended jobs kept this long; default 7 days */
     int keep_finished_max;   /* and at most this many; default 100000 */
     int events_max;          /* audit stream cap (approximate, at least); default 100000 */
+    int wait_replicas;       /* replicas that must hold an accepted job before
+                                vq_queue_accept() answers (WAIT); default 0: none */
+    int wait_ms;             /* how long that WAIT may take; default 1000 */
 } vq_queue_config;
 
 /* Defaults, overridden by VOLQ_LEASE_MS, VOLQ_MAX_ATTEMPTS, VOLQ_MAX_CRASHES,
  * VOLQ_BACKOFF_MS, VOLQ_BACKOFF_MAX_MS, VOLQ_KEEP_FINISHED_S, VOLQ_KEEP_FINISHED_MAX,
- * VOLQ_EVENTS_MAX (positive integers; a bad value is logged and ignored). */
+ * VOLQ_EVENTS_MAX, VOLQ_REDIS_WAIT_MS (positive integers) and
+ * VOLQ_REDIS_WAIT_REPLICAS (0 or more); a bad value is logged and ignored. */
 void vq_queue_config_default(vq_queue_config *c);
 
 /* The delay before retry number `attempt` (1 = after the first failed attempt):
@@ -76,7 +80,12 @@ typedef struct vq_accept_res {
  * that is not a UUID, create-volume without volume_id, an idem_key longer than
  * 200 bytes).  Two round trips: the lock holders and keys are read first, then
  * one script checks them again and does the rest atomically.  Idempotency
- * keys last 24 hours. */
+ * keys last 24 hours.
+ * With cfg.wait_replicas > 0, an answer that records or reports a job (all but
+ * VQ_ACCEPT_LOCKED) is given only after WAIT wait_replicas wait_ms confirmed
+ * it on that many replicas; otherwise VQ_EREDIS ("redis: WAIT: 0 of 1
+ * replica(s) acknowledged within 1000 ms"): the jobs may or may not survive a
+ * failover, so the caller retries (with the same idempotency keys). */
 int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
                     vq_error *err);
 

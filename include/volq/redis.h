@@ -7,21 +7,36 @@
 
 #include "volq/error.h"
 
+/* A URL names at most this many sentinels; 26379 is their default port. */
+#define VQ_REDIS_SENTINELS_MAX 8
+#define VQ_REDIS_SENTINEL_PORT 26379
+
+typedef struct vq_redis_addr {
+    char host[256];    /* bare IPv6 address, without brackets */
+    int port;
+} vq_redis_addr;
+
 typedef struct vq_redis_url {
     int is_unix;
-    char host[256];
+    char host[256];    /* sentinel://: the master's, once a sentinel named it ("" before) */
     int port;          /* default 6379 */
     char path[256];    /* unix socket */
     char user[128];    /* "" when none (AUTH pass only) */
     char pass[256];    /* "" when none */
     int db;            /* default 0 */
+    int nsentinels;    /* sentinel:// only: how many sentinels[] to ask; else 0 */
+    vq_redis_addr sentinels[VQ_REDIS_SENTINELS_MAX];
+    char master[128];  /* sentinel:// only: the name the sentinels monitor */
 } vq_redis_url;
 
 /* redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N],
- * unix://[user:pass@]/path[?db=N].  User and password may be %XX-encoded.
- * Anything else (rediss://, query strings on redis://, a user without a
- * password) is VQ_EINVAL with a one-line reason ("redis URL: ..."); *out is
- * left untouched then. */
+ * unix://[user:pass@]/path[?db=N],
+ * sentinel://[user:pass@]host[:port][,host[:port]...]/MASTER[/db] (1 to
+ * VQ_REDIS_SENTINELS_MAX sentinels; user:pass are the master's, and a
+ * sentinel that answers NOAUTH gets them too).  User and password may be
+ * %XX-encoded.  Anything else (rediss://, query strings on redis://, a user
+ * without a password) is VQ_EINVAL with a one-line reason ("redis URL: ...");
+ * *out is left untouched then. */
 int vq_redis_url_parse(const char *url, vq_redis_url *out, vq_error *err);
 
 typedef struct vq_redis vq_redis;
@@ -29,6 +44,13 @@ typedef struct vq_redis vq_redis;
 /* Connects (AUTH user pass, or AUTH pass; SELECT db) within timeout_ms, which
  * is also the read timeout of every later command (blocking commands of the
  * queue add their own wait).  VQ_EREDIS when unreachable or AUTH/SELECT fail.
+ * sentinel://: asks the sentinels in turn (each within min(timeout_ms, 1 s))
+ * for the master's address (SENTINEL get-master-addr-by-name), moves the one
+ * that answered to the front, connects, and checks with ROLE that the server
+ * is a master (VQ_EREDIS, "... is a slave", when it is not: a failover is
+ * under way; try again later).  Every reconnect asks the sentinels again, and
+ * an answer of a server that is no longer the master (READONLY, MASTERDOWN,
+ * UNBLOCKED, NOREPLICAS) makes the next call reconnect.
  * Returns a new handle; free with vq_redis_free().  The URL is copied.
  * Ignores SIGPIPE when it is at its default, so a write to a dead server
  * fails instead of killing the process. */
@@ -76,6 +98,14 @@ redisReply *vq_redis_script(vq_redis *r, const char *name, int nkeys, const char
  * and run again there, after the rest of the pipeline has run. */
 int vq_redis_script_append(vq_redis *r, const char *name, int nkeys, const char **keys,
                            int nargs, const char **args, const size_t *arglens, vq_error *err);
+
+/* WAIT n timeout_ms on the connection that made the last writes: 0 when at
+ * least n replicas acknowledged all of them.  VQ_EREDIS when fewer did within
+ * timeout_ms ("redis: WAIT: 0 of 1 replica(s) acknowledged within 500 ms"; the
+ * next call then reconnects, in sentinel mode asking the sentinels again), or
+ * when the connection was lost since those writes (a WAIT on a new one would
+ * prove nothing).  n > 0, timeout_ms > 0. */
+int vq_redis_wait_replicas(vq_redis *r, int n, int timeout_ms, vq_error *err);
 
 /* Borrowed hiredis context (NULL while disconnected). */
 redisContext *vq_redis_ctx(vq_redis *r);

@@ -318,7 +318,7 @@ static void test_redis_resolve_order(void)
     CHECK_STR(url, "redis://env:2");
     setenv("VOLQ_REDIS", "http://nope", 1);
     CHECK_INT(vq_redis_resolve(NULL, NULL, url, sizeof url, &e), VQ_EINVAL);
-    CHECK_STR(e.text, "redis URL: must start with redis:// or unix://");
+    CHECK_STR(e.text, "redis URL: must start with redis://, unix:// or sentinel://");
     CHECK(access("unused-state", F_OK) != 0);
 
     /* Nothing given: the embedded server of the state folder. */

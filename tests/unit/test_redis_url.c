@@ -92,8 +92,9 @@ static void expect_bad(const char *url, const char *text)
 static void test_url_bad(void)
 {
     expect_bad("", "redis URL: empty");
-    expect_bad("http://h:6379", "redis URL: must start with redis:// or unix://");
+    expect_bad("http://h:6379", "redis URL: must start with redis://, unix:// or sentinel://");
     expect_bad("rediss://h", "redis URL: TLS (rediss://) is not supported");
+    expect_bad("sentinels://h/m", "redis URL: must start with redis://, unix:// or sentinel://");
     expect_bad("redis://", "redis URL: bad or missing host");
     expect_bad("redis://:6379", "redis URL: bad or missing host");
     expect_bad("redis://ho st", "redis URL: spaces or control characters");
@@ -121,6 +122,62 @@ static void test_url_bad(void)
     expect_bad(longp, "redis URL: unix socket path too long");
 }
 
+static void test_url_sentinel(void)
+{
+    vq_redis_url u;
+    CHECK_INT(vq_redis_url_parse("sentinel://10.0.0.1:26380,s2,[::1]:5000/mymaster", &u, NULL), 0);
+    CHECK_INT(u.nsentinels, 3);
+    CHECK_STR(u.sentinels[0].host, "10.0.0.1");
+    CHECK_INT(u.sentinels[0].port, 26380);
+    CHECK_STR(u.sentinels[1].host, "s2");
+    CHECK_INT(u.sentinels[1].port, VQ_REDIS_SENTINEL_PORT);
+    CHECK_STR(u.sentinels[2].host, "::1");
+    CHECK_INT(u.sentinels[2].port, 5000);
+    CHECK_STR(u.master, "mymaster");
+    CHECK_STR(u.host, ""); /* the sentinels name it at connect */
+    CHECK_INT(u.db, 0);
+    CHECK_INT(u.is_unix, 0);
+    CHECK_STR(u.user, "");
+    CHECK_INT(vq_redis_url_parse("sentinel://volq:p%40ss@h:1/volq-prod.1/3", &u, NULL), 0);
+    CHECK_INT(u.nsentinels, 1);
+    CHECK_STR(u.user, "volq");
+    CHECK_STR(u.pass, "p@ss");
+    CHECK_STR(u.master, "volq-prod.1");
+    CHECK_INT(u.db, 3);
+    CHECK_INT(vq_redis_url_parse("sentinel://:pw@h/m/", &u, NULL), 0);
+    CHECK_STR(u.pass, "pw");
+    CHECK_INT(u.db, 0);
+    /* Plain URLs say no sentinel. */
+    CHECK_INT(vq_redis_url_parse("redis://h", &u, NULL), 0);
+    CHECK_INT(u.nsentinels, 0);
+    CHECK_STR(u.master, "");
+}
+
+static void test_url_sentinel_bad(void)
+{
+    expect_bad("sentinel://h:26379", "redis URL: sentinel:// needs the master's name "
+               "(sentinel://host:port/NAME)");
+    expect_bad("sentinel://h:26379/", "redis URL: sentinel:// needs the master's name "
+               "(sentinel://host:port/NAME)");
+    expect_bad("sentinel://h1,,h2/m", "redis URL: bad or missing host");
+    expect_bad("sentinel://h1,/m", "redis URL: bad or missing host");
+    expect_bad("sentinel:///m", "redis URL: bad or missing host");
+    expect_bad("sentinel://h:0/m", "redis URL: port must be 1..65535");
+    expect_bad("sentinel://h/m$", "redis URL: bad master name");
+    expect_bad("sentinel://h/m/x", "redis URL: database must be a number 0..99999");
+    expect_bad("sentinel://h/m?db=1", "redis URL: query strings are not supported on sentinel://");
+    expect_bad("sentinel://user@h/m", "redis URL: user without a password (use user:pass@ or :pass@)");
+    expect_bad("sentinel://a,b,c,d,e,f,g,h,i/m", "redis URL: more than 8 sentinels");
+    char longm[200] = "sentinel://h/";
+    memset(longm + 13, 'm', 130);
+    longm[143] = '\0';
+    expect_bad(longm, "redis URL: master name too long");
+    vq_redis_url u;
+    CHECK_INT(vq_redis_url_parse("sentinel://a,b,c,d,e,f,g,h/m", &u, NULL), 0);
+    CHECK_INT(u.nsentinels, 8);
+    CHECK_STR(u.sentinels[7].host, "h");
+}
+
 static void test_url_bad_leaves_out_untouched(void)
 {
     vq_redis_url u;
@@ -131,4 +188,5 @@ static void test_url_bad_leaves_out_untouched(void)
 
 T_MAIN(T(test_url_host_defaults), T(test_url_user_pass_port_db), T(test_url_pass_only),
        T(test_url_percent_and_at_in_password), T(test_url_ipv6), T(test_url_unix),
-       T(test_url_bad), T(test_url_bad_leaves_out_untouched))
+       T(test_url_bad), T(test_url_sentinel), T(test_url_sentinel_bad),
+       T(test_url_bad_leaves_out_untouched))
