@@ -143,7 +143,10 @@ static json_t *json_string_decode(const char *p, const char *q)
     return s;
 }
 
-/* Copies s into the alias, cut at a UTF-8 character boundary when too long. */
+/* Copies s into the alias, cut at a UTF-8 character boundary when too long.
+ * Control characters (C0, DEL, and C1 as UTF-8 C2 80..9F) become '?': the
+ * JSON may hold "\u001b[2J", and the alias is printed on terminals and in
+ * one-line logs and events. */
 static void set_alias_text(char alias[VQ_ALIAS_MAX + 1], const char *s)
 {
     size_t n = strlen(s);
@@ -153,6 +156,10 @@ static void set_alias_text(char alias[VQ_ALIAS_MAX + 1], const char *s)
     }
     memcpy(alias, s, n);
     alias[n] = '\0';
+    for (unsigned char *p = (unsigned char *)alias; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) *p = '?';
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) p[0] = p[1] = '?';
+    }
 }
 
 /* Walks {"key":"value",...} as far as it is complete; a cut or non-string

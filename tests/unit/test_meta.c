@@ -65,13 +65,34 @@ static void test_meta_alias_from_truncated_json(void)
          "vm-7_Disk1"},
         {"{\"DiskDescription\":\"x\", \"DiskAlias\" : \"second\"", "second"},
         {"{\"DiskAlias\":\"cut in the mid", ""},
-        {"{\"DiskAlias\":\"esc \\\"q\\\" \\u00e9\\n\"}", "esc \"q\" \xc3\xa9\n"},
+        {"{\"DiskAlias\":\"esc \\\"q\\\" \\u00e9\\n\"}", "esc \"q\" \xc3\xa9?"},
         {"{\"DiskDescription\":\"has \\\"DiskAlias\\\":\\\"fake\\\"\"}", ""},
         {"{\"DiskAlias\":42}", ""},
         {"{\"DiskAlias\":\"nul \\u0000 inside\"}", ""},
         {"  {\"DiskAlias\":\"ws\"}", "ws"},
         {"", ""},
         {"{", ""},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "DESCRIPTION=%s\n" V4_TAIL, v[i].desc);
+        vq_meta m;
+        vq_error e = {0};
+        CHECK_INT(parse(buf, &m, &e), 0);
+        CHECK_STR(m.alias, v[i].alias);
+        vq_meta_free(&m);
+    }
+}
+
+/* A hostile alias cannot reach a terminal or a log line as control bytes
+ * (found by fuzz/fuzz_meta.c: a raw DEL inside the JSON string). */
+static void test_meta_alias_control_characters_replaced(void)
+{
+    static const struct { const char *desc, *alias; } v[] = {
+        {"{\"DiskAlias\":\"evil\\u001b[31mRED\\u0007\\r\\nx\"}", "evil?[31mRED???x"},
+        {"{\"DiskAlias\":\"del\x7f\"}", "del?"},
+        {"{\"DiskAlias\":\"csi\\u009b2J \\u00a0ok\"}", "csi??2J \xc2\xa0ok"},
+        {"{\"DiskAlias\":\"tab\\tend\"}", "tab?end"},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         char buf[512];
@@ -168,6 +189,7 @@ static void test_meta_names(void)
 }
 
 T_MAIN(T(test_meta_parse_v4), T(test_meta_parse_v5_cap_and_no_gen),
-       T(test_meta_alias_from_truncated_json), T(test_meta_parse_errors),
+       T(test_meta_alias_from_truncated_json), T(test_meta_alias_control_characters_replaced),
+       T(test_meta_parse_errors),
        T(test_meta_parse_refuses_over_512_bytes), T(test_meta_init_sets_size_keys_by_version),
        T(test_meta_set_alias), T(test_meta_names))
