@@ -57,7 +57,13 @@ void vq_reply_error_(vq_req *r, int code, const char *reason, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *o = json_pack("{s:s,s:s?}", "error", msg, "reason", reason);
+    vq_text_clean_(msg); /* it may quote the client's bytes: JSON needs valid UTF-8 */
+    char why[512];
+    if (reason) {
+        snprintf(why, sizeof why, "%s", reason); /* cut: vq_text_clean_() mends it */
+        vq_text_clean_(why);
+    }
+    json_t *o = json_pack("{s:s,s:s?}", "error", msg, "reason", reason ? why : NULL);
     if (o && !reason) json_object_set_new(o, "reason", json_null());
     vq_reply_json_(r, code, o);
 }
@@ -81,42 +87,19 @@ void vq_reply_verror_(vq_req *r, const vq_error *err)
                     err->text[0] ? err->text : vq_strerror(err->code));
 }
 
-static int field_allowed(const char *key, const char *const *allowed)
-{
-    for (; *allowed; allowed++)
-        if (strcmp(key, *allowed) == 0) return 1;
-    return 0;
-}
-
 json_t *vq_req_body_(vq_req *r, const char *const *allowed)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
     size_t len = evbuffer_get_length(in);
-    if (len == 0) return json_object();
-    const char *data = (const char *)evbuffer_pullup(in, -1);
-    json_error_t je;
-    json_t *o = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &je) : NULL;
-    if (!o) {
-        vq_reply_error_(r, 400, NULL, "malformed JSON body: %s at line %d column %d",
-                        data ? je.text : "unreadable", data ? je.line : 0, data ? je.column : 0);
-        return NULL;
-    }
-    if (!json_is_object(o)) {
-        vq_reply_error_(r, 400, NULL, "the body must be a JSON object");
-        goto out_free;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        if (!field_allowed(key, allowed)) {
-            vq_reply_error_(r, 400, NULL, "unknown field \"%s\" in the body", key);
-            goto out_free;
-        }
-    }
+    const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    json_t *o = NULL;
+    vq_error err = {0};
+    if (!data)
+        vq_error_set(&err, VQ_ENOMEM, "out of memory while reading the body");
+    else
+        vq_body_decode_(data, len, allowed, &o, &err);
+    if (!o) vq_reply_error_(r, err.code == VQ_ENOMEM ? 500 : 400, NULL, "%s", err.text);
     return o;
-out_free:
-    json_decref(o);
-    return NULL;
 }
 
 const char *vq_req_query_(vq_req *r, const char *name)

@@ -217,6 +217,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     vq_sched *s = arg;
     vq_req r = {.ev = ev, .s = s};
     TAILQ_INIT(&r.query);
+    vq_conns_request_(s, ev);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
@@ -253,6 +254,7 @@ int vq_http_start_(vq_sched *s, const char *listen, vq_error *err)
     if (rc) return rc;
     s->http = evhttp_new(s->base);
     if (!s->http) return vq_error_set(err, VQ_ENOMEM, "evhttp_new failed");
+    if ((rc = vq_conns_start_(s, err))) return rc;
     evhttp_set_max_body_size(s->http, VQ_HTTP_MAX_BODY);
     evhttp_set_max_headers_size(s->http, VQ_HTTP_MAX_HEADERS);
     evhttp_set_timeout(s->http, VQ_HTTP_TIMEOUT_S);

@@ -112,6 +112,7 @@ static void teardown(vq_sched *s)
 {
     vq_events_stop_(s);
     if (s->http) evhttp_free(s->http);
+    vq_conns_stop_(s);
     vq_redis_link_stop_(s);
     if (s->sigterm) event_free(s->sigterm);
     if (s->sigint) event_free(s->sigint);

@@ -20,6 +20,13 @@
 #define VQ_HTTP_MAX_HEADERS (16 * 1024)  /* all request headers together */
 #define VQ_HTTP_TIMEOUT_S 40             /* read/write of one request; above VQ_EVENTS_WAIT_MAX_S */
 #define VQ_HTTP_MAX_CONNS 256            /* concurrent connections that sent a request */
+/* Slowloris: a request (headers and body) must arrive complete within this
+ * long of its connection's accept or of the previous answer; a local client
+ * sends 1 MiB in far less.  Open connections, complete or not, are capped so
+ * that the scheduler stays under the usual 1024 descriptors. */
+#define VQ_HTTP_REQUEST_S 10
+#define VQ_HTTP_MAX_OPEN 512
+#define VQ_HTTP_SWEEP_MS 250             /* how often deadlines are checked */
 #define VQ_HTTP_MAX_PATH_ARGS 3
 #define VQ_EVENTS_WAIT_MAX_S 30          /* long-poll cap of GET /api/events?wait= */
 #define VQ_EVENTS_POLL_MS 150            /* how often a waiting request re-reads the stream */
@@ -52,6 +59,9 @@ typedef struct vq_sched {
     int redis_backoff_ms;
     struct evhttp_connection *conns[VQ_HTTP_MAX_CONNS]; /* open, that sent a request */
     int nconns;
+    struct vq_conn_track *track; /* every open connection, with its deadline (http_conns.c) */
+    size_t ntrack, captrack;
+    struct event *sweep;
     struct vq_waiter *waiters;   /* long-polling GET /api/events */
     int nwaiters;
     vq_sched_stats stats;
@@ -82,6 +92,13 @@ extern const vq_route vq_routes_[];
 /* http_server.c: binds listen ("HOST:PORT"), sets limits and the dispatcher. */
 int vq_http_start_(vq_sched *s, const char *listen, vq_error *err);
 
+/* http_conns.c: request deadlines and the open-connection cap (slowloris).
+ * start: after evhttp_new(); request: when a request arrived complete;
+ * stop: after evhttp_free(). */
+int vq_conns_start_(vq_sched *s, vq_error *err);
+void vq_conns_request_(vq_sched *s, struct evhttp_request *ev);
+void vq_conns_stop_(vq_sched *s);
+
 /* http_reply.c.  Steals body (a JSON value; NULL answers 500). */
 void vq_reply_json_(vq_req *r, int code, json_t *body);
 /* {"error": text, "reason": reason or null}. */
@@ -95,6 +112,15 @@ void vq_reply_raw_(vq_req *r, int code, const char *ctype, const void *data, siz
  * returns NULL when it is not one.  allowed: NULL-terminated field names; any
  * other field is refused.  New reference. */
 json_t *vq_req_body_(vq_req *r, const char *const *allowed);
+/* http_body.c (pure, fuzzed): the body as in vq_req_body_(); *out is a new
+ * reference, or NULL with err set (VQ_EINVAL: malformed, not an object, an
+ * unknown field; VQ_ENOMEM). */
+int vq_body_decode_(const char *data, size_t len, const char *const *allowed, json_t **out,
+                    vq_error *err);
+/* Makes s (NUL-terminated) one line of valid UTF-8 in place: control bytes
+ * become ' ', bytes of invalid or cut sequences '?'.  Answers quote client
+ * bytes (paths, field names), and jansson refuses invalid UTF-8. */
+void vq_text_clean_(char *s);
 /* A query parameter (borrowed) or NULL. */
 const char *vq_req_query_(vq_req *r, const char *name);
 /* Parses a query integer in [lo, hi]; answers 400 and returns -1 when bad. */
