@@ -42,6 +42,14 @@ bench: build
 soak: build
 	@VOLQ_SOAK=1 bash scripts/test.sh $(BUILD)
 
+# libFuzzer targets of fuzz/ (clang and its fuzzer runtime are installed when
+# missing), built into FUZZ_BUILD and run FUZZ_SECONDS each; a crash fails it.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+fuzz:
+	@VOLQ_SETUP_EXTRA="clang libclang-rt-dev" bash scripts/setup.sh
+	@bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 install: build
 	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
