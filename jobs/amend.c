@@ -13,9 +13,12 @@
 #include "volq/qemu.h"
 
 /* The refusals an amend shares between acceptance and the run: the files say
- * no (template, V3, raw only, ILLEGAL, containment) or qemu's lock is held. */
+ * no (template, V3, raw only, ILLEGAL, containment) or qemu's lock is held.
+ * after_crash: an earlier attempt of this job died or lost its lease, and its
+ * qemu-img (not killed with it: an amend is left to finish) may still hold the
+ * lock; that is transient (VQ_EBUSY, retried with backoff), not a refusal. */
 static int refuse_if_not_eligible(const vq_domain *d, const vq_disk *disk, const char *imgdir,
-                                  vq_error *err)
+                                  int after_crash, vq_error *err)
 {
     int done = 0;
     if (d->status != VQ_STATUS_OK)
@@ -27,6 +30,10 @@ static int refuse_if_not_eligible(const vq_domain *d, const vq_disk *disk, const
         if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
         vq_error probe = {0};
         int busy = vq_qemu_in_use(imgdir, v->id, &probe);
+        if (busy > 0 && after_crash)
+            return vq_error_set(err, VQ_EBUSY,
+                                "disk is in use: qemu's image lock on volume %s is held (the "
+                                "qemu-img of an attempt that died, or a running VM?)", v->id);
         if (busy > 0)
             return vq_error_set(err, VQ_EREFUSED,
                                 "disk is in use: qemu's image lock on volume %s is held (a running VM?)",
@@ -50,7 +57,7 @@ static int amend_check(const vq_domain *d, const vq_disk *disk, json_t *params, 
     char imgdir[PATH_MAX];
     if (!disk) return vq_error_set(err, VQ_EINVAL, "amend needs a disk");
     if (image_dir(d, disk->id, imgdir, sizeof imgdir, err)) return err ? err->code : VQ_EINVAL;
-    return refuse_if_not_eligible(d, disk, imgdir, err);
+    return refuse_if_not_eligible(d, disk, imgdir, 0, err);
 }
 
 /* Reads the volume's header back: the amend counts only when it says version 3. */
@@ -92,15 +99,19 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_err
     return rc;
 }
 
+/* Amends vol, the done-th of total, and records it as done. */
 static int amend_volume(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk,
-                        const char *imgdir, const char *vol, vq_error *err)
+                        const char *imgdir, const char *vol, int done, int total, vq_error *err)
 {
     /* A lock conflict here, after the probe at the start found none, is most
      * likely a stale qemu-img of an earlier attempt: transient, retried. */
     int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
     if (rc) return rc;
     if ((rc = verify_v3(d, disk->id, vol, err))) return rc;
-    if ((rc = c->fence(c))) return rc;
+    /* The header says compat 1.1: the volume counts as done.  The progress
+     * write is fenced and renews the lease, so it is also the lease check that
+     * must come right before changing .meta (one round trip, not two). */
+    if ((rc = c->progress(c, done, total))) return rc;
     return bump_gen(d, disk->id, vol, err);
 }
 
@@ -109,7 +120,7 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
     char imgdir[PATH_MAX];
     int rc = image_dir(d, disk->id, imgdir, sizeof imgdir, err);
     if (rc) return rc;
-    if ((rc = refuse_if_not_eligible(d, disk, imgdir, err))) return rc;
+    if ((rc = refuse_if_not_eligible(d, disk, imgdir, c->job->crashes > 0, err))) return rc;
 
     int total = (int)vq_disk_count_v2(disk), done = 0;
     if ((rc = c->progress(c, 0, total))) return rc;
@@ -118,8 +129,7 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
-        if ((rc = amend_volume(c, d, disk, imgdir, v->id, err))) return rc;
-        if ((rc = c->progress(c, ++done, total))) return rc;
+        if ((rc = amend_volume(c, d, disk, imgdir, v->id, ++done, total, err))) return rc;
     }
     return 0;
 }
