@@ -3,8 +3,9 @@
 # Called by `make test`, `make demo` and `make bench`; safe to run again.
 set -euo pipefail
 
+# iproute2: ip(8), for the network namespaces of tests/integ/test_multihost.c.
 PKGS=(cmake make gcc pkg-config libevent-dev libhiredis-dev libjansson-dev uuid-dev
-      qemu-utils redis-server)
+      qemu-utils redis-server iproute2)
 # Optional packages used by some targets; installed when the caller asks for them.
 [ "${VOLQ_SETUP_EXTRA:-}" ] && read -r -a extra <<<"$VOLQ_SETUP_EXTRA" && PKGS+=("${extra[@]}")
 
