@@ -45,7 +45,9 @@ static int make_room(vq_sched *s)
         if (t->deadline_ms > 1 && (!oldest || t->deadline_ms < oldest->deadline_ms)) oldest = t;
     }
     if (oldest) oldest->deadline_ms = 1; /* long past: the sweep drops it */
-    event_active(s->sweep, EV_TIMEOUT, 0);
+    /* A one-shot event: activating the periodic one would push its next run
+     * back by a period each time. */
+    event_active(s->sweep_now, EV_TIMEOUT, 1);
     return oldest != NULL;
 }
 
@@ -130,7 +132,8 @@ int vq_conns_start_(vq_sched *s, vq_error *err)
 {
     struct timeval every = {0, VQ_HTTP_SWEEP_MS * 1000};
     s->sweep = event_new(s->base, -1, EV_PERSIST, sweep, s);
-    if (!s->sweep || event_add(s->sweep, &every) != 0)
+    s->sweep_now = event_new(s->base, -1, 0, sweep, s);
+    if (!s->sweep || !s->sweep_now || event_add(s->sweep, &every) != 0)
         return vq_error_set(err, VQ_ENOMEM, "cannot start the connection sweep");
     evhttp_set_bevcb(s->http, new_bev, s);
     return 0;
@@ -139,7 +142,8 @@ int vq_conns_start_(vq_sched *s, vq_error *err)
 void vq_conns_stop_(vq_sched *s)
 {
     if (s->sweep) event_free(s->sweep);
-    s->sweep = NULL;
+    if (s->sweep_now) event_free(s->sweep_now);
+    s->sweep = s->sweep_now = NULL;
     for (size_t i = 0; i < s->ntrack; i++) bufferevent_decref(s->track[i].bev);
     free(s->track);
     s->track = NULL;

@@ -61,7 +61,7 @@ typedef struct vq_sched {
     int nconns;
     struct vq_conn_track *track; /* every open connection, with its deadline (http_conns.c) */
     size_t ntrack, captrack;
-    struct event *sweep;
+    struct event *sweep, *sweep_now; /* periodic; at once when over VQ_HTTP_MAX_OPEN */
     struct vq_waiter *waiters;   /* long-polling GET /api/events */
     int nwaiters;
     vq_sched_stats stats;
