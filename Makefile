@@ -39,8 +39,10 @@ demo: build
 bench: build
 	@bash scripts/bench.sh $(BUILD)
 
+# The fault soaks (tests/integ/test_soak*.c) in their long form: storms of
+# SIGKILL, scheduler and Redis crashes, a full domain (docs/testing.md).
 soak: build
-	@VOLQ_SOAK=1 bash scripts/test.sh $(BUILD)
+	@VOLQ_SOAK=1 VOLQ_TESTS='test_soak*' VOLQ_TEST_TIMEOUT=3600 bash scripts/test.sh $(BUILD)
 
 # libFuzzer targets of fuzz/ (clang and its fuzzer runtime are installed when
 # missing), built into FUZZ_BUILD and run FUZZ_SECONDS each; a crash fails it.

@@ -705,7 +705,9 @@ static int moved_on(void *arg)
  * otherwise the process goes on at once (0).  paused_jobs counts pauses per job. */
 static int pause_one(const t_stack *api, pid_t pool, paused *p, json_t *paused_jobs)
 {
-    json_t *j = running_job(api, pool);
+    json_t *j = NULL;
+    int64_t until = vq_now_ms() + 5000; /* right after a bulk POST, none may run yet */
+    while (!(j = running_job(api, pool)) && vq_now_ms() < until) nap_ms(20);
     if (!j) return 0;
     p->api = api;
     snprintf(p->job, sizeof p->job, "%s", str(j, "id"));
@@ -763,7 +765,7 @@ static void post_then_kill(t_stack *s, const char *sd, const char *key)
     int fd = t_connect(s->port);
     REQUIRE(fd >= 0);
     CHECK_INT(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-    pace(0, 30);
+    pace(0, 6); /* sometimes before the scheduler has read it, sometimes after */
     kill_scheduler(s);
     close(fd);
 }
@@ -833,6 +835,7 @@ static void test_soak_scheduler_killed_and_restarted(void)
     CHECK_INT(json_array_size(ids2), 6); /* one job per disk, whether or not the first POST landed */
     int requeued = check_lease_requeues(&s, ids, paused_jobs);
     CHECK_INT(requeued, pauses);
+    CHECK(pauses > 0);
     char mid[200];
     snprintf(mid, sizeof mid, "%d scheduler kills (one mid-request, %s: %zu jobs for 6 disks), "
              "%d paused workers' jobs requeued by a restarted scheduler", kills,
@@ -866,7 +869,7 @@ static void moves_by(pid_t a, pid_t b, int *na, int *nb)
 static void test_soak_two_schedulers(void)
 {
     static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", "VOLQ_LEASE_MS=1500", NULL};
-    int ndisks = pick(100, 20, 12), max_pauses = pick(20, 3, 2), pauses = 0;
+    int ndisks = pick(200, 20, 12), max_pauses = pick(20, 3, 2), pauses = 0;
     t_stack s = {0};
     json_t *before = start_bulk(&s, daemon_env(env, "0.1"), ndisks, 2), *paused_jobs = json_object();
     int sampled = copy_sample(&s, s.sd, before, pick(5, 2, 2));
