@@ -142,6 +142,28 @@ static int confirm(vq_queue *q, const vq_accept_res *res, size_t n, vq_error *er
     return vq_redis_wait_replicas(q->r, q->cfg.wait_replicas, q->cfg.wait_ms, err);
 }
 
+int vq_queue_idem_jobs(vq_queue *q, const char *const *keys, size_t n,
+                       char (*jobs)[VQ_UUID_SIZE], vq_error *err)
+{
+    vq_strv m = {0};
+    vq_strv_add_(&m, "MGET");
+    for (size_t i = 0; i < n; i++) {
+        jobs[i][0] = '\0';
+        vq_strv_addf_(&m, "%s%s", VQ_K_IDEM, keys[i]);
+    }
+    int rc = m.oom ? vq_error_set(err, VQ_ENOMEM, "idempotency keys: out of memory") : 0;
+    redisReply *rep = rc || n == 0 ? NULL
+                                   : vq_redis_argv(q->r, (int)m.n, (const char **)m.v, m.len, err);
+    if (!rc && n && !rep) rc = VQ_EREDIS;
+    for (size_t i = 0; rep && i < n; i++) {
+        const char *id = as_id(vq_reply_str_(rep, i));
+        memcpy(jobs[i], id, strlen(id) + 1); /* a UUID or "" */
+    }
+    if (rep) freeReplyObject(rep);
+    vq_strv_free_(&m);
+    return rc;
+}
+
 int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
                     vq_error *err)
 {

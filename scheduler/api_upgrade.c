@@ -20,7 +20,8 @@ typedef struct bulk {
     size_t n;
     char (*holders)[VQ_UUID_SIZE];
     vq_accept_req *reqs;             /* the disks sent to vq_queue_accept */
-    char (*keys)[VQ_BULK_KEY_MAX];
+    char (*keys)[VQ_BULK_KEY_MAX];   /* keys[i] for disks[i], with an Idempotency-Key */
+    char (*made)[VQ_UUID_SIZE];      /* the job keys[i] made before, or "" */
     size_t nreqs;
     json_t *skipped;
     const char *idem_key;
@@ -112,20 +113,18 @@ static void add_locked(bulk *b, const vq_disk *disk, const char *holder)
     add_skip(b, disk, "locked", reason);
 }
 
-static void add_req(bulk *b, const vq_domain *d, const vq_disk *disk)
+static void add_req(bulk *b, const vq_domain *d, size_t i)
 {
-    vq_accept_req *a = &b->reqs[b->nreqs];
-    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = disk->id,
-                         .alias = disk->alias};
-    if (b->idem_key) {
-        int n = snprintf(b->keys[b->nreqs], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, disk->id);
-        if (n > 0 && n < VQ_BULK_KEY_MAX) a->idem_key = b->keys[b->nreqs];
-    }
-    b->nreqs++;
+    vq_accept_req *a = &b->reqs[b->nreqs++];
+    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = b->disks[i]->id,
+                         .alias = b->disks[i]->alias};
+    if (b->keys && b->keys[i][0]) a->idem_key = b->keys[i];
 }
 
 /* A locked disk goes to acceptance only with an Idempotency-Key: its lock may
- * be held by the job this very key made, which acceptance recognises. */
+ * be held by the job this very key made, which acceptance recognises.  So does
+ * a disk whose key made a job that has ended since (the disk now reads as
+ * already amended): a repeat answers with the jobs the first request made. */
 static void plan(bulk *b, const vq_domain *d)
 {
     char reason[512];
@@ -134,21 +133,39 @@ static void plan(bulk *b, const vq_domain *d)
         const char *code = NULL;
         if (b->holders[i][0] && !b->idem_key)
             add_locked(b, disk, b->holders[i]);
-        else if (!b->holders[i][0] && (code = skip_code(d, disk, reason, sizeof reason)))
+        else if (!b->holders[i][0] && !(b->made && b->made[i][0]) &&
+                 (code = skip_code(d, disk, reason, sizeof reason)))
             add_skip(b, disk, code, reason);
         else
-            add_req(b, d, disk);
+            add_req(b, d, i);
     }
 }
 
-static int alloc_bulk(bulk *b, vq_error *err)
+/* keys[i] = "KEY/DISK_ID" and the job each one made before, in one round trip. */
+static int read_keys(vq_sched *s, bulk *b, vq_error *err)
+{
+    const char **keys = calloc(b->n ? b->n : 1, sizeof *keys);
+    if (!keys) return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
+    for (size_t i = 0; i < b->n; i++) {
+        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->disks[i]->id);
+        if (n < 0 || n >= VQ_BULK_KEY_MAX) b->keys[i][0] = '\0'; /* checked: cannot happen */
+        keys[i] = b->keys[i];
+    }
+    int rc = vq_queue_idem_jobs(s->q, keys, b->n, b->made, err);
+    free(keys);
+    return rc;
+}
+
+static int alloc_bulk(vq_sched *s, bulk *b, vq_error *err)
 {
     size_t n = b->n ? b->n : 1;
     b->reqs = calloc(n, sizeof *b->reqs);
     b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
+    b->made = b->idem_key ? calloc(n, sizeof *b->made) : NULL;
     b->skipped = json_array();
-    if (b->reqs && (b->keys || !b->idem_key) && b->skipped) return 0;
-    return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
+    if (!b->reqs || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
+        return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
+    return b->idem_key ? read_keys(s, b, err) : 0;
 }
 
 static void free_bulk(bulk *b)
@@ -157,6 +174,7 @@ static void free_bulk(bulk *b)
     free(b->holders);
     free(b->reqs);
     free(b->keys);
+    free(b->made);
     json_decref(b->skipped);
 }
 
@@ -214,7 +232,7 @@ void vq_api_upgrade_(vq_req *r)
     if (parse_upgrade(r, &to_v4) || vq_req_idem_key_(r, &b.idem_key)) return;
     if (vq_find_domain_(r, r->arg[0], &d) || ensure_v4(r, d, to_v4)) goto out;
     if (vq_load_disks_(d, &b.disks, &b.n, &err) ||
-        vq_fetch_holders_(r->s, b.disks, b.n, &b.holders, &err) || alloc_bulk(&b, &err)) {
+        vq_fetch_holders_(r->s, b.disks, b.n, &b.holders, &err) || alloc_bulk(r->s, &b, &err)) {
         vq_reply_verror_(r, &err);
         goto out;
     }

@@ -89,6 +89,13 @@ typedef struct vq_accept_res {
 int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_res *res,
                     vq_error *err);
 
+/* The job each idempotency key made: jobs[i] for keys[i], "" when the key is
+ * unknown (or expired).  One round trip; nothing changes.  Lets a caller that
+ * would skip a request (a bulk upgrade skips disks already amended) send it
+ * anyway when its key made a job, so that a repeat answers with that job. */
+int vq_queue_idem_jobs(vq_queue *q, const char *const *keys, size_t n,
+                       char (*jobs)[VQ_UUID_SIZE], vq_error *err);
+
 /* ---- workers ---------------------------------------------------------- */
 
 /* Registers (or refreshes) worker id ("host:pid") with its current job ("" when

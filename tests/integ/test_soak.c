@@ -786,6 +786,21 @@ static int post_again(const t_stack *s, const char *sd, const char *key, json_t 
     return status;
 }
 
+/* Once every job has ended, the same request with the same key answers 200
+ * with exactly the jobs the key made (SPEC §4), not "already amended" skips. */
+static void check_repeat_answers_same_jobs(const t_stack *s, const char *sd, const char *key,
+                                           const json_t *ids)
+{
+    json_t *again = json_array(), *id, *want = json_object();
+    size_t i;
+    CHECK_INT(post_again(s, sd, key, again), 200);
+    CHECK_INT(json_array_size(again), json_array_size(ids));
+    json_array_foreach(ids, i, id) json_object_set(want, json_string_value(id), json_true());
+    json_array_foreach(again, i, id) CHECK(json_object_get(want, json_string_value(id)));
+    json_decref(want);
+    json_decref(again);
+}
+
 /* Kills the scheduler (the first time in the middle of a bulk request on
  * other), pausing a worker past its lease every so often while it is down;
  * the restarted scheduler must requeue that job. */
@@ -833,6 +848,7 @@ static void test_soak_scheduler_killed_and_restarted(void)
     judge(&s, sd, ids, before, sampled, &v);
     judge(&s, other, ids2, before2, 0, &v2);
     CHECK_INT(json_array_size(ids2), 6); /* one job per disk, whether or not the first POST landed */
+    check_repeat_answers_same_jobs(&s, other, "soak-sched-kill", ids2);
     int requeued = check_lease_requeues(&s, ids, paused_jobs);
     CHECK_INT(requeued, pauses);
     CHECK(pauses > 0);
