@@ -568,7 +568,7 @@ static int storm(t_stack *s, const json_t *ids)
 static void test_soak_worker_sigkill_storm(void)
 {
     static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", NULL};
-    int ndisks = pick(200, 30, 16), nsample = pick(10, 4, 3);
+    int ndisks = pick(200, 30, 20), nsample = pick(10, 4, 3);
     t_stack s = {0};
     json_t *before = start_bulk(&s, daemon_env(env, soak() ? "0.2" : "0.1"), ndisks, 3);
     int sampled = copy_sample(&s, s.sd, before, nsample);
@@ -827,7 +827,7 @@ static int restart_cycles(t_stack *s, const json_t *ids, const char *other, json
 
 static void test_soak_scheduler_killed_and_restarted(void)
 {
-    static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", "VOLQ_LEASE_MS=1500", NULL};
+    static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", "VOLQ_LEASE_MS=2000", NULL};
     int ndisks = pick(100, 20, 12), pauses = 0, again = 0;
     t_stack s = {0};
     json_t *before = start_bulk(&s, daemon_env(env, "0.1"), ndisks, 2);
@@ -884,7 +884,7 @@ static void moves_by(pid_t a, pid_t b, int *na, int *nb)
 
 static void test_soak_two_schedulers(void)
 {
-    static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", "VOLQ_LEASE_MS=1500", NULL};
+    static const char *const env[] = {"VOLQ_MAX_CRASHES=1000", "VOLQ_LEASE_MS=2000", NULL};
     int ndisks = pick(200, 20, 12), max_pauses = pick(20, 3, 2), pauses = 0;
     t_stack s = {0};
     json_t *before = start_bulk(&s, daemon_env(env, "0.1"), ndisks, 2), *paused_jobs = json_object();
