@@ -98,12 +98,13 @@ static int released(struct bufferevent *bev)
 }
 
 /* 1 when the connection was shut down: evhttp then reads EOF and frees it,
- * and the peer reads EOF too. */
+ * and the peer reads EOF too.  Without an fd yet, the next sweep tries again. */
 static int drop(struct vq_conn_track *t)
 {
     evutil_socket_t fd = bufferevent_getfd(t->bev);
+    if (fd < 0) return 0;
     t->deadline_ms = 0;
-    return fd >= 0 && shutdown(fd, SHUT_RDWR) == 0;
+    return shutdown(fd, SHUT_RDWR) == 0;
 }
 
 static void sweep(evutil_socket_t fd, short what, void *arg)
