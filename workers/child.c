@@ -47,7 +47,16 @@ static void worker_beat(child *w, const char *job_id)
 typedef struct run_state {
     child *w;
     const vq_job *job;
+    int done, total;       /* the progress last recorded for this attempt */
 } run_state;
+
+/* After a fenced write (heartbeat, progress): the lease and the registration
+ * were renewed by the same script. */
+static void renewed(child *w, int64_t now)
+{
+    w->last_lease = now;
+    w->last_beat = now;
+}
 
 /* Spawn tick: renews the lease; a fenced attempt kills qemu-img (returns non-zero). */
 static int heartbeat(void *arg)
@@ -65,7 +74,7 @@ static int heartbeat(void *arg)
         return VQ_ESTALE;
     }
     if (rc) vq_log(VQ_LOG_WARN, "job %s: lease renewal failed: %s", rs->job->id, err.text);
-    worker_beat(w, rs->job->id);
+    else renewed(w, now);
     return 0;
 }
 
@@ -76,17 +85,27 @@ static int fence(vq_job_ctx *c)
     return heartbeat(rs);
 }
 
+/* A value already recorded is not written again (an amend with nothing to do
+ * reports 0 of 0, which a new attempt's record already says). */
 static int progress(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
+    if (done == rs->done && total == rs->total) return heartbeat(rs);
     vq_error err = {0};
+    int64_t now = vq_now_ms();
     int rc = vq_queue_progress(rs->w->q, rs->job, done, total, &err);
     if (rc == VQ_ESTALE) {
         rs->w->fenced = 1;
         return VQ_ESTALE;
     }
-    if (rc) vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
-    return heartbeat(rs);
+    if (rc) {
+        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+        return heartbeat(rs);
+    }
+    rs->done = done;
+    rs->total = total;
+    renewed(rs->w, now);
+    return 0;
 }
 
 static vq_outcome outcome_of(int rc)
@@ -144,7 +163,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
 /* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
 static vq_job *run_job(child *w, const vq_job *j)
 {
-    run_state rs = {w, j};
+    run_state rs = {w, j, j->done, j->total};
     vq_job_ctx c = {
         .job = j,
         .domains_root = w->o->domains_root,
@@ -157,8 +176,7 @@ static vq_job *run_job(child *w, const vq_job *j)
     };
     vq_error err = {0};
     w->fenced = 0;
-    w->last_lease = vq_now_ms();
-    worker_beat(w, j->id);
+    renewed(w, vq_now_ms()); /* start.lua took the lease and registered us with the job */
     const vq_job_kind *k = vq_job_kind_find(j->kind);
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
