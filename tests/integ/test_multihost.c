@@ -198,7 +198,9 @@ static int permitted(char *why, size_t whysz)
 
 /* ---- the hosts ------------------------------------------------------------- */
 
-/* bin/name argv... as a process of host (namespace ns, its own hostname), output in log. */
+/* bin/name argv... as a process of host, output in log: what `ip netns exec NS
+ * unshare --uts ...` does, without a shell: setns into the host's network
+ * namespace, a UTS namespace of its own with the host's name, exec. */
 static pid_t spawn_on(const char *ns, const char *host, const char *log,
                       const char *const *env, const char **argv)
 {
