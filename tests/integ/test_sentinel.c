@@ -148,6 +148,17 @@ static void test_sentinel_connect_finds_the_master(void)
     /* Two replicas cannot acknowledge: not confirmed, and said so. */
     CHECK_INT(vq_redis_wait_replicas(r, 2, 200, &e), VQ_EREDIS);
     CHECK_STR(e.text, "redis: WAIT: 1 of 2 replica(s) acknowledged within 200 ms");
+    /* A WAIT on another connection than the writes' would prove nothing. */
+    vq_error e2 = {0}, e3 = {0};
+    rep = vq_redis_cmd(r, &e2, "SET %s %s", "{volq}:probe", "two");
+    REQUIRE(rep);
+    freeReplyObject(rep);
+    rep = t_node_cmd(&t.srv[0], USER, PASS, "CLIENT KILL USER " USER);
+    REQUIRE(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+    freeReplyObject(rep);
+    CHECK(vq_redis_cmd(r, &e2, "PING") == NULL); /* finds the connection gone */
+    CHECK_INT(vq_redis_wait_replicas(r, 1, 200, &e3), VQ_EREDIS);
+    CHECK_STR(e3.text, "redis: WAIT: connection lost since the writes");
     vq_redis_free(r);
 
     snprintf(url, sizeof url, "sentinel://127.0.0.1:%d/" MASTER, dead);
