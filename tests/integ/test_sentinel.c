@@ -305,13 +305,16 @@ static void test_sentinel_wait_confirms_accepts(void)
 #define NBEFORE 15
 
 /* Accepts an amend of disk (its id as the idempotency key) until WAIT confirms
- * it; *unconfirmed counts the answers that were not confirmed. */
+ * it; *unconfirmed counts the answers that were not confirmed.  The deadline
+ * leaves room for a sentinel in TILT mode (30 s without acting, after its
+ * event loop stalled on a loaded machine) before it demotes the old master. */
+#define CONFIRM_MS 45000
 static int accept_confirmed(vq_queue *q, const char *sd, const char *disk,
                             char job[VQ_UUID_SIZE], int *unconfirmed)
 {
     vq_accept_req req = {.kind = "amend", .domain_id = sd, .disk_id = disk, .idem_key = disk};
     vq_error e = {0};
-    for (int64_t deadline = vq_now_ms() + 30000; vq_now_ms() < deadline; sleep_ms(50)) {
+    for (int64_t deadline = vq_now_ms() + CONFIRM_MS; vq_now_ms() < deadline; sleep_ms(50)) {
         vq_accept_res res;
         vq_error_clear(&e);
         int rc = vq_queue_accept(q, &req, 1, &res, &e);
@@ -325,7 +328,7 @@ static int accept_confirmed(vq_queue *q, const char *sd, const char *disk,
         }
         (*unconfirmed)++;
     }
-    T_FAIL_("disk %s: no confirmed accept within 30 s (last: %s)", disk, e.text);
+    T_FAIL_("disk %s: no confirmed accept within %d ms (last: %s)", disk, CONFIRM_MS, e.text);
     return -1;
 }
 
