@@ -157,7 +157,7 @@ static double run_volq(const char *workers, const char *tag)
     double s = (double)(b_now_us() - t0) / 1e6;
     char *body = NULL;
     double spawns = -1;
-    if (b_http_get(port, "/metrics", &body, NULL) == 200) spawns = metric(body, "volq_qemu_spawns_total");
+    if (b_http_get(port, "/metrics", &body, NULL) == 200) spawns = metric(body, "volq_qemu_img_runs_total");
     free(body);
     b_stop(pid, SIGTERM, 30000);
     long left = left_v2(root);

@@ -23,6 +23,7 @@
 #define VQ_K_JOB "{volq}:job:"   /* + job id */
 #define VQ_K_PROC "{volq}:proc:" /* + worker id: its in-flight list */
 #define VQ_K_IDEM "{volq}:idem:" /* + idempotency key */
+#define VQ_K_STATS "{volq}:stats" /* counters for /metrics */
 
 /* "{volq}:proc:" + a 127-byte worker id, or "{volq}:idem:" + a 200-byte key. */
 #define VQ_KEY_MAX 256

@@ -94,6 +94,17 @@ static int second_round(vq_queue *q, int64_t now, const char *head, long long *p
     return rc;
 }
 
+int vq_queue_counters_get(vq_queue *q, vq_queue_counters *out, vq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *argv[] = {"HGET", VQ_K_STATS, "qemu_img_runs"};
+    redisReply *rep = vq_redis_argv(q->r, 3, argv, NULL, err);
+    if (!rep) return VQ_EREDIS;
+    if (rep->type == REDIS_REPLY_STRING) out->qemu_img_runs = strtoull(rep->str, NULL, 10);
+    freeReplyObject(rep);
+    return 0;
+}
+
 int vq_queue_status(vq_queue *q, json_t **out, vq_error *err)
 {
     *out = NULL;

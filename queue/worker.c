@@ -7,6 +7,7 @@
 
 #include "queue_int.h"
 #include "redis_int.h"
+#include "volq/spawn.h"
 
 /* Skipped (cancelled) jobs a single fetch may pass over before giving up. */
 #define FETCH_ROUNDS 64
@@ -105,9 +106,14 @@ int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err)
 typedef struct head {
     const char *script;
     vq_strv keys, args;
+    unsigned long runs;  /* finish: qemu-img runs it reports */
     redisReply *reply;   /* its answer, or NULL with err set */
     vq_error err;
 } head;
+
+/* qemu-img runs of this process (vq_spawn_count) already added to the shared
+ * counter by a finish; a fenced finish adds nothing, so the next one does. */
+static unsigned long runs_reported;
 
 static int append_move(vq_queue *q, const char *proc, int block_ms, vq_error *err)
 {
@@ -240,20 +246,24 @@ static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *r
     h->script = "finish.lua";
     vq_strv_addf_(&h->keys, "%s%s", VQ_K_JOB, j->id);
     vq_strv_addf_(&h->keys, "%s%s", VQ_K_PROC, j->worker);
+    vq_strv_add_(&h->keys, VQ_K_STATS);
     vq_strv_add_(&h->args, j->id);
     vq_strv_addf_(&h->args, "%llu", (unsigned long long)j->token);
     vq_strv_add_(&h->args, outcome_names[o]);
     vq_strv_add_text_(&h->args, reason, VQ_REASON_MAX);
     double u = (double)rand_r(&q->seed) / RAND_MAX;
     vq_strv_addf_(&h->args, "%d", vq_queue_backoff_ms(&q->cfg, j->attempts, u));
+    h->runs = vq_spawn_count() - runs_reported;
+    vq_strv_addf_(&h->args, "%lu", h->runs);
     return 0;
 }
 
 /* finish.lua's answer: {'ok', state} or {'stale'}. */
-static int finish_result(const vq_job *j, const redisReply *rep, vq_job_state *final_state,
-                         vq_error *err)
+static int finish_result(const vq_job *j, const head *h, const redisReply *rep,
+                         vq_job_state *final_state, vq_error *err)
 {
     if (strcmp(vq_reply_str_(rep, 0), "ok") != 0) return stale(j, err);
+    runs_reported += h->runs;
     if (final_state) *final_state = (vq_job_state)vq_job_state_parse(vq_reply_str_(rep, 1));
     return 0;
 }
@@ -271,7 +281,7 @@ int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reas
     head h = {0};
     int rc = finish_call(q, j, o, reason, &h, err);
     redisReply *rep = rc ? NULL : vq_queue_run_(q, h.script, &h.keys, &h.args, err);
-    if (!rc) rc = rep ? finish_result(j, rep, final_state, err) : VQ_EREDIS;
+    if (!rc) rc = rep ? finish_result(j, &h, rep, final_state, err) : VQ_EREDIS;
     if (rep) freeReplyObject(rep);
     head_free(&h);
     return rc;
@@ -288,7 +298,7 @@ int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const c
     vq_error ferr = {0};
     int frc = fetch_with(q, prev->worker, block_ms, &h, next, &ferr);
     if (h.reply)
-        rc = finish_result(prev, h.reply, final_state, err);
+        rc = finish_result(prev, &h, h.reply, final_state, err);
     else
         rc = vq_error_set(err, h.err.code ? h.err.code : frc ? frc : VQ_EREDIS, "%s",
                           h.err.code ? h.err.text : ferr.text);

@@ -80,6 +80,15 @@ static void queue_metrics(struct evbuffer *b, json_t *st)
                         json_number_value(json_object_get(st, "jobs_per_min")));
 }
 
+static void counter_metrics(struct evbuffer *b, vq_sched *s)
+{
+    vq_queue_counters n;
+    if (vq_queue_counters_get(s->q, &n, NULL)) return;
+    metric(b, "volq_qemu_img_runs_total", "counter",
+           "qemu-img processes run by every worker (counted at the end of each job).");
+    evbuffer_add_printf(b, "volq_qemu_img_runs_total %llu\n", (unsigned long long)n.qemu_img_runs);
+}
+
 static void process_metrics(struct evbuffer *b, const vq_sched *s)
 {
     const vq_sched_stats *t = &s->stats;
@@ -120,6 +129,7 @@ void vq_api_metrics_(vq_req *r)
     metric(b, "volq_redis_up", "gauge", "1 when the scheduler reaches Redis.");
     evbuffer_add_printf(b, "volq_redis_up %d\n", up);
     if (up) queue_metrics(b, st);
+    if (up) counter_metrics(b, r->s);
     process_metrics(b, r->s);
     json_decref(st);
     size_t len = evbuffer_get_length(b);

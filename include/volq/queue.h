@@ -180,6 +180,13 @@ int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
  * jobs_per_min, redis "up").  New reference. */
 int vq_queue_status(vq_queue *q, json_t **out, vq_error *err);
 
+/* Counters shared by every host, for /metrics. */
+typedef struct vq_queue_counters {
+    uint64_t qemu_img_runs;  /* qemu-img processes the workers ran (added at each job's end) */
+} vq_queue_counters;
+/* One round trip. */
+int vq_queue_counters_get(vq_queue *q, vq_queue_counters *out, vq_error *err);
+
 /* ---- housekeeping (scheduler; safe to run on several at once) --------- */
 
 /* Due retries -> queued; expired leases -> requeued (crash counted); in-flight

@@ -2,15 +2,19 @@
 -- released, success event.  refused: failed (never retried).  retry: retrying
 -- until next_attempt (now + delay) in DUE with the lock kept, or failed once
 -- attempts reach max_attempts.  Each failed attempt appends its line to "e".
--- The worker leaves the job's in-flight list and is registered idle.
--- KEYS: common, job key, the worker's in-flight list
--- ARGV: common, id, token, outcome ('success'|'refused'|'retry'), reason, delay_ms
+-- The worker leaves the job's in-flight list and is registered idle, and the
+-- qemu-img runs of its process since its last finish are added to the counter
+-- /metrics shows.
+-- KEYS: common, job key, the worker's in-flight list, the counters hash
+-- ARGV: common, id, token, outcome ('success'|'refused'|'retry'), reason, delay_ms,
+--       qemu-img runs
 -- Returns {'ok', final state} or {'stale'} (nothing written).
-local jk, proc = KEYS[NK + 1], KEYS[NK + 2]
+local jk, proc, stats = KEYS[NK + 1], KEYS[NK + 2], KEYS[NK + 3]
 local id, token, outcome = ARGV[NA + 1], ARGV[NA + 2], ARGV[NA + 3]
-local reason, delay = ARGV[NA + 4], tonumber(ARGV[NA + 5])
+local reason, delay, runs = ARGV[NA + 4], tonumber(ARGV[NA + 5]), tonumber(ARGV[NA + 6])
 local j = job_get(jk)
 if not j or j.s ~= 'running' or j.tk ~= token then return {'stale'} end
+if runs and runs > 0 then redis.call('HINCRBY', stats, 'qemu_img_runs', runs) end
 local now = now_ms()
 redis.call('LREM', proc, 0, id)
 beat(j.w, '', now)
