@@ -152,4 +152,25 @@ out:
     return rc;
 }
 
-const vq_job_kind vq_kind_amend_ = {"amend", amend_check, amend_run};
+/* amend_run judged without running it: it would succeed with nothing to amend
+ * and nothing to write (its progress, 0 of 0, is what a job that never
+ * reported any already says). */
+static int amend_noop(const vq_job *j, const char *root, vq_domain **dp)
+{
+    char imgdir[PATH_MAX];
+    vq_disk *disk = NULL;
+    if (j->done || j->total) return 0;
+    if (*dp && strcmp((*dp)->id, j->domain_id) != 0) {
+        vq_domain_free(*dp);
+        *dp = NULL;
+    }
+    if (!*dp && vq_domain_open(root, j->domain_id, dp, NULL)) return 0;
+    int idle = vq_disk_load(*dp, j->disk_id, &disk, NULL) == 0 &&
+               image_dir(*dp, disk->id, imgdir, sizeof imgdir, NULL) == 0 &&
+               refuse_if_not_eligible(*dp, disk, imgdir, j->crashes > 0, NULL) == 0 &&
+               vq_disk_count_v2(disk) == 0;
+    vq_disk_free(disk);
+    return idle;
+}
+
+const vq_job_kind vq_kind_amend_ = {"amend", amend_check, amend_run, amend_noop};

@@ -462,4 +462,4 @@ out:
     return rc;
 }
 
-const vq_job_kind vq_kind_create_volume_ = {"create-volume", create_check, create_run};
+const vq_job_kind vq_kind_create_volume_ = {"create-volume", create_check, create_run, NULL};

@@ -9,6 +9,7 @@
 
 #include "volq/kind.h"
 #include "volq/log.h"
+#include "volq/spawn.h"
 #include "worker_int.h"
 
 volatile sig_atomic_t vq_worker_stop_;
@@ -20,6 +21,7 @@ typedef struct child {
     int64_t last_beat;     /* ms: worker registration refreshed */
     int64_t last_lease;    /* ms: the running job's lease renewed */
     int fenced;            /* the current attempt lost its token */
+    vq_wbatch batch;       /* a run of jobs with nothing to do (batch.c) */
 } child;
 
 static void on_term(int sig)
@@ -48,6 +50,7 @@ typedef struct run_state {
     child *w;
     const vq_job *job;
     int done, total;       /* the progress last recorded for this attempt */
+    int calls;             /* round trips the attempt made (heartbeats, progress) */
 } run_state;
 
 /* After a fenced write (heartbeat, progress): the lease and the registration
@@ -66,6 +69,7 @@ static int heartbeat(void *arg)
     int64_t now = vq_now_ms();
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
+    rs->calls++;
     int rc = vq_queue_heartbeat(w->q, rs->job, &err);
     w->last_lease = now;
     if (rc == VQ_ESTALE) {
@@ -93,6 +97,7 @@ static int progress(vq_job_ctx *c, int done, int total)
     if (done == rs->done && total == rs->total) return heartbeat(rs);
     vq_error err = {0};
     int64_t now = vq_now_ms();
+    rs->calls++;
     int rc = vq_queue_progress(rs->w->q, rs->job, done, total, &err);
     if (rc == VQ_ESTALE) {
         rs->w->fenced = 1;
@@ -138,24 +143,26 @@ static int reconnect(child *w, const vq_error *why)
 
 /* Records the end of j, through a Redis outage if need be (a result is worth
  * waiting for: else the lease runs out and the job runs again), and, unless the
- * worker is stopping, fetches the next job in the same pipeline.  Returns the
- * next job (new; free with vq_job_free()) or NULL. */
-static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
+ * worker is stopping or j needed nothing (a run of such jobs begins: batch.c),
+ * fetches the next job in the same pipeline.  Returns the next job (new; free
+ * with vq_job_free()) or NULL. */
+static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, int idle)
 {
     const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
+    int fetch = !vq_worker_stop_ && !idle;
     for (;;) {
         vq_error err = {0};
         vq_job_state st = VQ_JOB_NSTATES;
         vq_job *next = NULL;
-        int frc = vq_worker_stop_
-                      ? vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err)
-                      : vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
-                                              w->o->block_ms, &next, &err);
+        int frc = fetch ? vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
+                                                w->o->block_ms, &next, &err)
+                        : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
         if (frc == VQ_EREDIS && !next) {
             if (reconnect(w, &err)) return NULL;
             continue;
         }
         log_end(j, frc, st, reason, &err);
+        if (idle && frc == 0) vq_wbatch_begin_(&w->batch);
         return next;
     }
 }
@@ -163,7 +170,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr)
 /* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
 static vq_job *run_job(child *w, const vq_job *j)
 {
-    run_state rs = {w, j, j->done, j->total};
+    run_state rs = {w, j, j->done, j->total, 0};
     vq_job_ctx c = {
         .job = j,
         .domains_root = w->o->domains_root,
@@ -178,13 +185,27 @@ static vq_job *run_job(child *w, const vq_job *j)
     w->fenced = 0;
     renewed(w, vq_now_ms()); /* start.lua took the lease and registered us with the job */
     const vq_job_kind *k = vq_job_kind_find(j->kind);
+    unsigned long spawns = vq_spawn_count();
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
     if (w->fenced || rc == VQ_ESTALE) {
         vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
         return NULL;
     }
-    return end_job(w, j, rc, &err);
+    /* Succeeded without a qemu-img or a write: more like it may follow. */
+    int idle = rc == 0 && rs.calls == 0 && vq_spawn_count() == spawns && k && k->noop;
+    return end_job(w, j, rc, &err, idle);
+}
+
+/* The next job of a run of jobs with nothing to do; after a Redis outage the
+ * run is dropped and what it claimed put back. */
+static vq_job *next_of_run(child *w, vq_error *err)
+{
+    vq_job *j = vq_wbatch_next_(&w->batch, w->q, w->id, w->o->domains_root, err);
+    if (err->code != VQ_EREDIS) return j;
+    if (reconnect(w, err) == 0) vq_wbatch_abort_(&w->batch, w->q, w->id);
+    w->last_beat = 0; /* the put-back may have dropped the registration */
+    return NULL;
 }
 
 static int connect_queue(child *w)
@@ -217,7 +238,9 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     while (!vq_worker_stop_) {
         worker_beat(&w, NULL);
         vq_error err = {0};
-        if (!j && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
+        if (!j && w.batch.size) j = next_of_run(&w, &err);
+        if (err.code == VQ_EREDIS) continue;
+        if (!j && !w.batch.size && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
             if (err.code != VQ_EREDIS) vq_log(VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
             else if (reconnect(&w, &err)) break;
             continue;
@@ -233,6 +256,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
      * give it back at once rather than leave it to the lease. */
     if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);
     vq_job_free(j);
+    vq_wbatch_end_(&w.batch, w.q, w.id, NULL);
     vq_queue_worker_gone(w.q, w.id, NULL);
     vq_log(VQ_LOG_INFO, "worker %s: stopped", w.id);
     vq_queue_free(w.q);

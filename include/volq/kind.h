@@ -36,6 +36,14 @@ typedef struct vq_job_kind {
     /* Runs one attempt.  0 on success; VQ_EREFUSED for a refusal (ends the job,
      * not retried); VQ_ESTALE when fenced; any other code is transient (retried). */
     int (*run)(vq_job_ctx *c, vq_error *err);
+    /* Optional (NULL: never).  1 when an attempt of job, not started yet, would
+     * succeed without running anything or writing anything (an amend of a disk
+     * whose volumes are all at compat 1.1), judged from the files alone, the
+     * way run() would judge them; 0 otherwise.  The worker then records the
+     * attempt as started and succeeded without running it (vq_queue_batch).
+     * *domain is a domain an earlier call opened: reused when it is the job's,
+     * else replaced (the caller frees the last with vq_domain_free()). */
+    int (*noop)(const vq_job *job, const char *domains_root, vq_domain **domain);
 } vq_job_kind;
 
 /* NULL for an unknown kind.  Borrowed static entry. */

@@ -147,6 +147,42 @@ int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const c
  * *n (may be NULL) gets the number of jobs put back. */
 int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *err);
 
+/* ---- batches of jobs with nothing to do (workers) ---------------------- */
+
+/* A worker that meets a job with nothing to do (an amend of a disk whose
+ * volumes are all at compat 1.1) claims the next jobs several at a time: they
+ * move into its in-flight list without being started, as between the two
+ * steps of vq_queue_fetch (a worker that dies then loses nothing: its parent
+ * puts them back, no crash counted).  It checks each from the files; those
+ * that need nothing are recorded together, each as an attempt that started
+ * and succeeded (the same fields and events a run would write).  At the first
+ * job that needs work it hands the rest back and starts that one alone, so a
+ * batch never holds a job another worker could be running. */
+typedef struct vq_batch {
+    const char *worker;                /* "host:pid" */
+    const char (*idle)[VQ_UUID_SIZE];  /* claimed jobs with nothing to do: recorded */
+    size_t nidle;
+    const char (*back)[VQ_UUID_SIZE];  /* claimed jobs handed back to the front of the
+                                          queue, in the order they were claimed */
+    size_t nback;
+    const char *start;                 /* a claimed job to start, or NULL */
+    size_t want;                       /* then claim up to this many more (no wait) */
+    /* Answers. */
+    unsigned char *recorded;           /* caller's array of nidle, or NULL: 1 per idle job
+                                          recorded, 0 when it was not queued any more */
+    vq_job *started;                   /* the started job (new; vq_job_free()), or NULL
+                                          when it was cancelled meanwhile */
+    char (*claimed_ids)[VQ_UUID_SIZE]; /* caller's arrays of want entries: the ids claimed, */
+    vq_job **claimed;                  /* their records (new, still queued; NULL when gone) */
+    size_t nclaimed;
+} vq_batch;
+
+/* In one pipeline: records b->idle, hands b->back back, starts b->start, then
+ * claims up to b->want more; one more round trip reads the claimed records.
+ * On VQ_EREDIS the caller cannot know what ran: it should put back everything
+ * its list holds (vq_queue_requeue_worker on itself) once Redis answers. */
+int vq_queue_batch(vq_queue *q, vq_batch *b, vq_error *err);
+
 /* ---- administrator ---------------------------------------------------- */
 
 /* Returns a new job (free with vq_job_free()); VQ_ENOENT when unknown. */

@@ -1,8 +1,12 @@
 /* What the speed work relies on, end to end with a real redis-server, real
  * volq-worker processes and real qemu-img: an amend runs exactly one qemu-img
  * per volume at compat 0.10 and none for a volume at 1.1 (the shared counter
- * /metrics shows), and jobs with nothing to do come out as any job does. */
+ * /metrics shows), and jobs with nothing to do, recorded in batches
+ * (vq_queue_batch), come out as any job does: the same fields, the same
+ * events, in order, locks released; claimed jobs handed back keep their
+ * order; a cancelled one is left alone. */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,4 +165,199 @@ static void test_perf_one_qemu_img_per_old_volume(void)
     teardown(&f);
 }
 
-T_MAIN(T(test_perf_one_qemu_img_per_old_volume))
+static redisReply *cmd(fixture *f, const char *fmt, ...)
+{
+    redisContext *c = t_redis_connect(&f->redis);
+    REQUIRE(c);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    REQUIRE(r);
+    return r;
+}
+
+static long long cmd_int(fixture *f, const char *fmt, const char *arg)
+{
+    redisReply *r = cmd(f, fmt, arg);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* cmd's string answer (a new string; "" for nil). */
+static char *cmd_str(fixture *f, const char *fmt, const char *arg)
+{
+    redisReply *r = cmd(f, fmt, arg);
+    char *v = strdup(r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return v;
+}
+
+/* "TYPE" of each event of job, one per line (a new string). */
+static char *events_of(fixture *f, const char *job)
+{
+    json_t *ev = NULL;
+    char last[64] = "";
+    REQUIRE(vq_queue_events(f->q, NULL, 100000, 0, &ev, last, NULL) == 0);
+    size_t i, len = 0;
+    json_t *e;
+    char *out = calloc(1, 4096);
+    json_array_foreach(ev, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "job_id")), job)) continue;
+        len += (size_t)snprintf(out + len, 4096 - len, "%s\n",
+                                json_string_value(json_object_get(e, "type")));
+    }
+    json_decref(ev);
+    return out;
+}
+
+#define W1 "host-a:1"
+
+/* The batch steps on their own: claim in order, record one, hand one back,
+ * start one; a job cancelled while claimed is left as it is. */
+static void test_perf_batch_steps(void)
+{
+    fixture f = {0};
+    setup(&f, "--version 4 --disks 5 --chain 1 --data-mib 0");
+    char ids[16][VQ_UUID_SIZE];
+    accept_all(&f, ids);
+    char got[8][VQ_UUID_SIZE];
+    vq_job *recs[8] = {0};
+    vq_batch b = {.worker = W1, .want = 4, .claimed_ids = got, .claimed = recs};
+    REQUIRE(vq_queue_batch(f.q, &b, NULL) == 0);
+    REQUIRE(b.nclaimed == 4);
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_STR(got[i], ids[i]); /* the front of the queue first */
+        REQUIRE(recs[i]);
+        CHECK_INT(recs[i]->state, VQ_JOB_QUEUED);
+        vq_job_free(recs[i]);
+    }
+    CHECK_INT(cmd_int(&f, "LLEN {volq}:proc:%s", W1), 4);
+    CHECK_INT(cmd_int(&f, "LLEN {volq}:q%s", ""), 1);
+    CHECK_INT(vq_queue_cancel(f.q, ids[3], NULL), 0);
+
+    const char idle[2][VQ_UUID_SIZE];
+    memcpy((char *)idle[0], ids[0], VQ_UUID_SIZE);
+    memcpy((char *)idle[1], ids[3], VQ_UUID_SIZE);
+    unsigned char rec[2] = {9, 9};
+    vq_batch s = {.worker = W1, .idle = idle, .nidle = 2, .back = (const char(*)[VQ_UUID_SIZE])ids[2],
+                  .nback = 1, .start = ids[1], .recorded = rec};
+    REQUIRE(vq_queue_batch(f.q, &s, NULL) == 0);
+    CHECK_INT(rec[0], 1);
+    CHECK_INT(rec[1], 0);
+    /* Recorded as a run would: one attempt, a token, the worker, both events. */
+    vq_job *a = wait_end(&f, ids[0]);
+    REQUIRE(a);
+    CHECK_STR(vq_job_state_name(a->state), "succeeded");
+    CHECK_INT(a->attempts, 1);
+    CHECK_STR(a->worker, W1);
+    CHECK(a->token > 0);
+    vq_job_free(a);
+    char *ev = events_of(&f, ids[0]);
+    CHECK_STR(ev, "USER_AMEND_IMAGE_START\nUSER_AMEND_IMAGE_FINISH_SUCCESS\n");
+    free(ev);
+    CHECK_INT(cmd_int(&f, "HEXISTS {volq}:locks %s", f.imgs[0]), 0);
+    char *score = cmd_str(&f, "ZSCORE {volq}:st:succeeded %s", ids[0]);
+    CHECK(score[0] != '\0');
+    free(score);
+    CHECK_INT(cmd_int(&f, "ZCARD {volq}:running%s", ""), 1); /* the started one only */
+    /* The cancelled one stays cancelled, with no start event. */
+    char *st = cmd_str(&f, "HGET {volq}:job:%s s", ids[3]);
+    CHECK_STR(st, "cancelled");
+    free(st);
+    ev = events_of(&f, ids[3]);
+    CHECK_STR(ev, "USER_AMEND_IMAGE_FINISH_FAILURE\n");
+    free(ev);
+    /* The started one is running and alone in the list; the handed-back one
+     * is at the front again, before the one never claimed. */
+    REQUIRE(s.started);
+    CHECK_STR(s.started->id, ids[1]);
+    CHECK_INT(s.started->state, VQ_JOB_RUNNING);
+    vq_job_free(s.started);
+    char *head = cmd_str(&f, "LINDEX {volq}:proc:%s 0", W1);
+    CHECK_STR(head, ids[1]);
+    free(head);
+    CHECK_INT(cmd_int(&f, "LLEN {volq}:proc:%s", W1), 1);
+    head = cmd_str(&f, "LINDEX {volq}:q -1%s", "");
+    CHECK_STR(head, ids[2]);
+    free(head);
+    CHECK_INT(cmd_int(&f, "LLEN {volq}:q%s", ""), 2);
+    st = cmd_str(&f, "HGET {volq}:job:%s s", ids[2]);
+    CHECK_STR(st, "queued");
+    free(st);
+    teardown(&f);
+}
+
+/* Jobs with nothing to do, then jobs with work, through real workers: all
+ * succeed, each with one start event and one end event in that order, the
+ * real ones amended by exactly one qemu-img per volume, every list empty. */
+static void test_perf_runs_of_noop_jobs_then_real_ones(void)
+{
+    fixture f = {0};
+    setup(&f, "--version 4 --disks 12 --chain 1 --data-mib 0");
+    char ids[16][VQ_UUID_SIZE];
+    start_worker(&f, 2);
+    accept_all(&f, ids); /* brings every disk to 1.1: 12 qemu-img runs */
+    for (size_t i = 0; i < f.nimgs; i++) vq_job_free(wait_end(&f, ids[i]));
+    CHECK_INT(runs(&f), 12);
+    /* A second domain of old disks, accepted behind twelve no-op amends. */
+    char sd2[VQ_UUID_SIZE], cmdline[2048], line[128] = "";
+    snprintf(cmdline, sizeof cmdline, "%s/scripts/mkdomain.sh %s --version 4 --disks 4 --chain 2 "
+             "--data-mib 0", getenv("VOLQ_SOURCE_DIR"), f.root);
+    FILE *p = popen(cmdline, "r");
+    REQUIRE(p && fgets(line, sizeof line, p) && pclose(p) == 0);
+    line[strcspn(line, "\n")] = '\0';
+    memcpy(sd2, line, VQ_UUID_SIZE);
+    vq_domain *d2 = NULL;
+    char (*imgs2)[VQ_UUID_SIZE] = NULL;
+    size_t n2 = 0;
+    REQUIRE(vq_domain_open(f.root, sd2, &d2, NULL) == 0);
+    REQUIRE(vq_domain_images(d2, &imgs2, &n2, NULL) == 0 && n2 == 4);
+    vq_accept_req reqs[16];
+    vq_accept_res res[16];
+    size_t n = 0;
+    for (size_t i = 0; i < f.nimgs; i++)
+        reqs[n++] = (vq_accept_req){.kind = "amend", .domain_id = f.sd, .disk_id = f.imgs[i]};
+    for (size_t i = 0; i < n2; i++)
+        reqs[n++] = (vq_accept_req){.kind = "amend", .domain_id = sd2, .disk_id = imgs2[i]};
+    REQUIRE(vq_queue_accept(f.q, reqs, n, res, NULL) == 0);
+    for (size_t i = 0; i < n; i++) {
+        vq_job *j = wait_end(&f, res[i].job_id);
+        REQUIRE(j);
+        CHECK_STR(vq_job_state_name(j->state), "succeeded");
+        CHECK_INT(j->attempts, 1);
+        CHECK_INT(j->total, i < f.nimgs ? 0 : 2);
+        vq_job_free(j);
+        char *ev = events_of(&f, res[i].job_id);
+        CHECK_STR(ev, "USER_AMEND_IMAGE_START\nUSER_AMEND_IMAGE_FINISH_SUCCESS\n");
+        free(ev);
+    }
+    CHECK_INT(runs(&f), 12 + 8);
+    CHECK_INT(cmd_int(&f, "HLEN {volq}:locks%s", ""), 0);
+    CHECK_INT(cmd_int(&f, "LLEN {volq}:q%s", ""), 0);
+    redisReply *keys = cmd(&f, "KEYS {volq}:proc:*%s", "");
+    for (size_t i = 0; i < keys->elements; i++)
+        CHECK_INT(cmd_int(&f, "LLEN %s", keys->element[i]->str), 0);
+    freeReplyObject(keys);
+    for (size_t i = 0; i < n2; i++) {
+        vq_disk *d = NULL;
+        REQUIRE(vq_disk_load(d2, imgs2[i], &d, NULL) == 0);
+        CHECK_INT(vq_disk_count_v2(d), 0);
+        vq_disk_free(d);
+    }
+    char *log = NULL;
+    size_t loglen = 0;
+    FILE *lf = fopen("worker.log", "r");
+    REQUIRE(lf && getdelim(&log, &loglen, '\0', lf) > 0);
+    fclose(lf);
+    CHECK_CONTAINS(log, "nothing to do; succeeded");
+    free(log);
+    free(imgs2);
+    vq_domain_free(d2);
+    teardown(&f);
+}
+
+T_MAIN(T(test_perf_one_qemu_img_per_old_volume), T(test_perf_batch_steps),
+       T(test_perf_runs_of_noop_jobs_then_real_ones))
