@@ -7,6 +7,39 @@
 
 #include "sched_int.h"
 
+/* Status requests answered in the same pass of the event loop all arrived
+ * before that pass began, so one read of Redis, made during the pass, is as
+ * fresh as each of them needs: fifty dashboards polling at once cost one
+ * read, not fifty.  A pass is told by libevent's cached time (set once per
+ * pass; a pass that read the status lasts far longer than its 1 us
+ * resolution).  A changing request forgets the read at once. */
+static struct {
+    struct timeval pass;
+    json_t *status;
+} cached;
+
+void vq_status_forget_(void)
+{
+    json_decref(cached.status);
+    cached.status = NULL;
+}
+
+/* The status for this pass (new reference), read once. */
+static int status_now(vq_sched *s, json_t **out, vq_error *err)
+{
+    struct timeval now;
+    if (event_base_gettimeofday_cached(s->base, &now) == 0 && cached.status &&
+        now.tv_sec == cached.pass.tv_sec && now.tv_usec == cached.pass.tv_usec) {
+        *out = json_incref(cached.status);
+        return 0;
+    }
+    vq_status_forget_();
+    int rc = vq_queue_status(s->q, out, err);
+    if (rc == 0 && event_base_gettimeofday_cached(s->base, &cached.pass) == 0)
+        cached.status = json_incref(*out);
+    return rc;
+}
+
 void vq_api_status_(vq_req *r)
 {
     json_t *out = NULL;
@@ -16,7 +49,7 @@ void vq_api_status_(vq_req *r)
                                          "redis", "down"));
         return;
     }
-    if (vq_queue_status(r->s->q, &out, &err))
+    if (status_now(r->s, &out, &err))
         vq_reply_verror_(r, &err);
     else
         vq_reply_json_(r, 200, out);
@@ -125,7 +158,7 @@ void vq_api_metrics_(vq_req *r)
         vq_reply_error_(r, 500, NULL, "out of memory");
         return;
     }
-    int up = r->s->redis_up && vq_queue_status(r->s->q, &st, NULL) == 0;
+    int up = r->s->redis_up && status_now(r->s, &st, NULL) == 0;
     metric(b, "volq_redis_up", "gauge", "1 when the scheduler reaches Redis.");
     evbuffer_add_printf(b, "volq_redis_up %d\n", up);
     if (up) queue_metrics(b, st);

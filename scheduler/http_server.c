@@ -161,6 +161,7 @@ static void run_route(vq_req *r, const vq_route *rt)
         vq_reply_error_(r, 503, NULL, "redis is unreachable at %s; retrying", r->s->redis_url);
         return;
     }
+    if (rt->changes) vq_status_forget_();
     rt->fn(r);
 }
 

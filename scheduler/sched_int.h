@@ -158,6 +158,10 @@ json_t *vq_jobs_of_(vq_sched *s, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_e
 /* A lock holder check on one disk: 1 locked (holder filled), 0 free, <0 replied. */
 int vq_disk_holder_(vq_req *r, const char *disk_id, char holder[VQ_UUID_SIZE]);
 
+/* api_status.c: drops the status read in this pass of the event loop (a
+ * request that changes something was handled). */
+void vq_status_forget_(void);
+
 /* events: shuts every waiting request down (503 to each). */
 void vq_events_stop_(vq_sched *s);
 
