@@ -29,6 +29,7 @@
 #define MAX_ROUNDS 9
 
 static char work[2048], proto[3072], sd[VQ_UUID_SIZE];
+static double cli_before; /* CPU of the bench's waited-for children so far (s) */
 static int spawn_mismatch;
 
 /* cp -a proto -> name, then sync: the copy's dirty pages must not be written
@@ -98,9 +99,11 @@ static double run_bare(void)
              "qemu-img amend -f qcow2 -o compat=1.1 \"$v\" || exit 1; done' _ < '%s'",
              list);
     const char *argv[] = {"sh", "-c", cmd, NULL};
+    double cpu0 = (double)b_cpu_children_us(getpid()) / 1e6;
     int64_t t0 = b_now_us();
     int rc = b_run("/bin/sh", argv, NULL);
     double s = (double)(b_now_us() - t0) / 1e6;
+    b_note("bare: CPU %.2f s (xargs, sh, qemu-img)", (double)b_cpu_children_us(getpid()) / 1e6 - cpu0);
     if (rc != 0 || left_v2(root) != 0) {
         b_note("bare run failed (exit %d)", rc);
         return -1;
@@ -128,6 +131,32 @@ static int wait_healthy(int port, pid_t up)
     return -1;
 }
 
+/* CPU time (us) of the parts of a `volq up` stack. */
+typedef struct cpu_split {
+    int64_t qemu, workers, redis, sched;
+} cpu_split;
+
+static void cpu_of_stack(pid_t up, const char *state, cpu_split *c)
+{
+    pid_t kids[8], procs[64];
+    memset(c, 0, sizeof *c);
+    int n = b_children(up, kids, 8);
+    for (int i = 0; i < n; i++) {
+        int m = b_children(kids[i], procs, 64);
+        if (m == 0) c->sched += b_cpu_us(kids[i]); /* the scheduler has no children */
+        for (int k = 0; k < m; k++) {
+            c->workers += b_cpu_us(procs[k]);
+            c->qemu += b_cpu_children_us(procs[k]);
+        }
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/redis.pid", state);
+    FILE *f = fopen(path, "r");
+    int rpid = 0;
+    if (f && fscanf(f, "%d", &rpid) == 1 && rpid > 0) c->redis = b_cpu_us(rpid);
+    if (f) fclose(f);
+}
+
 /* volq up (workers: NULL for the default), then the timed upgrade. */
 static double run_volq(const char *workers, const char *tag)
 {
@@ -152,9 +181,17 @@ static double run_volq(const char *workers, const char *tag)
     }
     b_sleep_ms(300); /* every worker process registered and waiting */
     const char *upgrade[] = {NULL, "--api", api, "upgrade-domain", sd, "--wait", NULL};
+    cpu_split c0, c1;
+    cpu_of_stack(pid, state, &c0);
+    cli_before = (double)b_cpu_children_us(getpid()) / 1e6;
     int64_t t0 = b_now_us();
     int rc = b_wait(b_spawn_volq("volq", upgrade, NULL, out));
     double s = (double)(b_now_us() - t0) / 1e6;
+    cpu_of_stack(pid, state, &c1);
+    b_note("volq %s: CPU s: qemu-img %.2f, workers %.2f, redis %.2f, scheduler %.2f, "
+           "volq upgrade-domain %.2f", tag, (double)(c1.qemu - c0.qemu) / 1e6,
+           (double)(c1.workers - c0.workers) / 1e6, (double)(c1.redis - c0.redis) / 1e6,
+           (double)(c1.sched - c0.sched) / 1e6, (double)b_cpu_children_us(getpid()) / 1e6 - cli_before);
     char *body = NULL;
     double spawns = -1;
     if (b_http_get(port, "/metrics", &body, NULL) == 200) spawns = metric(body, "volq_qemu_img_runs_total");

@@ -99,20 +99,53 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_err
     return rc;
 }
 
-/* Amends vol, the done-th of total, and records it as done. */
-static int amend_volume(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk,
-                        const char *imgdir, const char *vol, int done, int total, vq_error *err)
+/* The GEN bump of the volume amended last, made during the next volume's
+ * qemu-img (its first tick comes right after the start) rather than before
+ * it: the atomic .meta rewrite waits on two fsyncs, which then overlap
+ * qemu-img's own work.  The bump still comes after that volume's fence. */
+typedef struct bump {
+    vq_job_ctx *c;
+    const vq_domain *d;
+    const char *img;
+    char vol[VQ_UUID_SIZE]; /* the volume whose bump is due; "" when none */
+    int rc;                 /* a failed bump: the job ends with it */
+    vq_error err;
+} bump;
+
+static int bump_due(bump *b)
 {
+    if (b->vol[0] && b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, &b->err);
+    b->vol[0] = '\0';
+    return b->rc;
+}
+
+/* qemu-img's tick: the due bump (once), then the lease.  A failed bump does
+ * not stop this qemu-img (an amend is left to finish); it ends the job after. */
+static int amend_tick(void *arg)
+{
+    bump *b = arg;
+    bump_due(b);
+    return b->c->heartbeat(b->c->heartbeat_arg);
+}
+
+/* Amends vol, the done-th of total, and records it as done; its GEN bump is
+ * left due in b. */
+static int amend_volume(bump *b, const char *imgdir, const char *vol, int done, int total,
+                        vq_error *err)
+{
+    vq_job_ctx *c = b->c;
     /* A lock conflict here, after the probe at the start found none, is most
      * likely a stale qemu-img of an earlier attempt: transient, retried. */
-    int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
+    int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, amend_tick, b, err);
+    if (bump_due(b)) return vq_error_set(err, b->rc, "%s", b->err.text);
     if (rc) return rc;
-    if ((rc = verify_v3(d, disk->id, vol, err))) return rc;
+    if ((rc = verify_v3(b->d, b->img, vol, err))) return rc;
     /* The header says compat 1.1: the volume counts as done.  The progress
      * write is fenced and renews the lease, so it is also the lease check that
-     * must come right before changing .meta (one round trip, not two). */
+     * must come before changing .meta (one round trip, not two). */
     if ((rc = c->progress(c, done, total))) return rc;
-    return bump_gen(d, disk->id, vol, err);
+    memcpy(b->vol, vol, VQ_UUID_SIZE);
+    return 0;
 }
 
 static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, vq_error *err)
@@ -124,14 +157,15 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
 
     int total = (int)vq_disk_count_v2(disk), done = 0;
     if ((rc = c->progress(c, 0, total))) return rc;
+    bump b = {.c = c, .d = d, .img = disk->id};
     /* Base first: vols[] runs leaf first, so walk it backwards. */
     for (size_t i = disk->nvols; i-- > 0;) {
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
-        if ((rc = amend_volume(c, d, disk, imgdir, v->id, ++done, total, err))) return rc;
+        if ((rc = amend_volume(&b, imgdir, v->id, ++done, total, err))) return rc;
     }
-    return 0;
+    return bump_due(&b) ? vq_error_set(err, b.rc, "%s", b.err.text) : 0;
 }
 
 static int amend_run(vq_job_ctx *c, vq_error *err)

@@ -202,7 +202,9 @@ typedef struct limits {
  * to stop (its value).  The child is reaped in every case. */
 static int supervise(child *c, const limits *lim)
 {
-    long long t = now_ms(), deadline = t + lim->timeout_ms, next_tick = t + lim->tick_ms;
+    /* The first tick comes at once: a caller may do its own work meanwhile
+     * (the amend job rewrites the last volume's .meta while qemu-img runs). */
+    long long t = now_ms(), deadline = t + lim->timeout_ms, next_tick = t;
     int ticking = lim->tick && lim->tick_ms > 0;
     while (!reaped(c, 0)) {
         long long wait = -1;

@@ -11,7 +11,8 @@ const char *vq_qemu_img_path(void);
 
 /* qemu-img amend -f qcow2 -o compat=1.1 VOL, run in the image folder imgdir
  * (an absolute path).  "in use" (qemu's "Failed to get ... lock") is VQ_EBUSY.
- * tick (may be NULL) is called about every 100 ms while qemu-img runs. */
+ * tick (may be NULL) is called right after qemu-img starts, then about every
+ * 100 ms while it runs. */
 int vq_qemu_amend(const char *imgdir, const char *vol, int timeout_ms, vq_spawn_tick tick,
                   void *arg, vq_error *err);
 

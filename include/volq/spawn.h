@@ -14,8 +14,9 @@ typedef struct vq_spawn_result {
     char out[1024]; /* first bytes of stderr then stdout, NUL-terminated */
 } vq_spawn_result;
 
-/* Called about every tick_ms while the child runs; a non-zero return kills the
- * child (SIGKILL) and vq_spawn_run() returns that value. */
+/* Called right after the child starts, then about every tick_ms while it
+ * runs; a non-zero return kills the child (SIGKILL) and vq_spawn_run()
+ * returns that value. */
 typedef int (*vq_spawn_tick)(void *arg);
 
 /* Runs argv[0] (an absolute path) with argv in folder cwd (or NULL), stdin from

@@ -249,7 +249,8 @@ long b_rss_kib(pid_t pid)
     return v;
 }
 
-int64_t b_cpu_us(pid_t pid)
+/* Fields 14..17 of /proc/pid/stat (utime, stime, cutime, cstime) in us. */
+static int cpu_fields(pid_t pid, int64_t out[4])
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -259,12 +260,26 @@ int64_t b_cpu_us(pid_t pid)
     fclose(f);
     buf[len] = '\0';
     const char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    /* After the name: state, then fields 4..13, then utime (14) and stime (15). */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &st) != 2)
+    unsigned long long v[4];
+    /* After the name: state, then fields 4..13, then 14..17. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                     &v[0], &v[1], &v[2], &v[3]) != 4)
         return -1;
-    return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+    long tck = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < 4; i++) out[i] = (int64_t)(v[i] * 1000000ULL / (unsigned long long)tck);
+    return 0;
+}
+
+int64_t b_cpu_us(pid_t pid)
+{
+    int64_t v[4];
+    return cpu_fields(pid, v) ? -1 : v[0] + v[1];
+}
+
+int64_t b_cpu_children_us(pid_t pid)
+{
+    int64_t v[4];
+    return cpu_fields(pid, v) ? -1 : v[2] + v[3];
 }
 
 int b_children(pid_t parent, pid_t *out, int max)

@@ -65,6 +65,8 @@ int b_run(const char *path, const char **argv, const char *log);
 long b_rss_kib(pid_t pid);
 /* CPU time (user + system) of a process so far, in microseconds; -1 when gone. */
 int64_t b_cpu_us(pid_t pid);
+/* The same for the children it has waited for (qemu-img of a worker). */
+int64_t b_cpu_children_us(pid_t pid);
 /* The children of parent (at most max): their count. */
 int b_children(pid_t parent, pid_t *out, int max);
 
