@@ -99,10 +99,14 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_err
     return rc;
 }
 
-/* The GEN bump of the volume amended last, made during the next volume's
- * qemu-img (its first tick comes right after the start) rather than before
- * it: the atomic .meta rewrite waits on two fsyncs, which then overlap
- * qemu-img's own work.  The bump still comes after that volume's fence. */
+/* The GEN bump of the volume amended last is made during the next volume's
+ * qemu-img rather than before it: the fence before it (the fenced progress
+ * write) and the atomic .meta rewrite (two fsyncs) then overlap qemu-img's
+ * own work instead of adding to it.  The order that matters is kept: the
+ * fence's answer is read, and must say the attempt is still current, before
+ * the .meta is written; a fenced answer kills the running qemu-img (as a
+ * fenced heartbeat does) and nothing is written.  qemu-img itself needs no
+ * fence, only the lease, which its ticks renew. */
 typedef struct bump {
     vq_job_ctx *c;
     const vq_domain *d;
@@ -112,19 +116,24 @@ typedef struct bump {
     vq_error err;
 } bump;
 
+/* The fence's answer, then the bump of the volume due (once). */
 static int bump_due(bump *b)
 {
-    if (b->vol[0] && b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, &b->err);
+    if (!b->vol[0]) return b->rc;
+    int rc = b->c->heartbeat(b->c->heartbeat_arg);
+    if (rc) return rc;
+    if (b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, &b->err);
     b->vol[0] = '\0';
     return b->rc;
 }
 
-/* qemu-img's tick: the due bump (once), then the lease.  A failed bump does
- * not stop this qemu-img (an amend is left to finish); it ends the job after. */
+/* qemu-img's tick (the first right after it starts): the due bump, then the
+ * lease.  A failed bump does not stop this qemu-img (an amend is left to
+ * finish); it ends the job after.  A fenced attempt stops it. */
 static int amend_tick(void *arg)
 {
     bump *b = arg;
-    bump_due(b);
+    if (bump_due(b) == VQ_ESTALE) return VQ_ESTALE;
     return b->c->heartbeat(b->c->heartbeat_arg);
 }
 
@@ -137,13 +146,15 @@ static int amend_volume(bump *b, const char *imgdir, const char *vol, int done, 
     /* A lock conflict here, after the probe at the start found none, is most
      * likely a stale qemu-img of an earlier attempt: transient, retried. */
     int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, amend_tick, b, err);
-    if (bump_due(b)) return vq_error_set(err, b->rc, "%s", b->err.text);
+    if (rc == VQ_ESTALE) return rc;
+    int brc = bump_due(b); /* when qemu-img ended before its first tick */
+    if (brc == VQ_ESTALE) return brc;
+    if (brc) return vq_error_set(err, brc, "%s", b->err.text);
     if (rc) return rc;
     if ((rc = verify_v3(b->d, b->img, vol, err))) return rc;
     /* The header says compat 1.1: the volume counts as done.  The progress
-     * write is fenced and renews the lease, so it is also the lease check that
-     * must come before changing .meta (one round trip, not two). */
-    if ((rc = c->progress(c, done, total))) return rc;
+     * write is fenced; its answer is the fence of this volume's bump. */
+    if ((rc = c->progress_later(c, done, total))) return rc;
     memcpy(b->vol, vol, VQ_UUID_SIZE);
     return 0;
 }
@@ -156,7 +167,8 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
     if ((rc = refuse_if_not_eligible(d, disk, imgdir, c->job->crashes > 0, err))) return rc;
 
     int total = (int)vq_disk_count_v2(disk), done = 0;
-    if ((rc = c->progress(c, 0, total))) return rc;
+    /* Nothing is written before the first volume's fence: no need to wait. */
+    if ((rc = c->progress_later(c, 0, total))) return rc;
     bump b = {.c = c, .d = d, .img = disk->id};
     /* Base first: vols[] runs leaf first, so walk it backwards. */
     for (size_t i = disk->nvols; i-- > 0;) {
@@ -165,7 +177,8 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
         if ((rc = amend_volume(&b, imgdir, v->id, ++done, total, err))) return rc;
     }
-    return bump_due(&b) ? vq_error_set(err, b.rc, "%s", b.err.text) : 0;
+    rc = bump_due(&b);
+    return rc == 0 || rc == VQ_ESTALE ? rc : vq_error_set(err, rc, "%s", b.err.text);
 }
 
 static int amend_run(vq_job_ctx *c, vq_error *err)

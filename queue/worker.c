@@ -198,18 +198,18 @@ static int stale(const vq_job *j, vq_error *err)
                         j->id, (unsigned long long)j->token);
 }
 
-/* Runs a fenced script on j (keys: job [, extra]; args: id, token, more...). */
-static int fenced(vq_queue *q, const vq_job *j, const char *script, vq_strv *more,
-                  vq_error *err)
+/* A fenced script's keys (job) and args (id, token, more...). */
+static void fenced_call(const vq_job *j, const vq_strv *more, vq_strv *k, vq_strv *a)
 {
-    vq_strv k = {0}, a = {0};
-    vq_strv_addf_(&k, "%s%s", VQ_K_JOB, j->id);
-    vq_strv_add_(&a, j->id);
-    vq_strv_addf_(&a, "%llu", (unsigned long long)j->token);
-    for (size_t i = 0; more && i < more->n; i++) vq_strv_addn_(&a, more->v[i], more->len[i]);
-    redisReply *rep = vq_queue_run_(q, script, &k, &a, err);
-    vq_strv_free_(&k);
-    vq_strv_free_(&a);
+    vq_strv_addf_(k, "%s%s", VQ_K_JOB, j->id);
+    vq_strv_add_(a, j->id);
+    vq_strv_addf_(a, "%llu", (unsigned long long)j->token);
+    for (size_t i = 0; more && i < more->n; i++) vq_strv_addn_(a, more->v[i], more->len[i]);
+}
+
+/* A fenced script's answer: 'ok', or 'stale' (VQ_ESTALE). */
+static int fenced_answer(const vq_job *j, redisReply *rep, vq_error *err)
+{
     if (!rep) return VQ_EREDIS;
     int rc = strcmp(rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING ? rep->str : "",
                     "ok") == 0 ? 0 : stale(j, err);
@@ -217,21 +217,58 @@ static int fenced(vq_queue *q, const vq_job *j, const char *script, vq_strv *mor
     return rc;
 }
 
+/* Runs a fenced script on j. */
+static int fenced(vq_queue *q, const vq_job *j, const char *script, vq_strv *more,
+                  vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    fenced_call(j, more, &k, &a);
+    redisReply *rep = vq_queue_run_(q, script, &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    return fenced_answer(j, rep, err);
+}
+
 int vq_queue_heartbeat(vq_queue *q, const vq_job *j, vq_error *err)
 {
     return fenced(q, j, "heartbeat.lua", NULL, err);
 }
 
-int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+static int progress_args(const vq_job *j, int done, int total, vq_strv *more, vq_error *err)
 {
     if (done < 0 || total < 0 || done > total)
         return vq_error_set(err, VQ_EINVAL, "job %s: progress %d of %d", j->id, done, total);
+    vq_strv_addf_(more, "%d", done);
+    vq_strv_addf_(more, "%d", total);
+    return 0;
+}
+
+int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+{
     vq_strv more = {0};
-    vq_strv_addf_(&more, "%d", done);
-    vq_strv_addf_(&more, "%d", total);
-    int rc = fenced(q, j, "progress.lua", &more, err);
+    int rc = progress_args(j, done, total, &more, err);
+    if (rc == 0) rc = fenced(q, j, "progress.lua", &more, err);
     vq_strv_free_(&more);
     return rc;
+}
+
+int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+{
+    vq_strv more = {0}, k = {0}, a = {0};
+    int rc = progress_args(j, done, total, &more, err);
+    if (rc == 0) {
+        fenced_call(j, &more, &k, &a);
+        rc = vq_queue_append_(q, "progress.lua", &k, &a, err);
+    }
+    vq_strv_free_(&more);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    return rc;
+}
+
+int vq_queue_progress_recv(vq_queue *q, const vq_job *j, vq_error *err)
+{
+    return fenced_answer(j, vq_redis_get_reply(q->r, err), err);
 }
 
 static const char *const outcome_names[] = {"success", "refused", "retry"};

@@ -51,6 +51,7 @@ typedef struct run_state {
     const vq_job *job;
     int done, total;       /* the progress last recorded for this attempt */
     int calls;             /* round trips the attempt made (heartbeats, progress) */
+    int pending;           /* a progress_later answer is still to be read */
 } run_state;
 
 /* After a fenced write (heartbeat, progress): the lease and the registration
@@ -61,11 +62,29 @@ static void renewed(child *w, int64_t now)
     w->last_beat = now;
 }
 
+/* Reads the answer of a progress_later write, if one is due: 0, or VQ_ESTALE
+ * (the attempt is fenced). */
+static int settle(run_state *rs)
+{
+    if (!rs->pending) return 0;
+    rs->pending = 0;
+    vq_error err = {0};
+    int rc = vq_queue_progress_recv(rs->w->q, rs->job, &err);
+    if (rc == VQ_ESTALE) {
+        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
+        rs->w->fenced = 1;
+        return VQ_ESTALE;
+    }
+    if (rc) vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+    return 0;
+}
+
 /* Spawn tick: renews the lease; a fenced attempt kills qemu-img (returns non-zero). */
 static int heartbeat(void *arg)
 {
     run_state *rs = arg;
     child *w = rs->w;
+    if (settle(rs)) return VQ_ESTALE;
     int64_t now = vq_now_ms();
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
@@ -94,6 +113,7 @@ static int fence(vq_job_ctx *c)
 static int progress(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
+    if (settle(rs)) return VQ_ESTALE;
     if (done == rs->done && total == rs->total) return heartbeat(rs);
     vq_error err = {0};
     int64_t now = vq_now_ms();
@@ -110,6 +130,24 @@ static int progress(vq_job_ctx *c, int done, int total)
     rs->done = done;
     rs->total = total;
     renewed(rs->w, now);
+    return 0;
+}
+
+static int progress_later(vq_job_ctx *c, int done, int total)
+{
+    run_state *rs = c->priv;
+    if (settle(rs)) return VQ_ESTALE;
+    if (done == rs->done && total == rs->total) return 0;
+    vq_error err = {0};
+    rs->calls++;
+    if (vq_queue_progress_send(rs->w->q, rs->job, done, total, &err)) {
+        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+        return 0;
+    }
+    rs->pending = 1;
+    rs->done = done;
+    rs->total = total;
+    renewed(rs->w, vq_now_ms());
     return 0;
 }
 
@@ -170,12 +208,13 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
 /* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
 static vq_job *run_job(child *w, const vq_job *j)
 {
-    run_state rs = {w, j, j->done, j->total, 0};
+    run_state rs = {w, j, j->done, j->total, 0, 0};
     vq_job_ctx c = {
         .job = j,
         .domains_root = w->o->domains_root,
         .qemu_timeout_ms = w->o->qemu_timeout_ms,
         .progress = progress,
+        .progress_later = progress_later,
         .fence = fence,
         .heartbeat = heartbeat,
         .heartbeat_arg = &rs,
@@ -188,6 +227,7 @@ static vq_job *run_job(child *w, const vq_job *j)
     unsigned long spawns = vq_spawn_count();
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
+    settle(&rs); /* before the end's own pipeline */
     if (w->fenced || rc == VQ_ESTALE) {
         vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
         return NULL;

@@ -15,6 +15,10 @@ typedef struct vq_job_ctx {
     int qemu_timeout_ms;     /* per qemu-img process */
     /* Both return 0, or VQ_ESTALE when the attempt was fenced (stop, write nothing). */
     int (*progress)(struct vq_job_ctx *c, int done, int total);
+    /* progress() for a value no file write waits on (the total at the start):
+     * the write goes out and the job carries on; a fenced attempt shows at the
+     * next progress, fence or heartbeat (VQ_ESTALE there). */
+    int (*progress_later)(struct vq_job_ctx *c, int done, int total);
     /* A forced lease check: call it right before changing a file the job does
      * not own alone (GEN in .meta), so a worker paused past its lease and
      * resumed does not write after the job moved to another worker. */

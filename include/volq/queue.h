@@ -119,6 +119,12 @@ int vq_queue_heartbeat(vq_queue *q, const vq_job *j, vq_error *err);
 
 /* Records progress (done of total volumes); fenced like heartbeat. */
 int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_error *err);
+/* The same in two halves, for a value nothing waits on (a job's total at its
+ * start): _send appends the write to the pipeline and returns, _recv reads
+ * its answer (VQ_ESTALE when fenced).  _recv must come before any other call
+ * on q. */
+int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err);
+int vq_queue_progress_recv(vq_queue *q, const vq_job *j, vq_error *err);
 
 typedef enum vq_outcome {
     VQ_OUT_SUCCESS = 0,
