@@ -185,44 +185,64 @@ int vq_queue_key_(char *out, size_t outsz, const char *prefix, const char *id, v
 
 /* ---- the script calling convention ------------------------------------- */
 
-/* Common keys + keys, common args + args, into flat arrays for vq_redis_script. */
-static int build_call(const vq_queue *q, const vq_strv *keys, const vq_strv *args,
-                      vq_strv *k, vq_strv *a, vq_error *err)
+/* Common keys + keys, common args + args: flat arrays of pointers into the
+ * caller's vectors (nothing copied: a bulk accept passes 200,000 strings). */
+typedef struct call {
+    const char **k, **a;
+    size_t *alen;
+    size_t nk, na;
+    char common[NCOMMON_ARGS][16];
+} call;
+
+static void call_free(call *c)
 {
-    for (size_t i = 0; i < NCOMMON_KEYS; i++) vq_strv_add_(k, common_keys[i]);
-    for (size_t i = 0; keys && i < keys->n; i++) vq_strv_addn_(k, keys->v[i], keys->len[i]);
-    vq_strv_addf_(a, "%d", q->cfg.events_max);
-    vq_strv_addf_(a, "%d", q->cfg.lease_ms);
-    vq_strv_addf_(a, "%d", q->cfg.max_crashes);
-    for (size_t i = 0; args && i < args->n; i++) vq_strv_addn_(a, args->v[i], args->len[i]);
-    if (k->oom || a->oom || (keys && keys->oom) || (args && args->oom))
+    free(c->k);
+    free(c->a);
+    free(c->alen);
+}
+
+static int build_call(const vq_queue *q, const vq_strv *keys, const vq_strv *args, call *c,
+                      vq_error *err)
+{
+    size_t nk = keys ? keys->n : 0, na = args ? args->n : 0;
+    c->k = malloc((NCOMMON_KEYS + nk) * sizeof *c->k);
+    c->a = malloc((NCOMMON_ARGS + na) * sizeof *c->a);
+    c->alen = malloc((NCOMMON_ARGS + na) * sizeof *c->alen);
+    if (!c->k || !c->a || !c->alen || (keys && keys->oom) || (args && args->oom))
         return vq_error_set(err, VQ_ENOMEM, "queue: out of memory");
+    const int common[NCOMMON_ARGS] = {q->cfg.events_max, q->cfg.lease_ms, q->cfg.max_crashes};
+    for (size_t i = 0; i < NCOMMON_KEYS; i++) c->k[c->nk++] = common_keys[i];
+    for (size_t i = 0; i < nk; i++) c->k[c->nk++] = keys->v[i];
+    for (size_t i = 0; i < NCOMMON_ARGS; i++) {
+        int n = snprintf(c->common[i], sizeof c->common[i], "%d", common[i]);
+        c->alen[c->na] = (size_t)n;
+        c->a[c->na++] = c->common[i];
+    }
+    for (size_t i = 0; i < na; i++) {
+        c->alen[c->na] = args->len[i];
+        c->a[c->na++] = args->v[i];
+    }
     return 0;
 }
 
 redisReply *vq_queue_run_(vq_queue *q, const char *name, const vq_strv *keys,
                           const vq_strv *args, vq_error *err)
 {
-    vq_strv k = {0}, a = {0};
+    call c = {0};
     redisReply *rep = NULL;
-    if (build_call(q, keys, args, &k, &a, err) == 0)
-        rep = vq_redis_script(q->r, name, (int)k.n, (const char **)k.v, (int)a.n,
-                              (const char **)a.v, a.len, err);
-    vq_strv_free_(&k);
-    vq_strv_free_(&a);
+    if (build_call(q, keys, args, &c, err) == 0)
+        rep = vq_redis_script(q->r, name, (int)c.nk, c.k, (int)c.na, c.a, c.alen, err);
+    call_free(&c);
     return rep;
 }
 
 int vq_queue_append_(vq_queue *q, const char *name, const vq_strv *keys, const vq_strv *args,
                      vq_error *err)
 {
-    vq_strv k = {0}, a = {0};
-    int rc = build_call(q, keys, args, &k, &a, err);
-    if (rc == 0)
-        rc = vq_redis_script_append(q->r, name, (int)k.n, (const char **)k.v, (int)a.n,
-                                    (const char **)a.v, a.len, err);
-    vq_strv_free_(&k);
-    vq_strv_free_(&a);
+    call c = {0};
+    int rc = build_call(q, keys, args, &c, err);
+    if (rc == 0) rc = vq_redis_script_append(q->r, name, (int)c.nk, c.k, (int)c.na, c.a, c.alen, err);
+    call_free(&c);
     return rc;
 }
 

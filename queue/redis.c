@@ -522,19 +522,38 @@ static redisReply *rerun_script(vq_redis *r, struct pend *p, vq_error *err)
     return evalsha_raw(r, p->script, p->argc, p->argv, p->lens, err);
 }
 
+/* The EVALSHA argv of a call answered at once: pointers to the caller's
+ * strings, not copies (a bulk accept passes 200,000 of them); only the sha
+ * (argv[1], rewritten after a NOSCRIPT) is a buffer of its own. */
 redisReply *vq_redis_script(vq_redis *r, const char *name, int nkeys, const char **keys,
                             int nargs, const char **args, const size_t *arglens, vq_error *err)
 {
     int idx = script_index(r, name, err);
     if (idx < 0 || ensure_loaded(r, idx, err)) return NULL;
-    size_t *lens = NULL;
-    char **argv = evalsha_argv(r->sha[idx], nkeys, keys, nargs, args, arglens, &lens);
-    if (!argv) {
+    int argc = 3 + nkeys + nargs;
+    char sha[SHA_HEX], nk[16];
+    const char **argv = calloc((size_t)argc, sizeof *argv);
+    size_t *lens = calloc((size_t)argc, sizeof *lens);
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
         vq_error_set(err, VQ_ENOMEM, "redis: out of memory");
         return NULL;
     }
-    redisReply *rep = checked(evalsha_raw(r, idx, 3 + nkeys + nargs, argv, lens, err), err);
-    free_argv(argv, lens, 3 + nkeys + nargs);
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argv[1] = sha;
+    argv[2] = nk;
+    for (int i = 3; i < argc; i++) {
+        argv[i] = i < 3 + nkeys ? keys[i - 3] : args[i - 3 - nkeys];
+        lens[i] = i >= 3 + nkeys && arglens ? arglens[i - 3 - nkeys] : strlen(argv[i]);
+    }
+    lens[0] = 7;
+    lens[1] = SHA_HEX - 1;
+    lens[2] = strlen(nk);
+    redisReply *rep = checked(evalsha_raw(r, idx, argc, (char **)argv, lens, err), err);
+    free(argv);
+    free(lens);
     return rep;
 }
 

@@ -359,5 +359,30 @@ static void test_perf_runs_of_noop_jobs_then_real_ones(void)
     teardown(&f);
 }
 
+/* UUIDs come from a pool of random bytes: a forked child must not hand out
+ * the ones its parent will. */
+static void test_perf_uuid_pool_not_shared_by_fork(void)
+{
+    char a[VQ_UUID_SIZE], b[VQ_UUID_SIZE], first[VQ_UUID_SIZE];
+    vq_uuid_new(first); /* fills the pool */
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c[VQ_UUID_SIZE];
+        vq_uuid_new(c);
+        _exit(write(p[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    vq_uuid_new(a);
+    REQUIRE(read(p[0], b, sizeof b) == (ssize_t)sizeof b);
+    waitpid(pid, NULL, 0);
+    CHECK(vq_uuid_valid(a) && vq_uuid_valid(b));
+    CHECK(strcmp(a, b) != 0);
+    CHECK(strcmp(a, first) != 0);
+    CHECK(a[14] == '4'); /* version 4 */
+    CHECK(strchr("89ab", a[19]) != NULL);
+}
+
 T_MAIN(T(test_perf_one_qemu_img_per_old_volume), T(test_perf_batch_steps),
+       T(test_perf_uuid_pool_not_shared_by_fork),
        T(test_perf_runs_of_noop_jobs_then_real_ones))
