@@ -111,21 +111,26 @@ static int by_entry_id(const void *a, const void *b)
     return strcmp(((const entry *)a)->id, ((const entry *)b)->id);
 }
 
-/* Lists the folder's volumes (sorted by id). */
+/* Lists the folder's volumes (sorted by id).  getdents64() on the image
+ * folder's own fd (nothing else reads it as a folder): no dup, fstat, fcntl
+ * and close around an opendir, a third of a disk's system calls. */
 static int scan_folder(loader *L)
 {
-    int fd = dup(L->imgfd);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0) close(fd);
-        return illegal(L->disk, "cannot list the image folder: %s", strerror(errno));
-    }
-    struct dirent *de;
+    char buf[16384] __attribute__((aligned(8)));
     int rc = 0;
-    while (rc == 0 && (de = readdir(dir)) != NULL) rc = scan_one(L, dirfd(dir), de);
-    closedir(dir);
-    if (rc == 0 && L->nents > 1) qsort(L->ents, L->nents, sizeof *L->ents, by_entry_id);
-    return rc;
+    for (;;) {
+        ssize_t n = getdents64(L->imgfd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break; /* an error ends the listing, as readdir() did */
+        for (ssize_t off = 0; rc == 0 && off < n;) {
+            const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+            off += de->d_reclen;
+            rc = scan_one(L, L->imgfd, (const struct dirent *)de);
+        }
+        if (rc) return rc;
+    }
+    if (L->nents > 1) qsort(L->ents, L->nents, sizeof *L->ents, by_entry_id);
+    return 0;
 }
 
 static int read_metas(loader *L)

@@ -88,7 +88,8 @@ static int read_bounded(int fd, const char *name, size_t max, char **out, size_t
     if (!buf) return vq_error_set(err, VQ_ENOMEM, "%s: out of memory", name);
     size_t n = 0;
     while (n < max + 1) {
-        ssize_t r = read(fd, buf + n, max + 1 - n);
+        size_t want = max + 1 - n;
+        ssize_t r = read(fd, buf + n, want);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             int e = errno;
@@ -97,6 +98,9 @@ static int read_bounded(int fd, const char *name, size_t max, char **out, size_t
         }
         if (r == 0) break;
         n += (size_t)r;
+        /* A regular file (the only kind read here) reads short only at its
+         * end: no second read() to see the 0. */
+        if ((size_t)r < want) break;
     }
     if (n > max) {
         free(buf);

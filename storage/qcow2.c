@@ -29,12 +29,28 @@ static uint64_t be64(const unsigned char *p) { return (uint64_t)be32(p) << 32 | 
 
 #define BAD(...) vq_error_set(err, VQ_EINVAL, "qcow2 header: " __VA_ARGS__)
 
+/* The first HEAD_MAX bytes of the file (at most), read with one pread: the
+ * header, its extensions and the backing name of any usual image lie there,
+ * so a header costs one read instead of one per field.  What lies beyond is
+ * read where it is; nothing past the first cluster is ever read. */
+#define HEAD_MAX 4096
+
+typedef struct src {
+    int fd;
+    size_t len;                /* bytes of head read */
+    unsigned char head[HEAD_MAX];
+} src;
+
 /* Reads exactly len bytes at off, or fails. */
-static int read_at(int fd, void *buf, size_t len, uint64_t off, vq_error *err)
+static int read_at(const src *s, void *buf, size_t len, uint64_t off, vq_error *err)
 {
+    if (off <= s->len && len <= s->len - off) {
+        memcpy(buf, s->head + off, len);
+        return 0;
+    }
     size_t got = 0;
     while (got < len) {
-        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        ssize_t r = pread(s->fd, (char *)buf + got, len - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return vq_error_set(err, VQ_EIO, "qcow2 header: read: %s", strerror(errno));
         if (r == 0) return BAD("truncated");
@@ -78,7 +94,7 @@ static int check_fixed(const unsigned char *h, layout *l, vq_qcow2 *q, vq_error 
 }
 
 /* The backing file name: bounded by qemu's limit, the first cluster and the file. */
-static int read_backing(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
+static int read_backing(const src *s, const layout *l, vq_qcow2 *q, vq_error *err)
 {
     if (l->backing_off == 0) return 0;
     if (l->backing_len == 0) return BAD("backing file offset without a name");
@@ -89,7 +105,7 @@ static int read_backing(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
         return BAD("backing file name outside the first cluster");
     if (l->backing_off + l->backing_len > l->file_size)
         return BAD("backing file offset beyond end of file");
-    int rc = read_at(fd, q->backing, l->backing_len, l->backing_off, err);
+    int rc = read_at(s, q->backing, l->backing_len, l->backing_off, err);
     if (rc < 0) return rc;
     q->backing[l->backing_len] = '\0';
     if (memchr(q->backing, '\0', l->backing_len)) return BAD("NUL byte in backing file name");
@@ -98,10 +114,10 @@ static int read_backing(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
 }
 
 /* The backing format extension's data: n bytes at off. */
-static int read_backing_fmt(int fd, uint64_t off, uint32_t n, vq_qcow2 *q, vq_error *err)
+static int read_backing_fmt(const src *s, uint64_t off, uint32_t n, vq_qcow2 *q, vq_error *err)
 {
     if (n == 0 || n >= sizeof q->backing_fmt) return BAD("backing format of %u bytes", n);
-    int rc = read_at(fd, q->backing_fmt, n, off, err);
+    int rc = read_at(s, q->backing_fmt, n, off, err);
     if (rc < 0) return rc;
     q->backing_fmt[n] = '\0';
     if (memchr(q->backing_fmt, '\0', n)) return BAD("NUL byte in backing format");
@@ -111,9 +127,9 @@ static int read_backing_fmt(int fd, uint64_t off, uint32_t n, vq_qcow2 *q, vq_er
 /* Walks the header extensions between the end of the header and the backing
  * name (when there is one) or the end of the first cluster, cut at the file
  * end and at EXT_AREA_MAX.  Each is type, length, data padded to 8 bytes;
- * type 0 or the end of the area ends the walk.  One small pread per
- * extension: a header is read without reading its cluster. */
-static int read_extensions(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
+ * type 0 or the end of the area ends the walk.  Beyond the head, one small
+ * pread per extension: a header is read without reading its cluster. */
+static int read_extensions(const src *s, const layout *l, vq_qcow2 *q, vq_error *err)
 {
     uint64_t end = l->cluster_size, pos = l->header_len;
     if (l->backing_off && l->backing_off < end) end = l->backing_off;
@@ -122,18 +138,32 @@ static int read_extensions(int fd, const layout *l, vq_qcow2 *q, vq_error *err)
     while (pos < end) {
         unsigned char h[8];
         if (end - pos < 8) return BAD("header extension runs past its area");
-        int rc = read_at(fd, h, sizeof h, pos, err);
+        int rc = read_at(s, h, sizeof h, pos, err);
         if (rc < 0) return rc;
         uint32_t t = be32(h), n = be32(h + 4);
         uint64_t padded = ((uint64_t)n + 7) & ~(uint64_t)7;
         if (t == 0) return 0;
         if (padded > end - pos - 8) return BAD("header extension 0x%08x runs past its area", t);
         if (t == EXT_DATA_FILE) q->has_data_file = 1;
-        if (t == EXT_BACKING_FORMAT && (rc = read_backing_fmt(fd, pos + 8, n, q, err)) < 0)
+        if (t == EXT_BACKING_FORMAT && (rc = read_backing_fmt(s, pos + 8, n, q, err)) < 0)
             return rc;
         pos += 8 + padded;
     }
     return 0; /* the area is full: qemu stops here too */
+}
+
+/* Fills s->head with up to HEAD_MAX bytes from the start (fewer at the end of
+ * the file, or if it shrinks meanwhile: read_at then reads the rest itself). */
+static void read_head(src *s, uint64_t file_size)
+{
+    size_t want = file_size < HEAD_MAX ? (size_t)file_size : HEAD_MAX;
+    s->len = 0;
+    while (s->len < want) {
+        ssize_t r = pread(s->fd, s->head + s->len, want - s->len, (off_t)s->len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        s->len += (size_t)r;
+    }
 }
 
 int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err)
@@ -141,6 +171,7 @@ int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err)
     unsigned char h[V3_HEADER_LEN];
     struct stat st;
     layout l = {0};
+    src s = {.fd = fd};
     memset(out, 0, sizeof *out);
     if (fstat(fd, &st) != 0)
         return vq_error_set(err, VQ_EIO, "qcow2 header: stat: %s", strerror(errno));
@@ -148,10 +179,11 @@ int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err)
     l.file_size = (uint64_t)st.st_size;
     if (l.file_size < V2_HEADER_LEN) return BAD("truncated");
     size_t hlen = l.file_size < V3_HEADER_LEN ? V2_HEADER_LEN : V3_HEADER_LEN;
-    int rc = read_at(fd, h, hlen, 0, err);
+    read_head(&s, l.file_size);
+    int rc = read_at(&s, h, hlen, 0, err);
     if (rc == 0) rc = check_fixed(h, &l, out, err);
-    if (rc == 0) rc = read_backing(fd, &l, out, err);
-    if (rc == 0) rc = read_extensions(fd, &l, out, err);
+    if (rc == 0) rc = read_backing(&s, &l, out, err);
+    if (rc == 0) rc = read_extensions(&s, &l, out, err);
     if (rc == 0 && (out->incompatible & INCOMPAT_DATA_FILE)) out->has_data_file = 1;
     if (rc < 0) memset(out, 0, sizeof *out);
     return rc;

@@ -13,6 +13,8 @@ typedef struct vq_domain {
     char id[VQ_UUID_SIZE];
     char *path;       /* ROOT/SD_UUID, owned */
     int dirfd;        /* O_DIRECTORY fd of the domain folder; every file is opened relative to it */
+    int imagesfd;     /* O_DIRECTORY fd of images/, -1 when it could not be opened (then
+                         each image is opened by its path, for the error) */
     int version;      /* VERSION, 0..5; -1 when unreadable */
     enum vq_status status; /* ILLEGAL when the metadata is missing, malformed or its seal is wrong */
     char reason[256]; /* why illegal, "" when ok; printable ASCII */
