@@ -28,6 +28,23 @@ int vq_queue_get(vq_queue *q, const char *job_id, vq_job **out, vq_error *err)
     return rc;
 }
 
+#define GET_MANY_ROUND 1000
+
+int vq_queue_get_many(vq_queue *q, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_job **out,
+                      vq_error *err)
+{
+    char *v[GET_MANY_ROUND];
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) out[i] = NULL;
+    for (size_t i = 0; i < n && !rc; i++) rc = check_id(ids[i], err);
+    for (size_t from = 0; from < n && !rc; from += GET_MANY_ROUND) {
+        size_t k = n - from < GET_MANY_ROUND ? n - from : GET_MANY_ROUND;
+        for (size_t i = 0; i < k; i++) v[i] = (char *)ids[from + i];
+        rc = vq_queue_get_many_(q, v, k, out + from, err);
+    }
+    return rc;
+}
+
 /* ---- listing ------------------------------------------------------------ */
 
 static const char *const end_index[VQ_JOB_NSTATES] = {

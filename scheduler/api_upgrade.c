@@ -20,6 +20,7 @@ typedef struct bulk {
     size_t n;
     char (*holders)[VQ_UUID_SIZE];
     vq_accept_req *reqs;             /* the disks sent to vq_queue_accept */
+    size_t *req_disk;                /* reqs[i] is for disks[req_disk[i]] */
     char (*keys)[VQ_BULK_KEY_MAX];   /* keys[i] for disks[i], with an Idempotency-Key */
     char (*made)[VQ_UUID_SIZE];      /* the job keys[i] made before, or "" */
     size_t nreqs;
@@ -115,6 +116,7 @@ static void add_locked(bulk *b, const vq_disk *disk, const char *holder)
 
 static void add_req(bulk *b, const vq_domain *d, size_t i)
 {
+    b->req_disk[b->nreqs] = i;
     vq_accept_req *a = &b->reqs[b->nreqs++];
     *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = b->disks[i]->id,
                          .alias = b->disks[i]->alias};
@@ -160,10 +162,11 @@ static int alloc_bulk(vq_sched *s, bulk *b, vq_error *err)
 {
     size_t n = b->n ? b->n : 1;
     b->reqs = calloc(n, sizeof *b->reqs);
+    b->req_disk = calloc(n, sizeof *b->req_disk);
     b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
     b->made = b->idem_key ? calloc(n, sizeof *b->made) : NULL;
     b->skipped = json_array();
-    if (!b->reqs || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
+    if (!b->reqs || !b->req_disk || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
         return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
     return b->idem_key ? read_keys(s, b, err) : 0;
 }
@@ -173,6 +176,7 @@ static void free_bulk(bulk *b)
     vq_free_disks_(b->disks, b->n);
     free(b->holders);
     free(b->reqs);
+    free(b->req_disk);
     free(b->keys);
     free(b->made);
     json_decref(b->skipped);
@@ -187,9 +191,7 @@ static int accept_all(vq_sched *s, bulk *b, char (*ids)[VQ_UUID_SIZE], size_t *n
     if (!res) return vq_error_set(err, VQ_ENOMEM, "out of memory accepting the upgrade");
     int rc = b->nreqs ? vq_queue_accept(s->q, b->reqs, b->nreqs, res, err) : 0;
     for (size_t i = 0; rc == 0 && i < b->nreqs; i++) {
-        const vq_disk *disk = NULL;
-        for (size_t k = 0; k < b->n && !disk; k++)
-            if (strcmp(b->disks[k]->id, b->reqs[i].disk_id) == 0) disk = b->disks[k];
+        const vq_disk *disk = b->disks[b->req_disk[i]];
         if (res[i].status == VQ_ACCEPT_LOCKED) {
             add_locked(b, disk, res[i].job_id);
             continue;

@@ -193,6 +193,10 @@ int vq_queue_batch(vq_queue *q, vq_batch *b, vq_error *err);
 
 /* Returns a new job (free with vq_job_free()); VQ_ENOENT when unknown. */
 int vq_queue_get(vq_queue *q, const char *job_id, vq_job **out, vq_error *err);
+/* n jobs, pipelined (1,000 per round trip): out[i] gets a new job, or NULL
+ * when ids[i] has none.  VQ_EINVAL when an id is not a UUID. */
+int vq_queue_get_many(vq_queue *q, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_job **out,
+                      vq_error *err);
 
 /* Jobs newest first (by created), all states or one (state < 0 for all), at
  * most limit (capped at VQ_QUEUE_LIST_MAX).  Reads only the first `limit`
