@@ -193,6 +193,7 @@ static int finished_part(figures *f)
     b_redis_stop(&rs);
     b_rmrf(rd);
     b_rmrf(doms);
+    b_rmrf(b_tmpfs_dir());
     return rc;
 }
 
