@@ -399,14 +399,30 @@ static void test_worker_refuses_template_raw_and_v3(void)
     vq_disk_free(again);
 }
 
-/* A qemu-img that waits before doing its work: long enough to kill a worker mid-job. */
-static void slow_qemu(const char *delay)
+/* A qemu-img that waits before doing its work: long enough to kill a worker
+ * mid-job.  Returns the "VOLQ_QEMU_IMG=..." setting that selects it (static). */
+static const char *slow_qemu(const char *delay)
 {
+    static char env[1200];
     FILE *w = fopen("slow-qemu-img", "w");
     REQUIRE(w);
     fprintf(w, "#!/bin/sh\nsleep %s\nexec /usr/bin/qemu-img \"$@\"\n", delay);
     fclose(w);
     chmod("slow-qemu-img", 0755);
+    snprintf(env, sizeof env, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    return env;
+}
+
+/* Redis, a domain made with mkargs, and an amend accepted for its first plain
+ * 0.10 chain; returns that disk (new). */
+static vq_disk *one_amend(fixture *f, const char *mkargs, char job[VQ_UUID_SIZE])
+{
+    start_redis(f);
+    make_domain(f, mkargs);
+    vq_disk *d = find_disk(f, is_plain_old_chain);
+    REQUIRE(d);
+    accept_amend(f, d, job);
+    return d;
 }
 
 static pid_t pid_of_worker(const char *worker)
@@ -434,16 +450,9 @@ static vq_job *wait_running(fixture *f, const char *job_id, int done)
 static void test_worker_sigkill_mid_chain_runs_again(void)
 {
     fixture f = {0};
-    start_redis(&f);
-    make_domain(&f, "--version 4 --disks 1 --chain 3 --data-mib 1");
-    slow_qemu("0.3");
-    char env_qemu[1200];
-    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    const char *env[] = {env_qemu, NULL};
-    vq_disk *d = find_disk(&f, is_plain_old_chain);
-    REQUIRE(d);
     char job[VQ_UUID_SIZE];
-    accept_amend(&f, d, job);
+    const char *env[] = {slow_qemu("0.3"), NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 3 --data-mib 1", job);
     start_worker(&f, 1, env);
     vq_job *r = wait_running(&f, job, 1);
     REQUIRE(r);
@@ -481,16 +490,9 @@ static void test_worker_sigkill_mid_chain_runs_again(void)
 static void test_worker_sigterm_finishes_running_job(void)
 {
     fixture f = {0};
-    start_redis(&f);
-    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
-    slow_qemu("0.3");
-    char env_qemu[1200];
-    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    const char *env[] = {env_qemu, NULL};
-    vq_disk *d = find_disk(&f, is_plain_old_chain);
-    REQUIRE(d);
     char job[VQ_UUID_SIZE];
-    accept_amend(&f, d, job);
+    const char *env[] = {slow_qemu("0.3"), NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
     start_worker(&f, 1, env);
     vq_job *r = wait_running(&f, job, 0);
     REQUIRE(r);
@@ -508,16 +510,9 @@ static void test_worker_paused_past_lease_is_fenced(void)
 {
     fixture f = {0};
     setenv("VOLQ_LEASE_MS", "600", 1);
-    start_redis(&f);
-    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
-    slow_qemu("0.5");
-    char env_qemu[1200];
-    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    const char *env[] = {env_qemu, "VOLQ_LEASE_MS=600", NULL};
-    vq_disk *d = find_disk(&f, is_plain_old_chain);
-    REQUIRE(d);
     char job[VQ_UUID_SIZE];
-    accept_amend(&f, d, job);
+    const char *env[] = {slow_qemu("0.5"), "VOLQ_LEASE_MS=600", NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
     start_worker(&f, 2, env);
     vq_job *r = wait_running(&f, job, 0);
     REQUIRE(r);
@@ -556,17 +551,10 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
     fixture f = {0};
     setenv("VOLQ_MAX_ATTEMPTS", "2", 1);
     setenv("VOLQ_BACKOFF_MS", "100", 1);
-    start_redis(&f);
-    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
-    slow_qemu("1000");
-    char env_qemu[1200];
-    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    const char *env[] = {env_qemu, "VOLQ_MAX_ATTEMPTS=2", "VOLQ_BACKOFF_MS=100",
-                         "VOLQ_QEMU_TIMEOUT=1", NULL};
-    vq_disk *d = find_disk(&f, is_plain_old_chain);
-    REQUIRE(d);
     char job[VQ_UUID_SIZE];
-    accept_amend(&f, d, job);
+    const char *env[] = {slow_qemu("1000"), "VOLQ_MAX_ATTEMPTS=2", "VOLQ_BACKOFF_MS=100",
+                         "VOLQ_QEMU_TIMEOUT=1", NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
     start_worker(&f, 1, env);
     vq_job *j = wait_end(&f, job, 30000);
     REQUIRE(j);
