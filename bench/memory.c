@@ -12,8 +12,9 @@
  *    (limit=10000, what `upgrade-domain --wait` reads); its RSS then.
  * 3. A fresh Redis: 20,000 cheap disks (compat 1.1 already) accepted and run
  *    by the 2 worker processes: used_memory per finished job kept (its hash
- *    and its two indexes; the audit events are counted apart, their stream is
- *    capped at VOLQ_EVENTS_MAX), and the worker processes' RSS after. */
+ *    and its entry in st:succeeded; the audit events are counted apart, their
+ *    stream is capped at VOLQ_EVENTS_MAX), and the worker processes' RSS
+ *    after. */
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>

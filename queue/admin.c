@@ -54,7 +54,9 @@ static const char *const end_index[VQ_JOB_NSTATES] = {
 };
 
 /* Appends the read of the first `limit` ids of state s's index, newest first:
- * the queue's head is its newest push; ended indexes are scored by created. */
+ * the queue's head is its newest push; ended indexes are scored by end time,
+ * so an ended state's candidates are its most recently ended jobs (the list
+ * is then sorted by created). */
 static int append_index_read(vq_queue *q, int s, size_t limit, vq_error *err)
 {
     char stop[32];

@@ -118,29 +118,104 @@ static int reap_workers(vq_queue *q, int64_t now, size_t *moved, int *full, vq_e
     return rc;
 }
 
-/* Ended jobs past retention (older than keep_finished_s, or beyond
- * keep_finished_max) are deleted, oldest first. */
+/* The end-state indexes, scored by end time: together, every ended job.
+ * Their order is the one trim.lua breaks ties of end time by. */
+static const char *const ended_index[] = {VQ_K_ST_SUCCEEDED, VQ_K_ST_FAILED, VQ_K_ST_CANCELLED};
+#define NENDED 3
+
+/* Sends ncmd commands per end-state index in one pipeline and reads their
+ * replies into reps[index * ncmd + c].  Command c is cmds[c] with the index
+ * as its key (cmds[c][1] is a placeholder), ended by a NULL.  Every command
+ * sent has its reply read, also after an error. */
+static int per_ended_index(vq_queue *q, int ncmd, const char *const cmds[][6], redisReply **reps,
+                           vq_error *err)
+{
+    int rc = 0, sent = 0;
+    for (int i = 0; i < NENDED && !rc; i++)
+        for (int c = 0; c < ncmd && !rc; c++) {
+            const char *a[6];
+            int argc = 0;
+            for (; argc < 6 && cmds[c][argc]; argc++) a[argc] = argc == 1 ? ended_index[i] : cmds[c][argc];
+            if (!(rc = vq_redis_append_argv(q->r, argc, a, NULL, err))) sent++;
+        }
+    for (int i = 0; i < NENDED * ncmd; i++) {
+        reps[i] = i < sent ? vq_redis_get_reply(q->r, err) : NULL;
+        if (!reps[i]) rc = rc ? rc : VQ_EREDIS;
+    }
+    return rc;
+}
+
+static void free_replies(redisReply **reps, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (reps[i]) freeReplyObject(reps[i]);
+}
+
+/* How many ended jobs are past retention: those ended at or before cutoff,
+ * or the oldest beyond max.  Either is a prefix of the ended jobs in end
+ * order, so the larger one covers both. */
+static int past_retention(vq_queue *q, int64_t cutoff, long long max, long long *n, vq_error *err)
+{
+    char c[32];
+    snprintf(c, sizeof c, "%lld", (long long)cutoff);
+    const char *const cmds[2][6] = {{"ZCARD", "", NULL}, {"ZCOUNT", "", "-inf", c, NULL}};
+    redisReply *reps[NENDED * 2];
+    int rc = per_ended_index(q, 2, cmds, reps, err);
+    long long total = 0, old = 0;
+    for (int i = 0; !rc && i < NENDED; i++) {
+        total += reps[2 * i]->integer;
+        old += reps[2 * i + 1]->integer;
+    }
+    free_replies(reps, NENDED * 2);
+    *n = rc ? 0 : (total - max > old ? total - max : old);
+    return rc;
+}
+
+/* The n oldest ended jobs (n >= 1), in the order of trim.lua: by end time,
+ * then by index, then in each index's own order. */
+static int oldest_ended(vq_queue *q, long long n, vq_strv *ids, vq_error *err)
+{
+    char stop[32];
+    snprintf(stop, sizeof stop, "%lld", n - 1);
+    const char *const cmds[1][6] = {{"ZRANGE", "", "0", stop, "WITHSCORES", NULL}};
+    redisReply *reps[NENDED];
+    int rc = per_ended_index(q, 1, cmds, reps, err);
+    size_t at[NENDED] = {0}; /* the next member's position in each reply */
+    for (long long taken = 0; !rc && taken < n; taken++) {
+        int best = -1;
+        double best_score = 0;
+        for (int i = 0; i < NENDED; i++) {
+            if (at[i] + 1 >= reps[i]->elements) continue;
+            double score = strtod(vq_reply_str_(reps[i], at[i] + 1), NULL);
+            if (best < 0 || score < best_score) {
+                best = i;
+                best_score = score;
+            }
+        }
+        if (best < 0) break;
+        vq_strv_add_(ids, vq_reply_str_(reps[best], at[best]));
+        at[best] += 2;
+    }
+    free_replies(reps, NENDED);
+    if (!rc && ids->oom) rc = vq_error_set(err, VQ_ENOMEM, "housekeep: out of memory");
+    return rc;
+}
+
+/* Ended jobs past retention (ended more than keep_finished_s ago, or beyond
+ * keep_finished_max) are deleted, oldest first, VQ_BATCH per call. */
 static int trim(vq_queue *q, int64_t now, int *full, vq_error *err)
 {
     int64_t cutoff = now - 1000LL * q->cfg.keep_finished_s;
     vq_strv ids = {0}, pre = {0};
-    int rc = due_members(q, VQ_K_ENDED, cutoff, &ids, err);
-    redisReply *card = rc ? NULL : vq_redis_cmd(q->r, err, "ZCARD %s", VQ_K_ENDED);
-    long long over = card ? card->integer - q->cfg.keep_finished_max : 0;
-    if (card) freeReplyObject(card);
-    if (!rc && !card) rc = VQ_EREDIS;
-    if (!rc && over > 0 && ids.n < VQ_BATCH) {
-        redisReply *rep = vq_redis_cmd(q->r, err, "ZRANGE %s 0 %lld", VQ_K_ENDED,
-                                       (over < VQ_BATCH ? over : VQ_BATCH) - 1);
-        for (size_t i = 0; rep && i < rep->elements; i++) vq_strv_add_(&ids, vq_reply_str_(rep, i));
-        if (rep) freeReplyObject(rep);
-        vq_strv_sort_unique_(&ids);
-    }
+    long long past = 0, n = 0;
+    int rc = past_retention(q, cutoff, q->cfg.keep_finished_max, &past, err);
+    long long batch = past < VQ_BATCH ? past : VQ_BATCH;
+    if (!rc && batch > 0) rc = oldest_ended(q, batch, &ids, err);
+    vq_strv_sort_unique_(&ids); /* a job in two indexes by mistake is sent once */
     vq_strv_addf_(&pre, "%lld", (long long)cutoff);
     vq_strv_addf_(&pre, "%d", q->cfg.keep_finished_max);
-    long long n = 0;
     if (!rc && ids.n) rc = run_on_jobs(q, "trim.lua", &pre, &ids, &n, err);
-    *full = n > 0 && ids.n >= VQ_BATCH;
+    *full = n > 0 && past > batch;
     vq_strv_free_(&ids);
     vq_strv_free_(&pre);
     return rc;

@@ -12,7 +12,7 @@
 
 static const char *const common_keys[] = {
     VQ_K_QUEUE, VQ_K_RUNNING, VQ_K_DUE, VQ_K_LOCKS, VQ_K_ST_SUCCEEDED, VQ_K_ST_FAILED,
-    VQ_K_ST_CANCELLED, VQ_K_ENDED, VQ_K_EVENTS, VQ_K_TOKEN, VQ_K_WORKERS, VQ_K_WJOB,
+    VQ_K_ST_CANCELLED, VQ_K_EVENTS, VQ_K_TOKEN, VQ_K_WORKERS, VQ_K_WJOB,
 };
 #define NCOMMON_KEYS (sizeof common_keys / sizeof common_keys[0])
 #define NCOMMON_ARGS 3

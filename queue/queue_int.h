@@ -12,10 +12,11 @@
 #define VQ_K_RUNNING "{volq}:running"
 #define VQ_K_DUE "{volq}:due"
 #define VQ_K_LOCKS "{volq}:locks"
+/* The ended jobs of each end state, scored by end time: together, every
+ * ended job (retention, jobs_per_min, listing and counts per state). */
 #define VQ_K_ST_SUCCEEDED "{volq}:st:succeeded"
 #define VQ_K_ST_FAILED "{volq}:st:failed"
 #define VQ_K_ST_CANCELLED "{volq}:st:cancelled"
-#define VQ_K_ENDED "{volq}:ended"
 #define VQ_K_EVENTS "{volq}:events"
 #define VQ_K_TOKEN "{volq}:token"
 #define VQ_K_WORKERS "{volq}:workers"

@@ -10,15 +10,22 @@
 #include "volq/log.h"
 
 /* What repair reads: each index as a sorted id set. */
-enum { IX_QUEUE, IX_RUNNING, IX_DUE, IX_SUCCEEDED, IX_FAILED, IX_CANCELLED, IX_ENDED, IX_N };
+enum { IX_QUEUE, IX_RUNNING, IX_DUE, IX_SUCCEEDED, IX_FAILED, IX_CANCELLED, IX_N };
 
 static const char *const ix_keys[IX_N] = {
     VQ_K_QUEUE, VQ_K_RUNNING, VQ_K_DUE, VQ_K_ST_SUCCEEDED, VQ_K_ST_FAILED, VQ_K_ST_CANCELLED,
-    VQ_K_ENDED,
 };
+
+/* Keys of earlier versions that nothing reads any more, deleted by repair:
+ * the ended jobs by end time (the end-state indexes are scored by end time
+ * now, and repair scores their old entries again). */
+static const char *const old_keys[] = {"{volq}:ended"};
+#define NOLD_KEYS (sizeof old_keys / sizeof old_keys[0])
 
 typedef struct snapshot {
     vq_strv ix[IX_N];
+    vq_strv ended_at;               /* "id end-time" of every end-state index entry, sorted */
+    int old_keys;                   /* some old key exists */
     vq_strv lock_disks, lock_jobs;  /* the locks hash, pair by pair */
     size_t *lock_order;             /* lock pair indexes sorted by disk */
     vq_strv proc_keys, proc_ids;    /* every (in-flight list, id) pair */
@@ -29,6 +36,7 @@ typedef struct snapshot {
 static void snapshot_free(snapshot *s)
 {
     for (int i = 0; i < IX_N; i++) vq_strv_free_(&s->ix[i]);
+    vq_strv_free_(&s->ended_at);
     vq_strv_free_(&s->lock_disks);
     vq_strv_free_(&s->lock_jobs);
     vq_strv_free_(&s->proc_keys);
@@ -43,15 +51,28 @@ static int read_indexes(vq_queue *q, snapshot *s, vq_error *err)
 {
     int rc = 0;
     for (int i = 0; i < IX_N && !rc; i++) {
+        int ended = i >= IX_SUCCEEDED;
         redisReply *rep = i == IX_QUEUE ? vq_redis_cmd(q->r, err, "LRANGE %s 0 -1", ix_keys[i])
-                                        : vq_redis_cmd(q->r, err, "ZRANGE %s 0 -1", ix_keys[i]);
+                        : ended ? vq_redis_cmd(q->r, err, "ZRANGE %s 0 -1 WITHSCORES", ix_keys[i])
+                                : vq_redis_cmd(q->r, err, "ZRANGE %s 0 -1", ix_keys[i]);
         if (!rep) return VQ_EREDIS;
-        for (size_t e = 0; e < rep->elements; e++) {
+        for (size_t e = 0; e < rep->elements; e += ended ? 2 : 1) {
             vq_strv_add_(&s->ix[i], vq_reply_str_(rep, e));
             vq_strv_add_(&s->ids, vq_reply_str_(rep, e));
+            /* The score as the integer a job's u is written as. */
+            if (ended)
+                vq_strv_addf_(&s->ended_at, "%s %.0f", vq_reply_str_(rep, e),
+                              strtod(vq_reply_str_(rep, e + 1), NULL));
         }
         freeReplyObject(rep);
         vq_strv_sort_unique_(&s->ix[i]);
+    }
+    vq_strv_sort_unique_(&s->ended_at);
+    for (size_t i = 0; i < NOLD_KEYS; i++) {
+        redisReply *rep = vq_redis_cmd(q->r, err, "EXISTS %s", old_keys[i]);
+        if (!rep) return VQ_EREDIS;
+        s->old_keys |= rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+        freeReplyObject(rep);
     }
     redisReply *rep = vq_redis_cmd(q->r, err, "HGETALL %s", VQ_K_LOCKS);
     if (!rep) return VQ_EREDIS;
@@ -135,7 +156,7 @@ static int take_snapshot(vq_queue *q, snapshot *s, vq_error *err)
                                     s->jobs + i, err);
     }
     int oom = s->ids.oom || s->proc_ids.oom || s->proc_keys.oom || s->lock_jobs.oom ||
-              s->lock_disks.oom;
+              s->lock_disks.oom || s->ended_at.oom;
     for (int i = 0; i < IX_N; i++) oom |= s->ix[i].oom;
     if (!rc && oom) rc = vq_error_set(err, VQ_ENOMEM, "repair: out of memory");
     return rc ? rc : sort_locks(s, err);
@@ -205,12 +226,17 @@ static int job_suspect(const snapshot *s, const char *id, const vq_job *j)
     int in[IX_N];
     for (int i = 0; i < IX_N; i++) in[i] = vq_strv_has_(&s->ix[i], id);
     if (!j) return !pok || nproc || in[IX_QUEUE] || in[IX_RUNNING] || in[IX_DUE] || in[IX_SUCCEEDED] ||
-                   in[IX_FAILED] || in[IX_CANCELLED] || in[IX_ENDED];
+                   in[IX_FAILED] || in[IX_CANCELLED];
     int own = own_index(j->state);
-    for (int i = 0; i < IX_ENDED; i++)
+    for (int i = 0; i < IX_N; i++)
         if (in[i] != (i == own) && !(i == IX_QUEUE && j->state == VQ_JOB_QUEUED && nproc == 1 && !in[i]))
             return 1;
-    if (in[IX_ENDED] != (own >= IX_SUCCEEDED)) return 1;
+    /* An ended job is scored by its end time (u; none: any score will do). */
+    if (own >= IX_SUCCEEDED && j->updated) {
+        char at[VQ_KEY_MAX];
+        snprintf(at, sizeof at, "%s %lld", id, (long long)j->updated);
+        if (!vq_strv_has_(&s->ended_at, at)) return 1;
+    }
     const char *h = lock_of(s, j->disk_id);
     if (is_live(j) && (!h || strcmp(h, id) != 0)) return 1;
     return !pok;
@@ -298,6 +324,24 @@ static int fix_jobs(vq_queue *q, const snapshot *s, size_t *fixed, size_t *confl
     return rc;
 }
 
+/* Deletes the old keys, after the jobs: a repair cut short keeps them and
+ * the next one goes on. */
+static int drop_old_keys(vq_queue *q, size_t *fixed, size_t *conflicts, vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    for (size_t i = 0; i < NOLD_KEYS; i++) vq_strv_add_(&k, old_keys[i]);
+    vq_strv_add_(&a, "old");
+    size_t before = *fixed;
+    int rc = k.oom || a.oom ? vq_error_set(err, VQ_ENOMEM, "repair: out of memory")
+                            : run_repair(q, &k, &a, fixed, conflicts, err);
+    if (!rc && *fixed > before)
+        vq_log(VQ_LOG_NOTICE, "repair: keys of an earlier version deleted ({volq}:ended); "
+               "ended jobs are indexed by end time");
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    return rc;
+}
+
 int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err)
 {
     snapshot s;
@@ -306,6 +350,7 @@ int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err)
     int rc = take_snapshot(q, &s, err);
     if (!rc) rc = fix_locks(q, &s, &n, &conflicts, err);
     if (!rc) rc = fix_jobs(q, &s, &n, &conflicts, err);
+    if (!rc && s.old_keys) rc = drop_old_keys(q, &n, &conflicts, err);
     if (!rc && n) vq_log(VQ_LOG_NOTICE, "repair: %zu fixes", n);
     if (!rc && conflicts)
         vq_log(VQ_LOG_WARN, "repair: %zu live jobs wait for a disk another live job holds", conflicts);

@@ -77,19 +77,25 @@ static json_t *live_workers(const vq_queue *q, redisReply **reps, int64_t now)
     return arr;
 }
 
-/* jobs ended in the last minute, and when the head of the queue was queued. */
+/* Jobs ended in the last minute (the end-state indexes are scored by end
+ * time), and when the head of the queue was queued. */
 static int second_round(vq_queue *q, int64_t now, const char *head, long long *per_min,
                         int64_t *head_since, vq_error *err)
 {
     char from[32], key[VQ_KEY_MAX];
     snprintf(from, sizeof from, "%lld", (long long)(now - 60000));
     snprintf(key, sizeof key, "%s%s", VQ_K_JOB, head);
-    const char *const cmds[2][5] = {{"ZCOUNT", VQ_K_ENDED, from, "+inf"}, {"HGET", key, "u"}};
-    redisReply *reps[2] = {0};
-    int rc = pipeline(q, cmds, *head ? 2 : 1, reps, err);
-    *per_min = reps[0] ? reps[0]->integer : 0;
-    *head_since = reps[1] && reps[1]->type == REDIS_REPLY_STRING ? strtoll(reps[1]->str, NULL, 10) : now;
-    for (int i = 0; i < 2; i++)
+    const char *const cmds[4][5] = {{"ZCOUNT", VQ_K_ST_SUCCEEDED, from, "+inf"},
+                                    {"ZCOUNT", VQ_K_ST_FAILED, from, "+inf"},
+                                    {"ZCOUNT", VQ_K_ST_CANCELLED, from, "+inf"},
+                                    {"HGET", key, "u"}};
+    redisReply *reps[4] = {0};
+    int rc = pipeline(q, cmds, *head ? 4 : 3, reps, err);
+    *per_min = 0;
+    for (int i = 0; i < 3; i++)
+        if (reps[i] && reps[i]->type == REDIS_REPLY_INTEGER) *per_min += reps[i]->integer;
+    *head_since = reps[3] && reps[3]->type == REDIS_REPLY_STRING ? strtoll(reps[3]->str, NULL, 10) : now;
+    for (int i = 0; i < 4; i++)
         if (reps[i]) freeReplyObject(reps[i]);
     return rc;
 }

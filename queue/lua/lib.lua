@@ -1,13 +1,15 @@
 -- lib.lua: sent in front of every script (queue/redis.c), never run alone.
 -- Redis 7 forbids globals in scripts, so everything here is a chunk local.
 --
--- Every script gets the same 12 common keys first (all in hash tag {volq},
+-- Every script gets the same 11 common keys first (all in hash tag {volq},
 -- see docs/queue.md) and the same 3 common arguments; its own keys and
 -- arguments follow at KEYS[NK + 1] and ARGV[NA + 1].
 local Q, RUN, DUE, LOCKS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- The ended jobs of each end state, scored by end time (the job's u when it
+-- ended); together they are every ended job.
 local ENDIDX = {succeeded = KEYS[5], failed = KEYS[6], cancelled = KEYS[7]}
-local ENDED, EVENTS, TOKEN, WORKERS, WJOB = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local NK = 12
+local EVENTS, TOKEN, WORKERS, WJOB = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local NK = 11
 local EVENTS_MAX, LEASE_MS, MAX_CRASHES = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local NA = 3
 -- errors keeps the last lines only: a job retried by hand many times stays small.
@@ -119,8 +121,7 @@ local function finish_job(key, id, j, state, reason, now)
   redis.call('ZREM', RUN, id)
   redis.call('ZREM', DUE, id)
   release_lock(j.dk, id)
-  redis.call('ZADD', ENDIDX[state], j.c, id)
-  redis.call('ZADD', ENDED, now, id)
+  redis.call('ZADD', ENDIDX[state], now, id)
   post(id, j, state == 'succeeded' and 'ok' or 'fail', reason, now)
 end
 

@@ -5,11 +5,16 @@
 --                 KEYS: common, per lock: the job key;  ARGV: common, 'locks',
 --                 per lock: disk, job id
 --   mode 'jobs':  leaves each job only in the index its state names, puts it
---                 in that index when missing, gives a live job its free lock
---                 and takes the lock from an ended one; a job without a record
---                 leaves every index.
+--                 in that index when missing (an ended job scored by its end
+--                 time, u, also when it was there with another score), gives
+--                 a live job its free lock and takes the lock from an ended
+--                 one; a job without a record leaves every index.
 --                 KEYS: common, per job: job key, then the in-flight lists it
 --                 was seen in;  ARGV: common, 'jobs', per job: id, number of lists
+--   mode 'old':   deletes the keys of an earlier version that nothing reads
+--                 any more ({volq}:ended, the ended jobs by end time: the
+--                 end-state indexes are scored by end time instead).
+--                 KEYS: common, the old keys;  ARGV: common, 'old'
 -- Returns {fixed, conflicts} (a conflict: a live job whose disk another live
 -- job holds; left for the administrator).
 local mode = ARGV[NA + 1]
@@ -37,7 +42,6 @@ local function drop_other_indexes(id, s, procs, j)
   for st, k in pairs(ENDIDX) do
     if st ~= s then count(redis.call('ZREM', k, id)) end
   end
-  if not (s and ENDIDX[s]) then count(redis.call('ZREM', ENDED, id)) end
   for _, p in ipairs(procs) do
     local mine = s == 'queued' or (s == 'running' and p == '{volq}:proc:' .. j.w)
     if not mine then count(redis.call('LREM', p, 0, id)) end
@@ -62,8 +66,14 @@ local function add_own_index(id, j, procs)
   elseif s == 'retrying' then
     if redis.call('ZADD', DUE, 'NX', tonumber(j.n) or now, id) == 1 then count(1) end
   elseif ENDIDX[s] then
-    count(redis.call('ZADD', ENDIDX[s], 'NX', j.c or now, id))
-    count(redis.call('ZADD', ENDED, 'NX', j.u or now, id))
+    -- By end time.  Without u (a hand edit), an entry present is kept.
+    local u = tonumber(j.u)
+    if not u then
+      count(redis.call('ZADD', ENDIDX[s], 'NX', now, id))
+    elseif tonumber(redis.call('ZSCORE', ENDIDX[s], id)) ~= u then
+      redis.call('ZADD', ENDIDX[s], j.u, id)
+      count(1)
+    end
   end
 end
 
@@ -97,6 +107,8 @@ if mode == 'locks' then
   for i = 1, #KEYS - NK do
     fix_lock(KEYS[NK + i], ARGV[NA + 2 * i], ARGV[NA + 1 + 2 * i])
   end
+elseif mode == 'old' then
+  for i = NK + 1, #KEYS do count(redis.call('DEL', KEYS[i])) end
 else
   local ki, ai = NK + 1, NA + 2
   while ai <= #ARGV do

@@ -18,7 +18,6 @@ local function retry_one(jk, id, expected, hk)
   redis.call('HSET', jk, 's', 'queued', 'a', 0, 'cr', 0, 'u', int(now))
   redis.call('HDEL', jk, 'r', 'n')
   redis.call('ZREM', ENDIDX.failed, id)
-  redis.call('ZREM', ENDED, id)
   redis.call('HSET', LOCKS, j.dk, id)
   redis.call('LPUSH', Q, id)
   return 'ok', ''

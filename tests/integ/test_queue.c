@@ -436,8 +436,10 @@ static void test_queue_accept_refusal_recorded(void)
     CHECK_R(rstr("HGET {volq}:job:%s r", res.job_id), "the disk is a template disk");
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", disk), 0);
     CHECK_INT(rint_("LLEN {volq}:q"), 0);
-    CHECK(rint_("ZSCORE {volq}:st:failed %s", res.job_id) > 0);
-    CHECK(rint_("ZSCORE {volq}:ended %s", res.job_id) > 0);
+    /* The end-state index is scored by the end time (u), here the acceptance. */
+    CHECK(field_int(res.job_id, "u") > 0);
+    CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", res.job_id), field_int(res.job_id, "u"));
+    CHECK_INT(rint_("EXISTS {volq}:ended"), 0);
     json_t *ev = last_event();
     check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend tmpl_disk.",
                 "amend", res.job_id, disk, "the disk is a template disk");
@@ -539,8 +541,11 @@ static void test_queue_fetch_progress_success(void)
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
     CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
     CHECK_INT(rint_("ZCARD {volq}:running"), 0);
-    CHECK_INT(rint_("ZSCORE {volq}:st:succeeded %s", m.id), j->created);
-    CHECK(rint_("ZSCORE {volq}:ended %s", m.id) >= j->updated);
+    /* Indexed by end time: the job's u, written when it ended. */
+    long long ended = field_int(m.id, "u");
+    CHECK(ended >= j->updated);
+    CHECK_INT(rint_("ZSCORE {volq}:st:succeeded %s", m.id), ended);
+    CHECK_INT(rint_("EXISTS {volq}:ended"), 0);
     CHECK_R(rstr("HGET {volq}:wjob " W1), "");
     ev = last_event();
     check_event(ev, "USER_AMEND_IMAGE_FINISH_SUCCESS", "normal",
@@ -625,7 +630,8 @@ static void test_queue_finish_refused_not_retried(void)
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
     CHECK_INT(rint_("ZCARD {volq}:due"), 0);
     CHECK_INT(rint_("ZCARD {volq}:running"), 0);
-    CHECK(rint_("ZSCORE {volq}:st:failed %s", m.id) > 0);
+    CHECK(field_int(m.id, "u") >= j->updated);
+    CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", m.id), field_int(m.id, "u"));
     json_t *ev = last_event();
     check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
                 "amend", m.id, m.disk, "the disk is in use");
@@ -775,7 +781,8 @@ static void test_queue_cancel(void)
     CHECK_R(rstr("HGET {volq}:job:%s r", q2.id), "cancelled by the administrator");
     CHECK_INT(rint_("LLEN {volq}:q"), 0);
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", q2.disk), 0);
-    CHECK(rint_("ZSCORE {volq}:st:cancelled %s", q2.id) > 0);
+    CHECK(field_int(q2.id, "u") >= field_int(q2.id, "c"));
+    CHECK_INT(rint_("ZSCORE {volq}:st:cancelled %s", q2.id), field_int(q2.id, "u"));
     json_t *ev = last_event();
     check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
                 "amend", q2.id, q2.disk, "cancelled by the administrator");
@@ -846,7 +853,6 @@ static void test_queue_manual_retry(void)
     CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
     CHECK_R(rstr("LINDEX {volq}:q 0"), m.id);
     CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", m.id), -1);
-    CHECK_INT(rint_("ZSCORE {volq}:ended %s", m.id), -1);
     vq_error e = {0};
     CHECK_INT(vq_queue_retry(Q, m.id, &e), VQ_ESTATE);
     char want[160];
@@ -1016,6 +1022,7 @@ static void test_queue_requeue_fails_at_max_crashes(void)
     CHECK_R(rstr("HGET {volq}:job:%s r", m.id), "worker died 2 times during this job");
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
     CHECK_INT(rint_("LLEN {volq}:q"), 0);
+    CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", m.id), field_int(m.id, "u"));
     json_t *ev = last_event();
     check_event(ev, "USER_AMEND_IMAGE_FINISH_FAILURE", "error", "Failed to amend vm1_Disk1.",
                 "amend", m.id, m.disk, "worker died 2 times during this job");
@@ -1158,6 +1165,14 @@ static void test_queue_housekeep_two_schedulers(void)
 
 /* ---- retention, repair -------------------------------------------------- */
 
+/* Sets the end time of an ended job in its end-state index (its u too, so
+ * that repair finds nothing to change). */
+static void set_ended_at(const char *state, const char *id, long long at)
+{
+    freeReplyObject(rcmd("HSET {volq}:job:%s u %lld", id, at));
+    freeReplyObject(rcmd("ZADD {volq}:st:%s %lld %s", state, at, id));
+}
+
 static void test_queue_trim_by_count_and_age(void)
 {
     setup();
@@ -1172,11 +1187,10 @@ static void test_queue_trim_by_count_and_age(void)
         CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
         vq_job_free(j);
         /* Distinct end times, oldest first. */
-        freeReplyObject(rcmd("ZADD {volq}:ended %lld %s", now - 10000 + i, done[i].id));
+        set_ended_at("succeeded", done[i].id, now - 10000 + i);
     }
     made live = amend();
     CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
-    CHECK_INT(rint_("ZCARD {volq}:ended"), 3);
     CHECK_INT(rint_("ZCARD {volq}:st:succeeded"), 3);
     CHECK_INT(rint_("EXISTS {volq}:job:%s", done[0].id), 0);
     CHECK_INT(rint_("EXISTS {volq}:job:%s", done[1].id), 0);
@@ -1186,15 +1200,101 @@ static void test_queue_trim_by_count_and_age(void)
     CFG.keep_finished_max = 100;
     CFG.keep_finished_s = 3600;
     reconfig();
-    freeReplyObject(rcmd("ZADD {volq}:ended %lld %s", now - 3601 * 1000LL, done[2].id));
+    set_ended_at("succeeded", done[2].id, now - 3601 * 1000LL);
     CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
     CHECK_INT(rint_("EXISTS {volq}:job:%s", done[2].id), 0);
     CHECK_INT(rint_("EXISTS {volq}:job:%s", done[3].id), 1);
-    CHECK_INT(rint_("ZCARD {volq}:ended"), 2);
-    /* A live job listed in ended by mistake is never deleted. */
-    freeReplyObject(rcmd("ZADD {volq}:ended 1 %s", live.id));
+    CHECK_INT(rint_("ZCARD {volq}:st:succeeded"), 2);
+    /* A live job listed in an ended index by mistake is never deleted. */
+    freeReplyObject(rcmd("ZADD {volq}:st:succeeded 1 %s", live.id));
     CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
     CHECK_INT(rint_("EXISTS {volq}:job:%s", live.id), 1);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", done[3].id), 1);
+}
+
+/* Retention over the three end states together: oldest by end time, equal
+ * end times in the order succeeded, failed, cancelled. */
+static void test_queue_trim_across_end_states(void)
+{
+    setup();
+    made s1 = amend(), s2 = amend();
+    for (int i = 0; i < 2; i++) {
+        vq_job *j = fetch(W1);
+        REQUIRE(j);
+        CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+        vq_job_free(j);
+    }
+    made f1 = failed_job(), f2 = failed_job();
+    made c1 = amend(), c2 = amend();
+    CHECK_INT(vq_queue_cancel(Q, c1.id, NULL), 0);
+    CHECK_INT(vq_queue_cancel(Q, c2.id, NULL), 0);
+    long long t = vq_now_ms() - 100000;
+    /* Oldest first: s1, f1, c1 (all at t), f2, s2, c2. */
+    set_ended_at("succeeded", s1.id, t);
+    set_ended_at("failed", f1.id, t);
+    set_ended_at("cancelled", c1.id, t);
+    set_ended_at("failed", f2.id, t + 1000);
+    set_ended_at("succeeded", s2.id, t + 2000);
+    set_ended_at("cancelled", c2.id, t + 3000);
+    const made *order[] = {&s1, &f1, &c1, &f2, &s2, &c2};
+    /* Each smaller cap deletes exactly the next one in that order. */
+    for (int kept = 5; kept >= 2; kept--) {
+        CFG.keep_finished_max = kept;
+        reconfig();
+        CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+        for (int i = 0; i < 6; i++)
+            CHECK_INT(rint_("EXISTS {volq}:job:%s", order[i]->id), i >= 6 - kept);
+        CHECK_INT(rint_("ZCARD {volq}:st:succeeded") + rint_("ZCARD {volq}:st:failed") +
+                      rint_("ZCARD {volq}:st:cancelled"), kept);
+    }
+    /* By age, in whichever index: c2 ended before the cutoff, s2 after it. */
+    CFG.keep_finished_max = 100;
+    CFG.keep_finished_s = 3600;
+    reconfig();
+    set_ended_at("cancelled", c2.id, vq_now_ms() - 3601 * 1000LL);
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", c2.id), 0);
+    CHECK_INT(rint_("ZCARD {volq}:st:cancelled"), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", s2.id), 1);
+    CHECK_INT(rint_("ZCARD {volq}:st:succeeded"), 1);
+}
+
+/* More than one batch (VQ_BATCH, 500) of ended jobs past the cap: each call
+ * goes on over several batches, oldest first, across the indexes. */
+static void test_queue_trim_batches(void)
+{
+    setup();
+    enum { N = 1300, KEEP = 100 };
+    static char disks[N][VQ_UUID_SIZE];
+    static vq_accept_req reqs[N];
+    static vq_accept_res res[N];
+    for (int i = 0; i < N; i++) {
+        vq_uuid_new(disks[i]);
+        reqs[i] = req("amend", disks[i], NULL, "d");
+        reqs[i].refusal = "refused"; /* failed at once */
+    }
+    CHECK_INT(vq_queue_accept(Q, reqs, N, res, NULL), 0);
+    CHECK_INT(rint_("ZCARD {volq}:st:failed"), N);
+    /* End times: every third job moved to succeeded, every third to
+     * cancelled; job i ended at t + i. */
+    long long t = vq_now_ms() - 100000;
+    const char *st[] = {"failed", "succeeded", "cancelled"};
+    for (int i = 0; i < N; i++) {
+        if (i % 3) {
+            freeReplyObject(rcmd("ZREM {volq}:st:failed %s", res[i].job_id));
+            freeReplyObject(rcmd("HSET {volq}:job:%s s %s", res[i].job_id, st[i % 3]));
+        }
+        set_ended_at(st[i % 3], res[i].job_id, t + i);
+    }
+    CFG.keep_finished_max = KEEP;
+    reconfig();
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("ZCARD {volq}:st:succeeded") + rint_("ZCARD {volq}:st:failed") +
+                  rint_("ZCARD {volq}:st:cancelled"), KEEP);
+    int kept_wrong = 0;
+    for (int i = 0; i < N; i++)
+        kept_wrong += rint_("EXISTS {volq}:job:%s", res[i].job_id) != (i >= N - KEEP);
+    CHECK_INT(kept_wrong, 0);
 }
 
 static void test_queue_repair_injected(void)
@@ -1237,6 +1337,56 @@ static void test_queue_repair_injected(void)
     CHECK_INT(fixed, 0);
 }
 
+/* An earlier version indexed ended jobs by created time in st:* and by end
+ * time in {volq}:ended.  Repair at start-up scores st:* by end time and
+ * deletes {volq}:ended, so the upgrade is made in place. */
+static void test_queue_repair_upgrades_ended_index(void)
+{
+    setup();
+    made s1 = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_INT(finish(j, VQ_OUT_SUCCESS, NULL), VQ_JOB_SUCCEEDED);
+    vq_job_free(j);
+    made f1 = failed_job(), c1 = amend();
+    CHECK_INT(vq_queue_cancel(Q, c1.id, NULL), 0);
+    /* The old layout: created in reverse order of the end times. */
+    long long t = vq_now_ms() - 100000;
+    const made *m[] = {&s1, &f1, &c1};
+    const char *st[] = {"succeeded", "failed", "cancelled"};
+    for (int i = 0; i < 3; i++) {
+        long long created = t - 10000 * (i + 1), ended = t + 1000 * i;
+        freeReplyObject(rcmd("HSET {volq}:job:%s c %lld u %lld", m[i]->id, created, ended));
+        freeReplyObject(rcmd("ZADD {volq}:st:%s %lld %s", st[i], created, m[i]->id));
+        freeReplyObject(rcmd("ZADD {volq}:ended %lld %s", ended, m[i]->id));
+    }
+    size_t fixed = 0;
+    vq_error e = {0};
+    CHECK_INT(vq_queue_repair(Q, &fixed, &e), 0);
+    CHECK_INT(fixed, 4); /* 3 scores, 1 old key */
+    CHECK_INT(rint_("EXISTS {volq}:ended"), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(rint_("ZSCORE {volq}:st:%s %s", st[i], m[i]->id), t + 1000 * i);
+        CHECK_R(state_of(m[i]->id), st[i]);
+    }
+    CHECK_INT(vq_queue_repair(Q, &fixed, NULL), 0);
+    CHECK_INT(fixed, 0);
+    /* Retention now goes by end time: the first to end goes first, not the
+     * first created. */
+    CFG.keep_finished_max = 2;
+    reconfig();
+    CHECK_INT(vq_queue_housekeep(Q, NULL, NULL), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", s1.id), 0);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", f1.id), 1);
+    CHECK_INT(rint_("EXISTS {volq}:job:%s", c1.id), 1);
+    /* An end-state entry whose score is not its job's end time is scored
+     * again, also without the old key. */
+    freeReplyObject(rcmd("ZADD {volq}:st:failed 5 %s", f1.id));
+    CHECK_INT(vq_queue_repair(Q, &fixed, NULL), 0);
+    CHECK_INT(fixed, 1);
+    CHECK_INT(rint_("ZSCORE {volq}:st:failed %s", f1.id), t + 1000);
+}
+
 /* ---- listing, status, lock holders -------------------------------------- */
 
 static void test_queue_list_newest_first(void)
@@ -1247,7 +1397,6 @@ static void test_queue_list_newest_first(void)
     const made *all[] = {&a, &b, &c, &d};
     for (int i = 0; i < 4; i++)
         freeReplyObject(rcmd("HSET {volq}:job:%s c %d", all[i]->id, 1000 + i));
-    freeReplyObject(rcmd("ZADD {volq}:st:failed 1002 %s", c.id));
     json_t *l = NULL;
     CHECK_INT(vq_queue_list(Q, -1, 10, &l, NULL), 0);
     CHECK_INT(json_array_size(l), 4);
@@ -1308,7 +1457,16 @@ static void test_queue_status(void)
     CHECK_INT(json_integer_value(json_object_get(s, "jobs_per_min")), 1);
     CHECK_STR(json_string_value(json_object_get(s, "redis")), "up");
     (void)a;
-    (void)b;
+    json_decref(s);
+    /* jobs_per_min counts every end state, within the last minute only. */
+    CHECK_INT(vq_queue_cancel(Q, b.id, NULL), 0);
+    made old = failed_job();
+    freeReplyObject(rcmd("ZADD {volq}:st:failed %lld %s", (long long)vq_now_ms() - 61000, old.id));
+    CHECK_INT(vq_queue_status(Q, &s, NULL), 0);
+    REQUIRE(s);
+    CHECK_INT(json_integer_value(json_object_get(s, "jobs_per_min")), 2);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(s, "jobs"), "failed")), 2);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(s, "jobs"), "cancelled")), 1);
     json_decref(s);
     vq_job_free(j);
 }
@@ -1549,7 +1707,9 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_requeue_worker_front), T(test_queue_requeue_fails_at_max_crashes),
        T(test_queue_worker_gone_and_unstarted), T(test_queue_lease_expiry_requeues),
        T(test_queue_dead_worker_registration), T(test_queue_housekeep_two_schedulers),
-       T(test_queue_trim_by_count_and_age), T(test_queue_repair_injected),
+       T(test_queue_trim_by_count_and_age), T(test_queue_trim_across_end_states),
+       T(test_queue_trim_batches), T(test_queue_repair_injected),
+       T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
        T(test_queue_finish_fetch_pipeline), T(test_queue_events_since_id_and_time),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),

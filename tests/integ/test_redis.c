@@ -193,10 +193,10 @@ static void test_redis_pipeline_order_and_errors(void)
     vq_redis_free(r);
 }
 
-/* beat.lua with the 12 common keys and 3 common args of lib.lua. */
+/* beat.lua with the 11 common keys and 3 common args of lib.lua. */
 static const char *const common_keys[] = {
     "{volq}:q", "{volq}:running", "{volq}:due", "{volq}:locks", "{volq}:st:succeeded",
-    "{volq}:st:failed", "{volq}:st:cancelled", "{volq}:ended", "{volq}:events", "{volq}:token",
+    "{volq}:st:failed", "{volq}:st:cancelled", "{volq}:events", "{volq}:token",
     "{volq}:workers", "{volq}:wjob",
 };
 
@@ -205,13 +205,13 @@ static void test_redis_script_reload_after_flush(void)
     start_redis();
     vq_redis *r = connect_or_die(R.url);
     const char *args[] = {"100", "15000", "5", "w1:1", "job-a"};
-    CHECK_STR(text_of(vq_redis_script(r, "beat.lua", 12, (const char **)common_keys, 5, args,
+    CHECK_STR(text_of(vq_redis_script(r, "beat.lua", 11, (const char **)common_keys, 5, args,
                                       NULL, NULL)), "ok");
     CHECK_STR(text_of(t_redis_cmd(&R, "HGET {volq}:wjob w1:1")), "job-a");
     CHECK_STR(text_of(t_redis_cmd(&R, "SCRIPT FLUSH")), "OK");
     args[4] = "job-b";
     vq_error e = {0};
-    CHECK_STR(text_of(vq_redis_script(r, "beat.lua", 12, (const char **)common_keys, 5, args,
+    CHECK_STR(text_of(vq_redis_script(r, "beat.lua", 11, (const char **)common_keys, 5, args,
                                       NULL, &e)), "ok");
     CHECK_INT(e.code, 0);
     CHECK_STR(text_of(t_redis_cmd(&R, "HGET {volq}:wjob w1:1")), "job-b");
@@ -220,7 +220,7 @@ static void test_redis_script_reload_after_flush(void)
     CHECK_STR(text_of(t_redis_cmd(&R, "SCRIPT FLUSH")), "OK");
     args[4] = "job-c";
     const char *ping[] = {"PING"};
-    CHECK_INT(vq_redis_script_append(r, "beat.lua", 12, (const char **)common_keys, 5, args,
+    CHECK_INT(vq_redis_script_append(r, "beat.lua", 11, (const char **)common_keys, 5, args,
                                      NULL, NULL), 0);
     CHECK_INT(vq_redis_append_argv(r, 1, ping, NULL, NULL), 0);
     CHECK_STR(text_of(vq_redis_get_reply(r, NULL)), "ok");
