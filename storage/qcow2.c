@@ -168,15 +168,22 @@ static void read_head(src *s, uint64_t file_size)
 
 int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err)
 {
-    unsigned char h[V3_HEADER_LEN];
     struct stat st;
+    if (fstat(fd, &st) != 0) {
+        memset(out, 0, sizeof *out);
+        return vq_error_set(err, VQ_EIO, "qcow2 header: stat: %s", strerror(errno));
+    }
+    return vq_qcow2_read_stat(fd, &st, out, err);
+}
+
+int vq_qcow2_read_stat(int fd, const struct stat *st, vq_qcow2 *out, vq_error *err)
+{
+    unsigned char h[V3_HEADER_LEN];
     layout l = {0};
     src s = {.fd = fd};
     memset(out, 0, sizeof *out);
-    if (fstat(fd, &st) != 0)
-        return vq_error_set(err, VQ_EIO, "qcow2 header: stat: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode)) return BAD("not a regular file");
-    l.file_size = (uint64_t)st.st_size;
+    if (!S_ISREG(st->st_mode)) return BAD("not a regular file");
+    l.file_size = (uint64_t)st->st_size;
     if (l.file_size < V2_HEADER_LEN) return BAD("truncated");
     size_t hlen = l.file_size < V3_HEADER_LEN ? V2_HEADER_LEN : V3_HEADER_LEN;
     read_head(&s, l.file_size);

@@ -57,6 +57,31 @@ size_t vq_disk_count_v2(const vq_disk *disk);
 int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_done,
                         vq_error *err);
 
+/* One disk of vq_disk_load_many(): what vq_disk_load() and then
+ * vq_disk_check_amend() left, as a serial scan would. */
+typedef struct vq_disk_scan {
+    vq_disk *disk;   /* new (free with vq_disk_free()), NULL when the load failed */
+    int rc;          /* vq_disk_load's: 0, VQ_EINVAL, VQ_ENOENT or VQ_ENOMEM */
+    int check_rc;    /* vq_disk_check_amend's when loaded: 0 or VQ_EREFUSED */
+    int done;        /* its *already_done */
+    vq_error err;    /* why rc or check_rc is not 0 */
+} vq_disk_scan;
+
+/* Threads of vq_disk_load_many() at most.  A scan is mostly system calls on
+ * different folders (75% kernel time), which scale with the cores; the cap
+ * keeps one upgrade request from taking every core of a large host. */
+#define VQ_DISK_SCAN_THREADS_MAX 4
+
+/* Loads and checks imgs[0..n) of d into out[0..n): vq_disk_load() then
+ * vq_disk_check_amend() of each, on nthreads threads (<= 0: the online CPUs),
+ * at most VQ_DISK_SCAN_THREADS_MAX and one per 64 disks; each thread takes a
+ * contiguous slice, the caller's thread the first.  A thread that cannot be
+ * started leaves its slice to the caller's thread: the same results, later.
+ * Cannot fail as a whole; out[i] says how disk i went.  Free each out[i].disk
+ * with vq_disk_free(). */
+void vq_disk_load_many(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
+                       int nthreads, vq_disk_scan *out);
+
 /* The disk object of the HTTP API (SPEC §4), every field.  locked_by is the job
  * holding the disk lock or NULL (status becomes "locked").  New reference. */
 json_t *vq_disk_json(const vq_disk *disk, const char *locked_by);

@@ -2,6 +2,7 @@
 #ifndef VOLQ_QCOW2_H
 #define VOLQ_QCOW2_H
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "volq/error.h"
 
@@ -24,6 +25,9 @@ typedef struct vq_qcow2 {
  * a bad magic, an unknown version, a truncated or lying header is VQ_EINVAL with
  * the reason ("qcow2 header: backing file offset beyond end of file"). */
 int vq_qcow2_read(int fd, vq_qcow2 *out, vq_error *err);
+/* The same with fd's fstat() already taken by the caller (st, borrowed): a
+ * disk scan stats each volume anyway, and saves one system call in 14. */
+int vq_qcow2_read_stat(int fd, const struct stat *st, vq_qcow2 *out, vq_error *err);
 
 /* "0.10" for 2, "1.1" for 3, NULL otherwise. */
 const char *vq_qcow2_compat(uint32_t version);

@@ -925,6 +925,179 @@ static void test_storage_domain_metadata_problems(void)
     teardown(&f);
 }
 
+/* ---- many disks on threads ---- */
+
+/* A new buffer with the whole file name of folder dfd (slurp() stops at 64 KiB). */
+static char *read_all(int dfd, const char *name, size_t *len)
+{
+    int fd = openat(dfd, name, O_RDONLY);
+    struct stat st;
+    REQUIRE(fd >= 0 && fstat(fd, &st) == 0);
+    char *b = malloc((size_t)st.st_size + 1);
+    REQUIRE(b && read(fd, b, (size_t)st.st_size) == st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return b;
+}
+
+/* Image dst: a copy of image src (the same volume ids, each .meta's IMAGE
+ * rewritten), so that hundreds of disks need no qemu-img each. */
+static void copy_image(fx *f, const char *src, const char *dst)
+{
+    char from[4096], to[4096];
+    snprintf(from, sizeof from, "%s", ipath(f, src, NULL));
+    snprintf(to, sizeof to, "%s", ipath(f, dst, NULL));
+    DIR *dir = opendir(from);
+    REQUIRE(dir);
+    REQUIRE(mkdir(to, 0755) == 0);
+    int dfrom = dirfd(dir), dto = open(to, O_RDONLY | O_DIRECTORY);
+    REQUIRE(dto >= 0);
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        size_t len;
+        char *b = read_all(dfrom, de->d_name, &len);
+        char *img = strstr(de->d_name, ".meta") ? strstr(b, "\nIMAGE=") : NULL;
+        if (img) memcpy(img + 7, dst, VQ_UUID_LEN);
+        int fd = openat(dto, de->d_name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        REQUIRE(fd >= 0 && write(fd, b, len) == (ssize_t)len);
+        close(fd);
+        free(b);
+    }
+    close(dto);
+    closedir(dir);
+}
+
+/* JSON of a disk with sorted keys, for comparing two loads.  Free with free(). */
+static char *disk_text(const vq_disk *disk)
+{
+    json_t *j = vq_disk_json(disk, NULL);
+    char *t = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(j);
+    REQUIRE(t);
+    return t;
+}
+
+/* 1 when s says what vq_disk_load + vq_disk_check_amend of img say, one
+ * after the other in this thread. */
+static int same_as_serial(fx *f, const char *img, const vq_disk_scan *s)
+{
+    vq_disk *disk = NULL;
+    vq_error e = {0};
+    int done = 0, check_rc = 0, rc = vq_disk_load(f->d, img, &disk, &e);
+    if (rc == 0) check_rc = vq_disk_check_amend(f->d, disk, &done, &e);
+    int same = rc == s->rc && check_rc == s->check_rc && done == s->done &&
+               strcmp(e.text, s->err.text) == 0 && !disk == !s->disk;
+    if (same && disk) {
+        char *a = disk_text(disk), *b = disk_text(s->disk);
+        same = strcmp(a, b) == 0;
+        free(a);
+        free(b);
+    }
+    if (!same)
+        fprintf(stderr, "# disk %.40s: serial rc %d/%d \"%s\", scan rc %d/%d \"%s\"\n", img, rc,
+                check_rc, e.text, s->rc, s->check_rc, s->err.text);
+    vq_disk_free(disk);
+    return same;
+}
+
+/* What the scan found: disks to amend, already done, refused by the check
+ * (illegal ones included), and ids that did not load. */
+typedef struct tally {
+    int todo, done, refused, illegal, failed;
+} tally;
+
+static tally count(const vq_disk_scan *s, size_t n)
+{
+    tally t = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].rc) {
+            t.failed++;
+            continue;
+        }
+        t.illegal += s[i].disk->status == VQ_STATUS_ILLEGAL;
+        if (s[i].check_rc)
+            t.refused++;
+        else if (s[i].done)
+            t.done++;
+        else
+            t.todo++;
+    }
+    return t;
+}
+
+/* 300 copies of a 0.10 disk (4 damaged, 1 amended), a raw disk, a template,
+ * and two ids that are no disk, scanned on 1..4 threads and by default:
+ * every result is what a serial load and check give, in the caller's order. */
+static void test_storage_load_many_matches_serial(void)
+{
+    enum { COPIES = 300, EXTRA = 2 };
+    fx f;
+    setup(&f, "--disks 1 --chain 2 --raw 1 --template --size-mib 1");
+    chain2 c;
+    first_disk(&f, &c);
+    char(*copies)[VQ_UUID_SIZE] = calloc(COPIES, sizeof *copies);
+    REQUIRE(copies);
+    for (int i = 0; i < COPIES; i++) {
+        vq_uuid_new(copies[i]);
+        copy_image(&f, c.img, copies[i]);
+    }
+    sh("rm %s", ipath(&f, copies[10], c.base));
+    sh("sed -i s/LEGALITY=LEGAL/LEGALITY=ILLEGAL/ %s.meta", ipath(&f, copies[100], c.leaf));
+    sh("sed -i /^EOF/d %s.meta", ipath(&f, copies[200], c.leaf));
+    sh("rm -r %s && ln -s %s %s", ipath(&f, copies[290], NULL), c.img,
+       ipath(&f, copies[290], NULL));
+    sh("cd %s && qemu-img amend -f qcow2 -o compat=1.1 %s && qemu-img amend -f qcow2 -o "
+       "compat=1.1 %s", ipath(&f, copies[150], NULL), c.base, c.leaf);
+
+    char(*listed)[VQ_UUID_SIZE];
+    size_t nlisted;
+    REQUIRE(vq_domain_images(f.d, &listed, &nlisted, NULL) == 0);
+    CHECK_INT(nlisted, 1 + 1 + 1 + COPIES);
+    size_t n = nlisted + EXTRA;
+    char(*ids)[VQ_UUID_SIZE] = calloc(n, sizeof *ids);
+    REQUIRE(ids);
+    memcpy(ids, listed, nlisted * sizeof *ids);
+    free(listed);
+    snprintf(ids[n - 2], VQ_UUID_SIZE, "%s", "6a1b2c3d-0000-4000-8000-00000000b002"); /* none */
+    snprintf(ids[n - 1], VQ_UUID_SIZE, "%s", "not-a-uuid");
+
+    vq_disk_scan *s = calloc(n, sizeof *s);
+    REQUIRE(s);
+    const int threads[] = {1, 2, 3, 4, 0, 64};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, n, threads[t], s);
+        int differ = 0;
+        for (size_t i = 0; i < n; i++) differ += !same_as_serial(&f, ids[i], &s[i]);
+        if (differ) fprintf(stderr, "# %d threads\n", threads[t]);
+        CHECK_INT(differ, 0);
+        tally k = count(s, n);
+        /* To amend: the original and 295 good copies; done: the amended
+         * copy; refused: the 3 illegal copies (missing base, no EOF, folder
+         * a symlink), the copy with an ILLEGAL volume, raw and template. */
+        CHECK_INT(k.todo, 1 + COPIES - 5);
+        CHECK_INT(k.done, 1);
+        CHECK_INT(k.illegal, 3);
+        CHECK_INT(k.refused, 3 + 1 + 2);
+        CHECK_INT(k.failed, EXTRA);
+        CHECK_INT(s[n - 2].rc, VQ_ENOENT);
+        CHECK_CONTAINS(s[n - 2].err.text, "6a1b2c3d-0000-4000-8000-00000000b002");
+        CHECK_INT(s[n - 1].rc, VQ_EINVAL);
+        CHECK_STR(s[n - 1].err.text, "disk id \"not-a-uuid\" is not a UUID");
+        CHECK(s[n - 1].disk == NULL);
+        for (size_t i = 0; i < n; i++) vq_disk_free(s[i].disk);
+    }
+    /* Fewer disks than a thread's share, and none at all. */
+    vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, 1, 4, s);
+    CHECK(same_as_serial(&f, ids[0], &s[0]));
+    vq_disk_free(s[0].disk);
+    vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, 0, 0, NULL);
+    free(s);
+    free(ids);
+    free(copies);
+    teardown(&f);
+}
+
 T_MAIN(T(test_storage_fs_read_bounds_and_paths), T(test_storage_fs_write_atomic),
        T(test_storage_v4_domain_opens_sealed), T(test_storage_domain_list_skips_junk),
        T(test_storage_v3_and_v5_size_keys), T(test_storage_chain_json),
@@ -937,4 +1110,5 @@ T_MAIN(T(test_storage_fs_read_bounds_and_paths), T(test_storage_fs_write_atomic)
        T(test_storage_bad_meta_files), T(test_storage_chain_depth_limit),
        T(test_storage_meta_write_keeps_unknown_keys),
        T(test_storage_broken_seal_is_never_rewritten),
-       T(test_storage_unsealed_rewrite_adds_seal), T(test_storage_domain_metadata_problems))
+       T(test_storage_unsealed_rewrite_adds_seal), T(test_storage_domain_metadata_problems),
+       T(test_storage_load_many_matches_serial))
