@@ -51,8 +51,8 @@ static int connect_queue(const char *url, vq_queue **q)
     return 0;
 }
 
-/* The scan (every disk loaded and checked, as a bulk upgrade does) and one
- * accept call for every disk. */
+/* The scan (every disk loaded and checked on several threads, as a bulk
+ * upgrade does: vq_disk_load_many) and one accept call for every disk. */
 static int bulk_accept(vq_queue *q, figures *f)
 {
     vq_domain *d = NULL;
@@ -63,22 +63,25 @@ static int bulk_accept(vq_queue *q, figures *f)
     if (vq_domain_open(root, sd, &d, &err) || vq_domain_images(d, &ids, &n, &err)) goto fail;
     vq_accept_req *reqs = calloc(n, sizeof *reqs);
     vq_accept_res *res = calloc(n, sizeof *res);
-    vq_disk **disks = calloc(n, sizeof *disks);
-    int rc = reqs && res && disks ? 0 : -1;
+    vq_disk_scan *scan = calloc(n, sizeof *scan);
+    int rc = reqs && res && scan ? 0 : -1;
+    if (rc == 0) vq_disk_load_many(d, (const char(*)[VQ_UUID_SIZE])ids, n, 0, scan);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        int done = 0;
-        rc = vq_disk_load(d, ids[i], &disks[i], &err) ||
-             vq_disk_check_amend(d, disks[i], &done, &err);
-        reqs[i] = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = disks[i]->id,
-                                  .alias = disks[i]->alias};
+        if (scan[i].rc || scan[i].check_rc) {
+            err = scan[i].err;
+            rc = -1;
+            continue;
+        }
+        reqs[i] = (vq_accept_req){.kind = "amend", .domain_id = d->id,
+                                  .disk_id = scan[i].disk->id, .alias = scan[i].disk->alias};
     }
     f->scan_s = (double)(b_now_us() - t0) / 1e6;
     if (rc == 0) rc = vq_queue_accept(q, reqs, n, res, &err);
     f->accept_s = (double)(b_now_us() - t0) / 1e6;
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (res[i].status != VQ_ACCEPT_QUEUED) rc = -1;
-    for (size_t i = 0; disks && i < n; i++) vq_disk_free(disks[i]);
-    free(disks);
+    for (size_t i = 0; scan && i < n; i++) vq_disk_free(scan[i].disk);
+    free(scan);
     free(reqs);
     free(res);
     free(ids);

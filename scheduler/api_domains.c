@@ -29,8 +29,8 @@ void vq_api_domains_(vq_req *r)
 }
 
 /* holders[i] for v[i], in one round trip. */
-int vq_fetch_holders_(vq_sched *s, vq_disk **v, size_t n, char (**holders)[VQ_UUID_SIZE],
-                         vq_error *err)
+int vq_fetch_holders_(vq_sched *s, const vq_disk_scan *v, size_t n,
+                      char (**holders)[VQ_UUID_SIZE], vq_error *err)
 {
     const char **ids = calloc(n ? n : 1, sizeof *ids);
     *holders = calloc(n ? n : 1, sizeof **holders);
@@ -39,25 +39,26 @@ int vq_fetch_holders_(vq_sched *s, vq_disk **v, size_t n, char (**holders)[VQ_UU
         vq_error_set(err, VQ_ENOMEM, "out of memory reading disk locks");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) ids[i] = v[i]->id;
+    for (size_t i = 0; i < n; i++) ids[i] = v[i].disk->id;
     rc = n ? vq_queue_lock_holders(s->q, ids, n, *holders, err) : 0;
 out:
     free(ids);
     return rc;
 }
 
-static json_t *disks_json(vq_disk **v, size_t n, const char (*holders)[VQ_UUID_SIZE])
+static json_t *disks_json(const vq_disk_scan *v, size_t n,
+                          const char (*holders)[VQ_UUID_SIZE])
 {
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
-        json_array_append_new(arr, vq_disk_json(v[i], holders[i][0] ? holders[i] : NULL));
+        json_array_append_new(arr, vq_disk_json(v[i].disk, holders[i][0] ? holders[i] : NULL));
     return arr;
 }
 
 void vq_api_disks_(vq_req *r)
 {
     vq_domain *d = NULL;
-    vq_disk **v = NULL;
+    vq_disk_scan *v = NULL;
     size_t n = 0;
     char(*holders)[VQ_UUID_SIZE] = NULL;
     vq_error err = {0};

@@ -16,7 +16,7 @@
 static const char *const upgrade_fields[] = {"to_v4", NULL};
 
 typedef struct bulk {
-    vq_disk **disks;
+    vq_disk_scan *disks;             /* each loaded and checked (vq_load_disks_) */
     size_t n;
     char (*holders)[VQ_UUID_SIZE];
     vq_accept_req *reqs;             /* the disks sent to vq_queue_accept */
@@ -85,18 +85,18 @@ static const char *said(char *reason, size_t sz, const char *code, const char *w
 }
 
 /* Why a disk is not amended: its code (reason filled), or NULL when eligible.
- * The order makes the most telling reason win (a template is also "raw"...). */
-static const char *skip_code(const vq_domain *d, const vq_disk *disk, char *reason, size_t sz)
+ * The order makes the most telling reason win (a template is also "raw"...).
+ * vq_disk_check_amend's answer comes from the scan (s). */
+static const char *skip_code(const vq_domain *d, const vq_disk_scan *s, char *reason, size_t sz)
 {
+    const vq_disk *disk = s->disk;
     vq_error err = {0};
-    int done = 0, rc;
     if (disk->status != VQ_STATUS_OK) return said(reason, sz, "illegal", "illegal", disk->reason);
     if (disk->is_template) return said(reason, sz, "template", "template disk", NULL);
     if (!own_qcow2(disk)) return said(reason, sz, "raw", "raw disk", NULL);
-    if (vq_disk_check_amend(d, disk, &done, &err))
-        return said(reason, sz, "illegal", "refused", err.text);
-    if (done) return said(reason, sz, "already_amended", "already compat 1.1", NULL);
-    rc = vq_job_kind_find("amend")->check(d, disk, NULL, &err);
+    if (s->check_rc) return said(reason, sz, "illegal", "refused", s->err.text);
+    if (s->done) return said(reason, sz, "already_amended", "already compat 1.1", NULL);
+    int rc = vq_job_kind_find("amend")->check(d, disk, NULL, &err);
     if (rc) return said(reason, sz, rc == VQ_EREFUSED ? "in_use" : "error", "refused", err.text);
     return NULL;
 }
@@ -118,8 +118,8 @@ static void add_req(bulk *b, const vq_domain *d, size_t i)
 {
     b->req_disk[b->nreqs] = i;
     vq_accept_req *a = &b->reqs[b->nreqs++];
-    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = b->disks[i]->id,
-                         .alias = b->disks[i]->alias};
+    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = b->disks[i].disk->id,
+                         .alias = b->disks[i].disk->alias};
     if (b->keys && b->keys[i][0]) a->idem_key = b->keys[i];
 }
 
@@ -131,12 +131,12 @@ static void plan(bulk *b, const vq_domain *d)
 {
     char reason[512];
     for (size_t i = 0; i < b->n; i++) {
-        const vq_disk *disk = b->disks[i];
+        const vq_disk *disk = b->disks[i].disk;
         const char *code = NULL;
         if (b->holders[i][0] && !b->idem_key)
             add_locked(b, disk, b->holders[i]);
         else if (!b->holders[i][0] && !(b->made && b->made[i][0]) &&
-                 (code = skip_code(d, disk, reason, sizeof reason)))
+                 (code = skip_code(d, &b->disks[i], reason, sizeof reason)))
             add_skip(b, disk, code, reason);
         else
             add_req(b, d, i);
@@ -149,7 +149,7 @@ static int read_keys(vq_sched *s, bulk *b, vq_error *err)
     const char **keys = calloc(b->n ? b->n : 1, sizeof *keys);
     if (!keys) return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
     for (size_t i = 0; i < b->n; i++) {
-        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->disks[i]->id);
+        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->disks[i].disk->id);
         if (n < 0 || n >= VQ_BULK_KEY_MAX) b->keys[i][0] = '\0'; /* checked: cannot happen */
         keys[i] = b->keys[i];
     }
@@ -191,7 +191,7 @@ static int accept_all(vq_sched *s, bulk *b, char (*ids)[VQ_UUID_SIZE], size_t *n
     if (!res) return vq_error_set(err, VQ_ENOMEM, "out of memory accepting the upgrade");
     int rc = b->nreqs ? vq_queue_accept(s->q, b->reqs, b->nreqs, res, err) : 0;
     for (size_t i = 0; rc == 0 && i < b->nreqs; i++) {
-        const vq_disk *disk = b->disks[b->req_disk[i]];
+        const vq_disk *disk = b->disks[b->req_disk[i]].disk;
         if (res[i].status == VQ_ACCEPT_LOCKED) {
             add_locked(b, disk, res[i].job_id);
             continue;

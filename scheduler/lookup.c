@@ -104,34 +104,37 @@ int vq_find_disk_any_(vq_req *r, const char *img, vq_domain **d, vq_disk **out)
     return rc;
 }
 
-/* Loads every disk of d; disks that vanish meanwhile are left out. */
-int vq_load_disks_(const vq_domain *d, vq_disk ***out, size_t *n, vq_error *err)
+/* Loads and checks every disk of d (vq_disk_load_many, on several threads);
+ * disks that vanish meanwhile are left out. */
+int vq_load_disks_(const vq_domain *d, vq_disk_scan **out, size_t *n, vq_error *err)
 {
     char(*ids)[VQ_UUID_SIZE] = NULL;
     size_t nids = 0;
     int rc = vq_domain_images(d, &ids, &nids, err);
     if (rc) return rc;
-    vq_disk **v = calloc(nids ? nids : 1, sizeof *v);
+    vq_disk_scan *v = calloc(nids ? nids : 1, sizeof *v);
     if (!v) {
         free(ids);
         return vq_error_set(err, VQ_ENOMEM, "out of memory listing disks of %s", d->id);
     }
+    vq_disk_load_many(d, (const char(*)[VQ_UUID_SIZE])ids, nids, 0, v);
     *n = 0;
     for (size_t i = 0; i < nids; i++) {
-        vq_error e = {0};
-        if (vq_disk_load(d, ids[i], &v[*n], &e) == 0)
-            (*n)++;
-        else
-            vq_log(VQ_LOG_INFO, "disk %s left out of the list: %s", ids[i], e.text);
+        if (!v[i].disk) {
+            vq_log(VQ_LOG_INFO, "disk %s left out of the list: %s", ids[i], v[i].err.text);
+            continue;
+        }
+        if (*n != i) v[*n] = v[i];
+        (*n)++;
     }
     free(ids);
     *out = v;
     return 0;
 }
 
-void vq_free_disks_(vq_disk **v, size_t n)
+void vq_free_disks_(vq_disk_scan *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) vq_disk_free(v[i]);
+    for (size_t i = 0; i < n; i++) vq_disk_free(v[i].disk);
     free(v);
 }
 

@@ -141,14 +141,16 @@ int vq_find_disk_(vq_req *r, const vq_domain *d, const char *img, vq_disk **out)
 /* The disk by id alone: searches every domain; in several is a 400 naming them. */
 int vq_find_disk_any_(vq_req *r, const char *img, vq_domain **d, vq_disk **out);
 
-/* Every disk of d, loaded; disks that vanish meanwhile are left out.
- * *out is a new array (free with vq_free_disks_()). */
-int vq_load_disks_(const vq_domain *d, vq_disk ***out, size_t *n, vq_error *err);
-void vq_free_disks_(vq_disk **v, size_t n);
+/* Every disk of d, loaded and checked for an amend on several threads
+ * (vq_disk_load_many, the scan bench/queue measures); disks that vanish
+ * meanwhile are left out, so each v[i].disk is set.  *out is a new array
+ * (free with vq_free_disks_()). */
+int vq_load_disks_(const vq_domain *d, vq_disk_scan **out, size_t *n, vq_error *err);
+void vq_free_disks_(vq_disk_scan *v, size_t n);
 /* Lock holders of v[0..n) in one round trip; *holders is a new array (free()),
  * "" for a free disk. */
-int vq_fetch_holders_(vq_sched *s, vq_disk **v, size_t n, char (**holders)[VQ_UUID_SIZE],
-                      vq_error *err);
+int vq_fetch_holders_(vq_sched *s, const vq_disk_scan *v, size_t n,
+                      char (**holders)[VQ_UUID_SIZE], vq_error *err);
 
 /* accept.c: one job through vq_queue_accept, answered 202/200/409. */
 void vq_accept_one_(vq_req *r, const vq_accept_req *a);
