@@ -29,6 +29,20 @@ static int check_req(const vq_accept_req *r, size_t i, vq_error *err)
     return 0;
 }
 
+/* prefix + id as one key (VQ_KEY_MAX: ids and idempotency keys fit). */
+static void add_key(vq_strv *k, const char *prefix, const char *id)
+{
+    char key[VQ_KEY_MAX];
+    size_t pl = strlen(prefix), il = strlen(id);
+    if (pl + il >= sizeof key) {
+        k->oom = 1; /* check_req bounds every id: a bug */
+        return;
+    }
+    memcpy(key, prefix, pl);
+    memcpy(key + pl, id, il);
+    vq_strv_addn_(k, key, pl + il);
+}
+
 /* What the script will check again: the lock holder of each disk and the job
  * each idempotency key made ("" when none), read in one pipeline. */
 typedef struct seen {
@@ -38,25 +52,28 @@ typedef struct seen {
 
 static int read_seen(vq_queue *q, const vq_accept_req *reqs, size_t n, seen *s, vq_error *err)
 {
-    vq_strv h = {0}, m = {0};
-    vq_strv_add_(&h, "HMGET");
-    vq_strv_add_(&h, VQ_K_LOCKS);
+    /* HMGET's arguments point into the requests: 20,000 ids are not copied. */
+    const char **h = calloc(n + 2, sizeof *h);
+    vq_strv m = {0};
     vq_strv_add_(&m, "MGET");
-    for (size_t i = 0; i < n; i++) {
-        vq_strv_add_(&h, reqs[i].disk_id);
-        if (reqs[i].idem_key) vq_strv_addf_(&m, "%s%s", VQ_K_IDEM, reqs[i].idem_key);
+    for (size_t i = 0; h && i < n; i++) {
+        h[i + 2] = reqs[i].disk_id;
+        if (reqs[i].idem_key) add_key(&m, VQ_K_IDEM, reqs[i].idem_key);
     }
-    int rc = h.oom || m.oom ? vq_error_set(err, VQ_ENOMEM, "accept: out of memory") : 0;
+    int rc = !h || m.oom ? vq_error_set(err, VQ_ENOMEM, "accept: out of memory") : 0;
     int sent = 0; /* every appended command's reply is read, even after an error */
-    if (!rc && !(rc = vq_redis_append_argv(q->r, (int)h.n, (const char **)h.v, h.len, err)))
-        sent++;
+    if (!rc) {
+        h[0] = "HMGET";
+        h[1] = VQ_K_LOCKS;
+    }
+    if (!rc && !(rc = vq_redis_append_argv(q->r, (int)(n + 2), h, NULL, err))) sent++;
     if (!rc && m.n > 1 &&
         !(rc = vq_redis_append_argv(q->r, (int)m.n, (const char **)m.v, m.len, err)))
         sent++;
     if (sent > 0) s->holders = vq_redis_get_reply(q->r, err);
     if (sent > 1) s->idem = vq_redis_get_reply(q->r, err);
     if (!rc && (!s->holders || (m.n > 1 && !s->idem))) rc = VQ_EREDIS;
-    vq_strv_free_(&h);
+    free(h);
     vq_strv_free_(&m);
     return rc;
 }
@@ -67,26 +84,50 @@ static void seen_free(seen *s)
     if (s->idem) freeReplyObject(s->idem);
 }
 
-/* The 11 arguments and 1..4 keys of one request (see accept.lua). */
-static void add_req(vq_strv *k, vq_strv *a, const vq_accept_req *r, const char *id,
-                    const char *holder, const char *idem_job)
+/* An optional field of a request: sent as a name/value pair when set. */
+typedef struct field {
+    const char *name, *value; /* value NULL: not set */
+    size_t text_max;          /* > 0: sent as one line of valid UTF-8, cut there */
+} field;
+
+/* The arguments (id disk alias m, then m pairs) and the 1..4 keys of one
+ * request (see accept.lua); kind and domain only when not the call's (c). */
+static void add_req(vq_strv *k, vq_strv *a, const vq_accept_req *c, const vq_accept_req *r,
+                    const char *id, const char *holder, const char *idem_job)
 {
     char *params = r->params ? json_dumps(r->params, JSON_COMPACT) : NULL;
     if (r->params && !params) a->oom = 1;
-    const char *f[] = {id, r->kind, r->domain_id, r->disk_id, r->volume_id ? r->volume_id : ""};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) vq_strv_add_(a, f[i]);
     /* Alias and refusal end up in event JSON: one line of valid UTF-8. */
+    const field opt[] = {
+        {"kind", strcmp(r->kind, c->kind) ? r->kind : NULL, 0},
+        {"domain", strcmp(r->domain_id, c->domain_id) ? r->domain_id : NULL, 0},
+        {"volume", r->volume_id && *r->volume_id ? r->volume_id : NULL, 0},
+        {"params", params, 0},
+        {"refusal", r->refusal && *r->refusal ? r->refusal : NULL, VQ_REASON_MAX},
+        {"idem", r->idem_key, 0},
+        {"holder", *holder ? holder : NULL, 0},
+        {"idem_job", *idem_job ? idem_job : NULL, 0},
+    };
+    enum { NOPT = sizeof opt / sizeof opt[0] }; /* 8: m is one digit */
+    char m[2] = {'0', '\0'};
+    for (size_t i = 0; i < NOPT; i++) m[0] = (char)(m[0] + (opt[i].value != NULL));
+    vq_strv_add_(a, id);
+    vq_strv_add_(a, r->disk_id);
     vq_strv_add_text_(a, r->alias ? r->alias : "", VQ_ALIAS_MAX);
-    vq_strv_add_(a, params ? params : "");
-    vq_strv_add_text_(a, r->refusal ? r->refusal : "", VQ_REASON_MAX);
-    vq_strv_add_(a, r->idem_key ? r->idem_key : "");
-    vq_strv_add_(a, holder);
-    vq_strv_add_(a, idem_job);
+    vq_strv_add_(a, m);
+    for (size_t i = 0; i < NOPT; i++) {
+        if (!opt[i].value) continue;
+        vq_strv_add_(a, opt[i].name);
+        if (opt[i].text_max)
+            vq_strv_add_text_(a, opt[i].value, opt[i].text_max);
+        else
+            vq_strv_add_(a, opt[i].value);
+    }
     free(params);
-    vq_strv_addf_(k, "%s%s", VQ_K_JOB, id);
-    if (r->idem_key) vq_strv_addf_(k, "%s%s", VQ_K_IDEM, r->idem_key);
-    if (*holder) vq_strv_addf_(k, "%s%s", VQ_K_JOB, holder);
-    if (*idem_job) vq_strv_addf_(k, "%s%s", VQ_K_JOB, idem_job);
+    add_key(k, VQ_K_JOB, id);
+    if (r->idem_key) add_key(k, VQ_K_IDEM, r->idem_key);
+    if (*holder) add_key(k, VQ_K_JOB, holder);
+    if (*idem_job) add_key(k, VQ_K_JOB, idem_job);
 }
 
 /* A value read before, kept only when it is a job id (anything else is ignored
@@ -99,34 +140,50 @@ static int build(vq_queue *q, const vq_accept_req *reqs, size_t n, const seen *s
     vq_strv_addf_(a, "%d", q->cfg.max_attempts);
     vq_strv_addf_(a, "%d", IDEM_TTL_S);
     vq_strv_addf_(a, "%zu", n);
+    vq_strv_add_(a, reqs[0].kind);
+    vq_strv_add_(a, reqs[0].domain_id);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         vq_uuid_new(ids[i]);
         const char *idem_job = reqs[i].idem_key ? as_id(vq_reply_str_(s->idem, m++)) : "";
-        add_req(k, a, &reqs[i], ids[i], as_id(vq_reply_str_(s->holders, i)), idem_job);
+        add_req(k, a, &reqs[0], &reqs[i], ids[i], as_id(vq_reply_str_(s->holders, i)),
+                idem_job);
     }
     return k->oom || a->oom ? VQ_ENOMEM : 0;
 }
 
-static vq_accept_status status_of(const char *s)
+/* A status letter of accept.lua's answer; -1 for 'x' (invalid) or junk. */
+static int status_of(char c)
 {
-    if (strcmp(s, "queued") == 0) return VQ_ACCEPT_QUEUED;
-    if (strcmp(s, "refused") == 0) return VQ_ACCEPT_REFUSED;
-    if (strcmp(s, "locked") == 0) return VQ_ACCEPT_LOCKED;
-    return VQ_ACCEPT_IDEMPOTENT;
+    switch (c) {
+    case 'q': return VQ_ACCEPT_QUEUED;
+    case 'r': return VQ_ACCEPT_REFUSED;
+    case 'l': return VQ_ACCEPT_LOCKED;
+    case 'i': return VQ_ACCEPT_IDEMPOTENT;
+    default: return -1;
+    }
 }
 
-static int read_results(const redisReply *rep, size_t n, vq_accept_res *res, vq_error *err)
+/* accept.lua answers {letters, ids...}: one status letter per request, then
+ * in order the job each locked (the holder) or idempotent (the key's job)
+ * answer names; a queued or refused request's job is the id it was given. */
+static int read_results(const redisReply *rep, size_t n, const char (*ids)[VQ_UUID_SIZE],
+                        vq_accept_res *res, vq_error *err)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 * n)
+    const char *codes = vq_reply_str_(rep, 0);
+    if (rep->type != REDIS_REPLY_ARRAY || strlen(codes) != n)
         return vq_error_set(err, VQ_EREDIS, "accept: unexpected reply from accept.lua");
+    size_t other = 1;
     for (size_t i = 0; i < n; i++) {
-        const char *st = vq_reply_str_(rep, 2 * i);
-        if (strcmp(st, "invalid") == 0)
-            return vq_error_set(err, VQ_EINVAL, "request %zu: refused by accept.lua", i);
-        res[i].status = status_of(st);
-        snprintf(res[i].job_id, sizeof res[i].job_id, "%s", vq_reply_str_(rep, 2 * i + 1));
+        int st = status_of(codes[i]);
+        if (st < 0) return vq_error_set(err, VQ_EINVAL, "request %zu: refused by accept.lua", i);
+        res[i].status = (vq_accept_status)st;
+        const char *id = ids[i];
+        if (st == VQ_ACCEPT_LOCKED || st == VQ_ACCEPT_IDEMPOTENT) id = vq_reply_str_(rep, other++);
+        snprintf(res[i].job_id, sizeof res[i].job_id, "%s", id);
     }
+    if (other != rep->elements)
+        return vq_error_set(err, VQ_EREDIS, "accept: unexpected reply from accept.lua");
     return 0;
 }
 
@@ -186,7 +243,7 @@ int vq_queue_accept(vq_queue *q, const vq_accept_req *reqs, size_t n, vq_accept_
         rc = VQ_EREDIS;
         goto out_free;
     }
-    rc = read_results(rep, n, res, err);
+    rc = read_results(rep, n, (const char(*)[VQ_UUID_SIZE])ids, res, err);
     freeReplyObject(rep);
     if (!rc) rc = confirm(q, res, n, err);
 out_free:
