@@ -112,6 +112,7 @@ typedef struct bump {
     const vq_domain *d;
     const char *img;
     char vol[VQ_UUID_SIZE]; /* the volume whose bump is due; "" when none */
+    int last;               /* the running qemu-img is the job's last */
     int rc;                 /* a failed bump: the job ends with it */
     vq_error err;
 } bump;
@@ -134,7 +135,9 @@ static int amend_tick(void *arg)
 {
     bump *b = arg;
     if (bump_due(b) == VQ_ESTALE) return VQ_ESTALE;
-    return b->c->heartbeat(b->c->heartbeat_arg);
+    int rc = b->c->heartbeat(b->c->heartbeat_arg);
+    if (rc == 0 && b->last && b->c->ahead) b->c->ahead(b->c);
+    return rc;
 }
 
 /* Amends vol, the done-th of total, and records it as done; its GEN bump is
@@ -143,6 +146,7 @@ static int amend_volume(bump *b, const char *imgdir, const char *vol, int done, 
                         vq_error *err)
 {
     vq_job_ctx *c = b->c;
+    b->last = done == total;
     /* A lock conflict here, after the probe at the start found none, is most
      * likely a stale qemu-img of an earlier attempt: transient, retried. */
     int rc = vq_qemu_amend(imgdir, vol, c->qemu_timeout_ms, amend_tick, b, err);

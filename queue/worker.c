@@ -142,23 +142,37 @@ static int move(vq_queue *q, const char *proc, int block_ms, head *h, char id[VQ
     return 0;
 }
 
-/* start.lua on a moved id: *out is the started job, or NULL when it was skipped. */
-static int start_one(vq_queue *q, const char *worker, const char *proc, const char *id,
-                     vq_job **out, vq_error *err)
+/* start.lua on a moved id, appended to the pipeline. */
+static int append_start(vq_queue *q, const char *worker, const char *proc, const char *id,
+                        vq_error *err)
 {
     vq_strv k = {0}, a = {0};
     vq_strv_addf_(&k, "%s%s", VQ_K_JOB, id);
     vq_strv_add_(&k, proc);
     vq_strv_add_(&a, id);
     vq_strv_add_(&a, worker);
-    redisReply *rep = vq_queue_run_(q, "start.lua", &k, &a, err);
+    int rc = vq_queue_append_(q, "start.lua", &k, &a, err);
     vq_strv_free_(&k);
     vq_strv_free_(&a);
+    return rc;
+}
+
+/* start.lua's answer: *out is the started job, or NULL when it was skipped. */
+static int read_start(vq_queue *q, const char *id, vq_job **out, vq_error *err)
+{
+    redisReply *rep = vq_redis_get_reply(q->r, err);
     if (!rep) return VQ_EREDIS;
     int rc = 0;
     if (strcmp(vq_reply_str_(rep, 0), "ok") == 0) rc = vq_queue_job_of_reply_(id, rep, out, err);
     freeReplyObject(rep);
     return rc;
+}
+
+static int start_one(vq_queue *q, const char *worker, const char *proc, const char *id,
+                     vq_job **out, vq_error *err)
+{
+    int rc = append_start(q, worker, proc, id, err);
+    return rc ? rc : read_start(q, id, out, err);
 }
 
 static int fetch_with(vq_queue *q, const char *worker, int block_ms, head *h, vq_job **out,
@@ -188,6 +202,41 @@ int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, 
     if (h.reply) freeReplyObject(h.reply);
     vq_strv_free_(&h.args);
     return rc;
+}
+
+int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_error *err)
+{
+    char proc[VQ_KEY_MAX];
+    id[0] = '\0';
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
+    return move(q, proc, 0, NULL, id, err);
+}
+
+int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,
+                           vq_error *err)
+{
+    char proc[VQ_KEY_MAX];
+    *out = NULL;
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
+    return start_one(q, worker, proc, id, out, err);
+}
+
+int vq_queue_unclaim(vq_queue *q, const char *worker, const char *id, vq_error *err)
+{
+    char proc[VQ_KEY_MAX];
+    int rc = vq_queue_worker_valid_(worker, err);
+    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
+    vq_strv k = {0}, a = {0};
+    vq_strv_add_(&k, proc);
+    vq_strv_add_(&a, id);
+    redisReply *rep = vq_queue_run_(q, "unclaim.lua", &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    if (!rep) return VQ_EREDIS;
+    freeReplyObject(rep);
+    return 0;
 }
 
 /* ---- fenced writes ----------------------------------------------------- */
@@ -266,6 +315,16 @@ int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq
     return rc;
 }
 
+int vq_queue_fence_send(vq_queue *q, const vq_job *j, vq_error *err)
+{
+    vq_strv k = {0}, a = {0};
+    fenced_call(j, NULL, &k, &a);
+    int rc = vq_queue_append_(q, "fence.lua", &k, &a, err);
+    vq_strv_free_(&k);
+    vq_strv_free_(&a);
+    return rc;
+}
+
 int vq_queue_progress_recv(vq_queue *q, const vq_job *j, vq_error *err)
 {
     return fenced_answer(j, vq_redis_get_reply(q->r, err), err);
@@ -292,6 +351,8 @@ static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *r
     vq_strv_addf_(&h->args, "%d", vq_queue_backoff_ms(&q->cfg, j->attempts, u));
     h->runs = vq_spawn_count() - runs_reported;
     vq_strv_addf_(&h->args, "%lu", h->runs);
+    vq_strv_addf_(&h->args, "%d", j->done);
+    vq_strv_addf_(&h->args, "%d", j->total);
     return 0;
 }
 
@@ -340,6 +401,28 @@ int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const c
         rc = vq_error_set(err, h.err.code ? h.err.code : frc ? frc : VQ_EREDIS, "%s",
                           h.err.code ? h.err.text : ferr.text);
     if (!rc && frc) rc = vq_error_set(err, frc, "%s", ferr.text);
+out_free:
+    head_free(&h);
+    return rc;
+}
+
+int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, const char *claimed, vq_job **next,
+                          vq_error *err)
+{
+    *next = NULL;
+    head h = {0};
+    char proc[VQ_KEY_MAX];
+    int rc = finish_call(q, prev, o, reason, &h, err);
+    if (!rc) rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, prev->worker, err);
+    if (!rc) rc = vq_queue_append_(q, h.script, &h.keys, &h.args, err);
+    if (rc) goto out_free;
+    vq_error serr = {0};
+    int src = append_start(q, prev->worker, proc, claimed, &serr);
+    h.reply = vq_redis_get_reply(q->r, err);
+    if (!src) src = read_start(q, claimed, next, &serr);
+    rc = h.reply ? finish_result(prev, &h, h.reply, final_state, err) : VQ_EREDIS;
+    if (!rc && src) rc = vq_error_set(err, src, "%s", serr.text);
 out_free:
     head_free(&h);
     return rc;

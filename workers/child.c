@@ -22,7 +22,17 @@ typedef struct child {
     int64_t last_lease;    /* ms: the running job's lease renewed */
     int fenced;            /* the current attempt lost its token */
     vq_wbatch batch;       /* a run of jobs with nothing to do (batch.c) */
+    char ahead[VQ_UUID_SIZE]; /* the next job, claimed during the last qemu-img of the
+                                 running one; started with its end ("" when none) */
+    int stray;             /* a claim's answer was lost: the in-flight list may hold
+                              a job we do not know of, put back after the next end */
 } child;
+
+/* Progress is written at most this often (ms) (and at the end of the job); the
+ * calls in between only check the lease, which writes nothing.  A job of a
+ * few volumes then costs two writes (start, end): under appendfsync always
+ * each write waits for an fsync, which the volumes' own fsyncs then wait on. */
+#define VQ_PROGRESS_EVERY_MS 250
 
 static void on_term(int sig)
 {
@@ -48,8 +58,9 @@ static void worker_beat(child *w, const char *job_id)
 
 typedef struct run_state {
     child *w;
-    const vq_job *job;
-    int done, total;       /* the progress last recorded for this attempt */
+    vq_job *job;           /* its done and total follow the job's reports */
+    int dirty;             /* job->done/total not written yet */
+    int64_t written;       /* ms: progress last written (or the attempt started) */
     int calls;             /* round trips the attempt made (heartbeats, progress) */
     int pending;           /* a progress_later answer is still to be read */
 } run_state;
@@ -79,13 +90,17 @@ static int settle(run_state *rs)
     return 0;
 }
 
-/* Spawn tick: renews the lease; a fenced attempt kills qemu-img (returns non-zero). */
+static int write_progress(run_state *rs);
+
+/* Spawn tick: renews the lease (with the progress when a write of it is due);
+ * a fenced attempt kills qemu-img (returns non-zero). */
 static int heartbeat(void *arg)
 {
     run_state *rs = arg;
     child *w = rs->w;
     if (settle(rs)) return VQ_ESTALE;
     int64_t now = vq_now_ms();
+    if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
     rs->calls++;
@@ -108,47 +123,88 @@ static int fence(vq_job_ctx *c)
     return heartbeat(rs);
 }
 
+/* Writes the job's progress (fenced; renews the lease like a heartbeat). */
+static int write_progress(run_state *rs)
+{
+    vq_error err = {0};
+    int64_t now = vq_now_ms();
+    rs->calls++;
+    int rc = vq_queue_progress(rs->w->q, rs->job, rs->job->done, rs->job->total, &err);
+    if (rc == VQ_ESTALE) {
+        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
+        rs->w->fenced = 1;
+        return VQ_ESTALE;
+    }
+    if (rc) {
+        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+        rs->w->last_lease = 0; /* renew with a heartbeat instead */
+        return heartbeat(rs);
+    }
+    rs->dirty = 0;
+    rs->written = now;
+    renewed(rs->w, now);
+    return 0;
+}
+
+/* Takes the job's report; 1 when it is new. */
+static int report(run_state *rs, int done, int total)
+{
+    if (done == rs->job->done && total == rs->job->total) return 0;
+    rs->job->done = done;
+    rs->job->total = total;
+    rs->dirty = 1;
+    return 1;
+}
+
 /* A value already recorded is not written again (an amend with nothing to do
  * reports 0 of 0, which a new attempt's record already says). */
 static int progress(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
     if (settle(rs)) return VQ_ESTALE;
-    if (done == rs->done && total == rs->total) return heartbeat(rs);
-    vq_error err = {0};
-    int64_t now = vq_now_ms();
-    rs->calls++;
-    int rc = vq_queue_progress(rs->w->q, rs->job, done, total, &err);
-    if (rc == VQ_ESTALE) {
-        rs->w->fenced = 1;
-        return VQ_ESTALE;
-    }
-    if (rc) {
-        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
-        return heartbeat(rs);
-    }
-    rs->done = done;
-    rs->total = total;
-    renewed(rs->w, now);
-    return 0;
+    report(rs, done, total);
+    if (!rs->dirty) return heartbeat(rs);
+    return write_progress(rs);
 }
 
+/* The progress when a write of it is due, else a lease check that writes
+ * nothing; either way the answer, read later, is a fence. */
 static int progress_later(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
     if (settle(rs)) return VQ_ESTALE;
-    if (done == rs->done && total == rs->total) return 0;
+    if (!report(rs, done, total)) return 0;
     vq_error err = {0};
-    rs->calls++;
-    if (vq_queue_progress_send(rs->w->q, rs->job, done, total, &err)) {
+    int64_t now = vq_now_ms();
+    int write = now - rs->written >= VQ_PROGRESS_EVERY_MS;
+    int rc = write ? vq_queue_progress_send(rs->w->q, rs->job, done, total, &err)
+                   : vq_queue_fence_send(rs->w->q, rs->job, &err);
+    if (rc) {
         vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
         return 0;
     }
+    rs->calls++;
     rs->pending = 1;
-    rs->done = done;
-    rs->total = total;
-    renewed(rs->w, vq_now_ms());
+    if (write) {
+        rs->dirty = 0;
+        rs->written = now;
+        renewed(rs->w, now);
+    }
     return 0;
+}
+
+/* Called while the job's last qemu-img runs: claims the next job (not started:
+ * a worker that dies loses nothing), to start it with this one's end. */
+static void ahead(vq_job_ctx *c)
+{
+    run_state *rs = c->priv;
+    child *w = rs->w;
+    if (vq_worker_stop_ || w->ahead[0] || w->batch.size || w->stray || settle(rs)) return;
+    vq_error err = {0};
+    if (vq_queue_claim(w->q, w->id, w->ahead, &err) == 0) return;
+    vq_log(VQ_LOG_WARN, "worker %s: claim failed: %s", w->id, err.text);
+    w->ahead[0] = '\0';
+    w->stray = err.code == VQ_EREDIS;
 }
 
 static vq_outcome outcome_of(int rc)
@@ -179,36 +235,69 @@ static int reconnect(child *w, const vq_error *why)
     return 0;
 }
 
+/* The job claimed ahead: started (new; vq_job_free()), or handed back when
+ * stopping; NULL when none or cancelled meanwhile. */
+static vq_job *start_ahead(child *w)
+{
+    vq_job *j = NULL;
+    vq_error err = {0};
+    if (!w->ahead[0]) return NULL;
+    int rc = vq_worker_stop_ ? vq_queue_unclaim(w->q, w->id, w->ahead, &err)
+                             : vq_queue_start_claimed(w->q, w->id, w->ahead, &j, &err);
+    if (rc) vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
+                   w->id, w->ahead, err.text);
+    w->ahead[0] = '\0';
+    return j;
+}
+
+/* After a lost claim answer, the in-flight list may hold a job this worker
+ * does not know of: with the running job ended, whatever the list holds is
+ * put back (not started: no crash counted). */
+static void put_back_strays(child *w)
+{
+    vq_error err = {0};
+    if (!w->stray) return;
+    if (vq_queue_requeue_worker(w->q, w->id, NULL, &err))
+        vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
+    else
+        w->stray = 0;
+}
+
 /* Records the end of j, through a Redis outage if need be (a result is worth
  * waiting for: else the lease runs out and the job runs again), and, unless the
  * worker is stopping or j needed nothing (a run of such jobs begins: batch.c),
- * fetches the next job in the same pipeline.  Returns the next job (new; free
- * with vq_job_free()) or NULL. */
+ * starts the next job in the same pipeline: the one claimed ahead, else one
+ * fetched.  Returns the next job (new; free with vq_job_free()) or NULL. */
 static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, int idle)
 {
     const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
-    int fetch = !vq_worker_stop_ && !idle;
     for (;;) {
+        int fetch = !vq_worker_stop_ && !idle && !w->stray;
         vq_error err = {0};
         vq_job_state st = VQ_JOB_NSTATES;
         vq_job *next = NULL;
-        int frc = fetch ? vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
-                                                w->o->block_ms, &next, &err)
-                        : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
+        int frc = fetch && w->ahead[0]
+                      ? vq_queue_finish_start(w->q, j, outcome_of(rc), reason, &st, w->ahead,
+                                              &next, &err)
+                  : fetch ? vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
+                                                  w->o->block_ms, &next, &err)
+                          : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
         if (frc == VQ_EREDIS && !next) {
             if (reconnect(w, &err)) return NULL;
             continue;
         }
+        if (fetch) w->ahead[0] = '\0';
         log_end(j, frc, st, reason, &err);
+        put_back_strays(w);
         if (idle && frc == 0) vq_wbatch_begin_(&w->batch);
-        return next;
+        return next ? next : start_ahead(w);
     }
 }
 
 /* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
-static vq_job *run_job(child *w, const vq_job *j)
+static vq_job *run_job(child *w, vq_job *j)
 {
-    run_state rs = {w, j, j->done, j->total, 0, 0};
+    run_state rs = {.w = w, .job = j, .written = vq_now_ms()};
     vq_job_ctx c = {
         .job = j,
         .domains_root = w->o->domains_root,
@@ -216,6 +305,7 @@ static vq_job *run_job(child *w, const vq_job *j)
         .progress = progress,
         .progress_later = progress_later,
         .fence = fence,
+        .ahead = ahead,
         .heartbeat = heartbeat,
         .heartbeat_arg = &rs,
         .priv = &rs,
@@ -230,7 +320,7 @@ static vq_job *run_job(child *w, const vq_job *j)
     settle(&rs); /* before the end's own pipeline */
     if (w->fenced || rc == VQ_ESTALE) {
         vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
-        return NULL;
+        return start_ahead(w);
     }
     /* Succeeded without a qemu-img or a write: more like it may follow. */
     int idle = rc == 0 && rs.calls == 0 && vq_spawn_count() == spawns && k && k->noop;
@@ -296,6 +386,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
      * give it back at once rather than leave it to the lease. */
     if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);
     vq_job_free(j);
+    vq_job_free(start_ahead(&w)); /* stopping: handed back */
     vq_wbatch_end_(&w.batch, w.q, w.id, NULL);
     vq_queue_worker_gone(w.q, w.id, NULL);
     vq_log(VQ_LOG_INFO, "worker %s: stopped", w.id);

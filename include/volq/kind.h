@@ -15,14 +15,21 @@ typedef struct vq_job_ctx {
     int qemu_timeout_ms;     /* per qemu-img process */
     /* Both return 0, or VQ_ESTALE when the attempt was fenced (stop, write nothing). */
     int (*progress)(struct vq_job_ctx *c, int done, int total);
-    /* progress() for a value no file write waits on (the total at the start):
-     * the write goes out and the job carries on; a fenced attempt shows at the
-     * next progress, fence or heartbeat (VQ_ESTALE there). */
+    /* progress() without waiting: the job carries on; the answer is read at
+     * the next progress, fence or heartbeat, and is a lease check (VQ_ESTALE
+     * there when fenced), so it may serve as the fence of a file write made
+     * after that answer.  The worker writes progress at most every 250 ms
+     * (the last value goes with the job's end); between writes it sends a
+     * lease check that writes nothing. */
     int (*progress_later)(struct vq_job_ctx *c, int done, int total);
     /* A forced lease check: call it right before changing a file the job does
      * not own alone (GEN in .meta), so a worker paused past its lease and
      * resumed does not write after the job moved to another worker. */
     int (*fence)(struct vq_job_ctx *c);
+    /* Optional (may be NULL): call it while the job's last qemu-img runs (no
+     * other follows); the worker may then claim its next job, so that the
+     * next one starts in the same round trip as this one's end. */
+    void (*ahead)(struct vq_job_ctx *c);
     vq_spawn_tick heartbeat; /* pass to vq_spawn_run() with heartbeat_arg */
     void *heartbeat_arg;
     void *priv;

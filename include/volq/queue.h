@@ -124,6 +124,11 @@ int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_erro
  * its answer (VQ_ESTALE when fenced).  _recv must come before any other call
  * on q. */
 int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err);
+/* A lease check that writes nothing (fence.lua): appended like _send, its
+ * answer read with vq_queue_progress_recv (VQ_ESTALE when the attempt is no
+ * longer current or its lease ran out).  Not waiting for an fsync, it is the
+ * cheap check to make right before a file write. */
+int vq_queue_fence_send(vq_queue *q, const vq_job *j, vq_error *err);
 int vq_queue_progress_recv(vq_queue *q, const vq_job *j, vq_error *err);
 
 typedef enum vq_outcome {
@@ -133,7 +138,8 @@ typedef enum vq_outcome {
 } vq_outcome;
 
 /* Ends the attempt: job state, indexes, the disk lock (released when the job
- * ends) and the audit event in one step.  reason: one line, NULL on success.
+ * ends) and the audit event in one step, with j->done and j->total as the
+ * job's last progress.  reason: one line, NULL on success.
  * *final_state (may be NULL) gets the resulting state.  VQ_ESTALE when fenced. */
 int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reason,
                     vq_job_state *final_state, vq_error *err);
@@ -145,6 +151,26 @@ int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reas
  * fetch itself failed.  Returns a new job in *next; free with vq_job_free(). */
 int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
                           vq_job_state *final_state, int block_ms, vq_job **next,
+                          vq_error *err);
+
+/* Claims the next queued job without waiting or starting it: it moves into
+ * the worker's in-flight list, still queued (a worker that dies loses
+ * nothing: its parent puts it back, no crash counted).  id gets "" when the
+ * queue is empty.  One round trip. */
+int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_error *err);
+/* Starts a claimed job, as vq_queue_fetch would: *out is NULL when it was
+ * cancelled meanwhile.  Returns a new job; free with vq_job_free(). */
+int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,
+                           vq_error *err);
+/* Hands a claimed job back to the front of the queue (the end workers take from). */
+int vq_queue_unclaim(vq_queue *q, const char *worker, const char *id, vq_error *err);
+/* vq_queue_finish() of prev and the start of a job prev's worker claimed
+ * (vq_queue_claim) in one pipeline: one round trip.  *next is the started job
+ * (new; vq_job_free()), or NULL when it was cancelled meanwhile; it is started
+ * even when the finish was fenced.  The return code is the finish's, else the
+ * start's. */
+int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, const char *claimed, vq_job **next,
                           vq_error *err);
 
 /* The worker is dead (its parent saw it die, or its lease ran out): put its

@@ -4,18 +4,23 @@
 -- attempts reach max_attempts.  Each failed attempt appends its line to "e".
 -- The worker leaves the job's in-flight list and is registered idle, and the
 -- qemu-img runs of its process since its last finish are added to the counter
--- /metrics shows.
+-- /metrics shows.  The progress the worker last knew (done, total) is
+-- written with the end: a worker writes progress at most every 250 ms.
 -- KEYS: common, job key, the worker's in-flight list, the counters hash
 -- ARGV: common, id, token, outcome ('success'|'refused'|'retry'), reason, delay_ms,
---       qemu-img runs
+--       qemu-img runs, done, total ('' for both: progress left as it is)
 -- Returns {'ok', final state} or {'stale'} (nothing written).
 local jk, proc, stats = KEYS[NK + 1], KEYS[NK + 2], KEYS[NK + 3]
 local id, token, outcome = ARGV[NA + 1], ARGV[NA + 2], ARGV[NA + 3]
 local reason, delay, runs = ARGV[NA + 4], tonumber(ARGV[NA + 5]), tonumber(ARGV[NA + 6])
+local done, total = ARGV[NA + 7], ARGV[NA + 8]
 local j = job_get(jk)
 if not j or j.s ~= 'running' or j.tk ~= token then return {'stale'} end
 if runs and runs > 0 then redis.call('HINCRBY', stats, 'qemu_img_runs', runs) end
 local now = now_ms()
+if done and done ~= '' and total and total ~= '' then
+  redis.call('HSET', jk, 'd', done, 't', total)
+end
 redis.call('LREM', proc, 0, id)
 beat(j.w, '', now)
 if outcome == 'success' then

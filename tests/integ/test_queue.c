@@ -1521,6 +1521,121 @@ static void test_queue_finish_fetch_pipeline(void)
     vq_job_free(next2);
 }
 
+/* Claim ahead (during the last qemu-img of a job), then the end of that job
+ * and the start of the claimed one in one pipeline. */
+static void test_queue_claim_then_finish_start(void)
+{
+    setup();
+    made a = amend(), b = amend(), c = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    char claimed[VQ_UUID_SIZE] = "x";
+    CHECK_INT(vq_queue_claim(Q, W1, claimed, NULL), 0);
+    CHECK_STR(claimed, b.id);
+    /* Claimed, not started: still queued, in the worker's in-flight list. */
+    CHECK_R(state_of(b.id), "queued");
+    CHECK_INT(rint_("LPOS {volq}:proc:" W1 " %s", b.id), 0);
+    j->done = 3;
+    j->total = 3;
+    vq_job *next = NULL;
+    vq_job_state st = (vq_job_state)-1;
+    CHECK_INT(vq_queue_finish_start(Q, j, VQ_OUT_SUCCESS, NULL, &st, claimed, &next, NULL), 0);
+    CHECK_INT(st, VQ_JOB_SUCCEEDED);
+    /* The end carries the worker's last progress. */
+    CHECK_INT(field_int(a.id, "d"), 3);
+    CHECK_INT(field_int(a.id, "t"), 3);
+    REQUIRE(next);
+    CHECK_STR(next->id, b.id);
+    CHECK_INT(next->state, VQ_JOB_RUNNING);
+    CHECK_INT(next->attempts, 1);
+    CHECK_R(rstr("HGET {volq}:wjob " W1), b.id);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 1);
+    /* A claimed job cancelled meanwhile is not started; a stale end still starts. */
+    char c2[VQ_UUID_SIZE];
+    CHECK_INT(vq_queue_claim(Q, W1, c2, NULL), 0);
+    CHECK_STR(c2, c.id);
+    CHECK_INT(vq_queue_cancel(Q, c.id, NULL), 0);
+    vq_job *none = (vq_job *)1;
+    CHECK_INT(vq_queue_finish_start(Q, next, VQ_OUT_SUCCESS, NULL, &st, c2, &none, NULL), 0);
+    CHECK(none == NULL);
+    CHECK_R(state_of(c.id), "cancelled");
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    /* An empty queue claims nothing. */
+    CHECK_INT(vq_queue_claim(Q, W1, c2, NULL), 0);
+    CHECK_STR(c2, "");
+    vq_job_free(j);
+    vq_job_free(next);
+}
+
+/* A claimed job handed back goes to the front, untouched; one started by
+ * vq_queue_start_claimed runs as a fetched one would. */
+static void test_queue_unclaim_and_start_claimed(void)
+{
+    setup();
+    made a = amend(), b = amend();
+    char id[VQ_UUID_SIZE];
+    CHECK_INT(vq_queue_claim(Q, W1, id, NULL), 0);
+    CHECK_STR(id, a.id);
+    CHECK_INT(vq_queue_unclaim(Q, W1, id, NULL), 0);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), a.id);
+    CHECK_R(state_of(a.id), "queued");
+    CHECK_INT(field_int(a.id, "a"), -1);
+    CHECK_INT(field_int(a.id, "cr"), -1);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    CHECK_INT(vq_queue_claim(Q, W1, id, NULL), 0);
+    CHECK_STR(id, a.id);
+    vq_job *j = NULL;
+    CHECK_INT(vq_queue_start_claimed(Q, W1, id, &j, NULL), 0);
+    REQUIRE(j);
+    CHECK_INT(j->state, VQ_JOB_RUNNING);
+    CHECK_R(state_of(a.id), "running");
+    CHECK_R(state_of(b.id), "queued");
+    vq_error e = {0};
+    CHECK_INT(vq_queue_claim(Q, "bad worker", id, &e), VQ_EINVAL);
+    vq_job_free(j);
+}
+
+/* Redis's count of writes since its last save. */
+static long long writes_so_far(void)
+{
+    char *info = rstr("INFO persistence");
+    const char *p = strstr(info, "rdb_changes_since_last_save:");
+    long long n = p ? atoll(p + strlen("rdb_changes_since_last_save:")) : -1;
+    free(info);
+    return n;
+}
+
+/* fence.lua: ok while the token is current and the lease runs; stale after
+ * a requeue or once the lease ran out; it writes nothing. */
+static void test_queue_fence_writes_nothing(void)
+{
+    setup();
+    amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    long long changes = writes_so_far();
+    CHECK(changes > 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(vq_queue_fence_send(Q, j, NULL), 0);
+        CHECK_INT(vq_queue_progress_recv(Q, j, NULL), 0);
+    }
+    CHECK_INT(writes_so_far(), changes);
+    /* The lease ran out (not requeued yet): stale. */
+    freeReplyObject(rcmd("ZADD {volq}:running 1 %s", j->id));
+    vq_error e = {0};
+    CHECK_INT(vq_queue_fence_send(Q, j, NULL), 0);
+    CHECK_INT(vq_queue_progress_recv(Q, j, &e), VQ_ESTALE);
+    /* A renewed lease but another token: stale. */
+    freeReplyObject(rcmd("ZADD {volq}:running 99999999999999 %s", j->id));
+    CHECK_INT(vq_queue_fence_send(Q, j, NULL), 0);
+    CHECK_INT(vq_queue_progress_recv(Q, j, NULL), 0);
+    j->token++;
+    CHECK_INT(vq_queue_fence_send(Q, j, NULL), 0);
+    CHECK_INT(vq_queue_progress_recv(Q, j, NULL), VQ_ESTALE);
+    vq_job_free(j);
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static void refusal(void)
@@ -1711,6 +1826,7 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_trim_batches), T(test_queue_repair_injected),
        T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
-       T(test_queue_finish_fetch_pipeline), T(test_queue_events_since_id_and_time),
+       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start),
+       T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))

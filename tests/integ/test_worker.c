@@ -506,6 +506,112 @@ static void test_worker_sigterm_finishes_running_job(void)
     vq_disk_free(d);
 }
 
+/* Two plain 0.10 disks of two volumes each, both accepted; one worker process
+ * with a slow qemu-img.  Waits until the first job runs its last volume and
+ * the worker has claimed the second (in its in-flight list, still queued). */
+static vq_job *claimed_during_last_volume(fixture *f, char job1[VQ_UUID_SIZE],
+                                          char job2[VQ_UUID_SIZE])
+{
+    const char *env[] = {slow_qemu("0.4"), NULL};
+    start_redis(f);
+    make_domain(f, "--version 4 --disks 2 --chain 2 --data-mib 1");
+    REQUIRE(f->nimgs == 2);
+    vq_disk *d1 = reload(f, f->imgs[0]), *d2 = reload(f, f->imgs[1]);
+    REQUIRE(d1 && d2);
+    accept_amend(f, d1, job1);
+    accept_amend(f, d2, job2);
+    vq_disk_free(d1);
+    vq_disk_free(d2);
+    start_worker(f, 1, env);
+    vq_job *r = wait_running(f, job1, 1);
+    REQUIRE(r);
+    int64_t deadline = vq_now_ms() + 30000;
+    long long pos = -1;
+    while (pos < 0 && vq_now_ms() < deadline) {
+        redisReply *rep = t_redis_cmd(&f->redis, "LPOS {volq}:proc:%s %s", r->worker, job2);
+        pos = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+        if (rep) freeReplyObject(rep);
+        if (pos < 0) sleep_ms(5);
+    }
+    CHECK(pos >= 0);
+    vq_job *j2 = NULL;
+    REQUIRE(vq_queue_get(f->q, job2, &j2, NULL) == 0);
+    CHECK_STR(vq_job_state_name(j2->state), "queued");
+    vq_job_free(j2);
+    return r;
+}
+
+/* A job claimed ahead starts with the end of the one before; its own end
+ * carries the final progress. */
+static void test_worker_claims_next_during_last_volume(void)
+{
+    fixture f = {0};
+    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
+    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
+    REQUIRE(a && b);
+    CHECK_STR(vq_job_state_name(a->state), "succeeded");
+    CHECK_STR(vq_job_state_name(b->state), "succeeded");
+    CHECK_INT(b->attempts, 1);
+    CHECK_INT(b->crashes, 0);
+    CHECK_STR(b->worker, r->worker);
+    CHECK_INT(a->done, 2);
+    CHECK_INT(a->total, 2);
+    CHECK_INT(b->done, 2);
+    CHECK_INT(b->total, 2);
+    vq_disk *d2 = reload(&f, f.imgs[1]);
+    REQUIRE(d2);
+    check_all_v3_and_clean(&f, d2);
+    vq_disk_free(d2);
+    stop_worker(&f);
+    vq_job_free(r);
+    vq_job_free(a);
+    vq_job_free(b);
+}
+
+/* SIGTERM during the last volume: the running job ends, the claimed one goes
+ * back to the queue untouched (no attempt, no crash). */
+static void test_worker_sigterm_hands_back_claimed_job(void)
+{
+    fixture f = {0};
+    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
+    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    CHECK_INT(stop_worker(&f), 0);
+    vq_job *a = NULL, *b = NULL;
+    REQUIRE(vq_queue_get(f.q, job1, &a, NULL) == 0 && vq_queue_get(f.q, job2, &b, NULL) == 0);
+    CHECK_STR(vq_job_state_name(a->state), "succeeded");
+    CHECK_STR(vq_job_state_name(b->state), "queued");
+    CHECK_INT(b->attempts, 0);
+    CHECK_INT(b->crashes, 0);
+    redisReply *rep = t_redis_cmd(&f.redis, "LINDEX {volq}:q -1");
+    CHECK(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, job2) == 0);
+    if (rep) freeReplyObject(rep);
+    vq_job_free(r);
+    vq_job_free(a);
+    vq_job_free(b);
+}
+
+/* SIGKILL during the last volume: the parent puts both back; only the
+ * started one counts a crash, and both end succeeded. */
+static void test_worker_sigkill_with_claimed_job(void)
+{
+    fixture f = {0};
+    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
+    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    CHECK_INT(kill(pid_of_worker(r->worker), SIGKILL), 0);
+    vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
+    REQUIRE(a && b);
+    CHECK_STR(vq_job_state_name(a->state), "succeeded");
+    CHECK_STR(vq_job_state_name(b->state), "succeeded");
+    CHECK_INT(a->crashes, 1);
+    CHECK_INT(b->crashes, 0);
+    CHECK_INT(b->attempts, 1);
+    stop_worker(&f);
+    vq_job_free(r);
+    vq_job_free(a);
+    vq_job_free(b);
+}
+
 static void test_worker_paused_past_lease_is_fenced(void)
 {
     fixture f = {0};
@@ -577,4 +683,5 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
 T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_snapshots_under_new_leaf),
        T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
        T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
-       T(test_worker_paused_past_lease_is_fenced), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_paused_past_lease_is_fenced), T(test_worker_claims_next_during_last_volume),
+       T(test_worker_sigterm_hands_back_claimed_job), T(test_worker_sigkill_with_claimed_job), T(test_worker_hung_qemu_times_out_then_fails))
