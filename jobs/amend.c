@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "volq/disk.h"
+#include "volq/fsutil.h"
 #include "volq/kind.h"
 #include "volq/log.h"
 #include "volq/qemu.h"
@@ -82,18 +84,23 @@ out_close_dir:
     return rc;
 }
 
-/* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000. */
-static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_error *err)
+/* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  The
+ * .meta is rewritten atomically (temp file, fsync, rename); the fsync of the
+ * image folder that makes the renames durable is made once, after the last
+ * bump of the job (sync_dir), before its end is recorded. */
+static int bump_gen(const vq_domain *d, const char *img, const char *vol, int sync_dir,
+                    vq_error *err)
 {
     int dfd = -1;
     int rc = vq_domain_open_image(d, img, &dfd, err);
     if (rc) return rc;
     vq_meta m = {0};
-    rc = vq_meta_read(dfd, vol, &m, err);
-    if (rc == 0) {
+    if (vol) rc = vq_meta_read(dfd, vol, &m, err);
+    if (vol && rc == 0) {
         m.gen = (m.gen + 1) % 1000;
-        rc = vq_meta_write(dfd, vol, &m, err);
+        rc = vq_meta_write_nosync(dfd, vol, &m, err);
     }
+    if (rc == 0 && sync_dir) rc = vq_fs_sync_dir(dfd, img, err);
     vq_meta_free(&m);
     close(dfd);
     return rc;
@@ -113,6 +120,7 @@ typedef struct bump {
     const char *img;
     char vol[VQ_UUID_SIZE]; /* the volume whose bump is due; "" when none */
     int last;               /* the running qemu-img is the job's last */
+    int bumped;             /* bumps made, their folder not synced yet */
     int rc;                 /* a failed bump: the job ends with it */
     vq_error err;
 } bump;
@@ -123,7 +131,8 @@ static int bump_due(bump *b)
     if (!b->vol[0]) return b->rc;
     int rc = b->c->heartbeat(b->c->heartbeat_arg);
     if (rc) return rc;
-    if (b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, &b->err);
+    if (b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, 0, &b->err);
+    if (b->rc == 0) b->bumped++;
     b->vol[0] = '\0';
     return b->rc;
 }
@@ -163,8 +172,45 @@ static int amend_volume(bump *b, const char *imgdir, const char *vol, int done, 
     return 0;
 }
 
-static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, vq_error *err)
+/* The job's last step: the bump still due (its fence answer was read) and
+ * the fsync of the image folder for every bump of the job. */
+typedef struct last_step {
+    vq_domain *d; /* owned */
+    char img[VQ_UUID_SIZE], vol[VQ_UUID_SIZE];
+} last_step;
+
+static int last_step_run(void *arg, vq_error *err)
 {
+    last_step *t = arg;
+    return bump_gen(t->d, t->img, t->vol[0] ? t->vol : NULL, 1, err);
+}
+
+static void last_step_free(void *arg)
+{
+    last_step *t = arg;
+    vq_domain_free(t->d);
+    free(t);
+}
+
+/* Hands the last step to the worker (c->defer): the domain goes with it. */
+static int defer_last(vq_job_ctx *c, vq_domain **dp, const bump *b)
+{
+    last_step *t = c->defer ? calloc(1, sizeof *t) : NULL;
+    if (!t) return -1;
+    t->d = *dp;
+    memcpy(t->img, b->img, VQ_UUID_SIZE);
+    memcpy(t->vol, b->vol, VQ_UUID_SIZE);
+    if (c->defer(c, last_step_run, last_step_free, t)) {
+        free(t);
+        return -1;
+    }
+    *dp = NULL;
+    return 0;
+}
+
+static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_error *err)
+{
+    const vq_domain *d = *dp;
     char imgdir[PATH_MAX];
     int rc = image_dir(d, disk->id, imgdir, sizeof imgdir, err);
     if (rc) return rc;
@@ -175,13 +221,25 @@ static int amend_chain(vq_job_ctx *c, const vq_domain *d, const vq_disk *disk, v
     if ((rc = c->progress_later(c, 0, total))) return rc;
     bump b = {.c = c, .d = d, .img = disk->id};
     /* Base first: vols[] runs leaf first, so walk it backwards. */
-    for (size_t i = disk->nvols; i-- > 0;) {
+    for (size_t i = disk->nvols; i-- > 0 && rc == 0;) {
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
-        if ((rc = amend_volume(&b, imgdir, v->id, ++done, total, err))) return rc;
+        rc = amend_volume(&b, imgdir, v->id, ++done, total, err);
     }
+    if (rc == VQ_ESTALE) return rc;
+    if (rc) {
+        /* The volumes amended before the failure keep their bumps: make them durable. */
+        vq_error serr = {0};
+        if (b.bumped && bump_gen(d, disk->id, NULL, 1, &serr))
+            vq_log(VQ_LOG_WARN, "job %s: %s", c->job->id, serr.text);
+        return rc;
+    }
+    if (!b.vol[0] && !b.bumped) return 0;
+    /* The last bump's fence answer is read by the worker before the step runs. */
+    if (b.vol[0] && defer_last(c, dp, &b) == 0) return 0;
     rc = bump_due(&b);
+    if (rc == 0 && (rc = bump_gen(d, disk->id, NULL, 1, &b.err)) != 0) b.rc = rc;
     return rc == 0 || rc == VQ_ESTALE ? rc : vq_error_set(err, rc, "%s", b.err.text);
 }
 
@@ -195,7 +253,7 @@ static int amend_run(vq_job_ctx *c, vq_error *err)
     rc = vq_disk_load(d, c->job->disk_id, &disk, err);
     if (rc == VQ_ENOENT || rc == VQ_EINVAL) rc = VQ_EREFUSED;
     if (rc) goto out;
-    rc = amend_chain(c, d, disk, err);
+    rc = amend_chain(c, &d, disk, err);
 out:
     if (err && rc && err->code != rc) err->code = rc;
     vq_disk_free(disk);

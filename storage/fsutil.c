@@ -54,7 +54,7 @@ static int open_relative(int dirfd, const char *path, int flags, int *fd, vq_err
     char *name = buf, *slash;
     while ((slash = strchr(name, '/')) != NULL) {
         *slash = '\0';
-        int next;
+        int next = -1;
         rc = open_component(cur, name, O_RDONLY | O_DIRECTORY, path, &next, err);
         if (cur != dirfd) close(cur);
         if (rc < 0) return rc;
@@ -211,8 +211,8 @@ static int open_parent(int dirfd, const char *name, int *dir, const char **base,
     return vq_fs_open(dirfd, parent, O_RDONLY | O_DIRECTORY, dir, err);
 }
 
-int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
-                       vq_error *err)
+static int write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                        int sync_dir, vq_error *err)
 {
     const char *base;
     int dir, rc = open_parent(dirfd, name, &dir, &base, err);
@@ -230,8 +230,20 @@ int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
         unlinkat(dir, tmp, 0);
         goto out_close;
     }
-    rc = vq_fs_sync_dir(dir, name, err);
+    if (sync_dir) rc = vq_fs_sync_dir(dir, name, err);
 out_close:
     close(dir);
     return rc;
+}
+
+int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                       vq_error *err)
+{
+    return write_atomic(dirfd, name, buf, len, mode, 1, err);
+}
+
+int vq_fs_write_atomic_nosync(int dirfd, const char *name, const void *buf, size_t len,
+                              mode_t mode, vq_error *err)
+{
+    return write_atomic(dirfd, name, buf, len, mode, 0, err);
 }

@@ -287,7 +287,7 @@ static int sync_fields(vq_meta *m, vq_error *err)
     return sync_size(m, err);
 }
 
-int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err)
+static int meta_write(int imgfd, const char *vol, vq_meta *m, int sync_dir, vq_error *err)
 {
     char name[META_NAME_SIZE];
     vq_error e = {0};
@@ -306,10 +306,21 @@ int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err)
     struct stat st;
     mode_t mode = fstatat(imgfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_mode & 07777
                                                                       : META_MODE;
-    rc = vq_fs_write_atomic(imgfd, name, buf, len, mode, err);
+    rc = sync_dir ? vq_fs_write_atomic(imgfd, name, buf, len, mode, err)
+                  : vq_fs_write_atomic_nosync(imgfd, name, buf, len, mode, err);
 out_free_buf:
     free(buf);
     return rc;
+}
+
+int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err)
+{
+    return meta_write(imgfd, vol, m, 1, err);
+}
+
+int vq_meta_write_nosync(int imgfd, const char *vol, vq_meta *m, vq_error *err)
+{
+    return meta_write(imgfd, vol, m, 0, err);
 }
 
 int vq_meta_init(vq_meta *m, int domain_version, vq_error *err)

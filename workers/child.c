@@ -14,6 +14,14 @@
 
 volatile sig_atomic_t vq_worker_stop_;
 
+/* A job's last step handed over by its kind (vq_job_ctx.defer), with the job. */
+typedef struct last_step {
+    vq_job *job;                           /* owned; NULL when none */
+    int (*fn)(void *arg, vq_error *err);
+    void (*free_fn)(void *arg);
+    void *arg;
+} last_step;
+
 typedef struct child {
     const vq_worker_opts *o;
     vq_queue *q;
@@ -26,6 +34,8 @@ typedef struct child {
                                  running one; started with its end ("" when none) */
     int stray;             /* a claim's answer was lost: the in-flight list may hold
                               a job we do not know of, put back after the next end */
+    last_step tail;        /* the ended job whose last step runs during the next
+                              job's first qemu-img */
 } child;
 
 /* Progress is written at most this often (ms) (and at the end of the job); the
@@ -58,6 +68,7 @@ static void worker_beat(child *w, const char *job_id)
 
 typedef struct run_state {
     child *w;
+    last_step step;        /* the job's own last step, handed over (defer) */
     vq_job *job;           /* its done and total follow the job's reports */
     int dirty;             /* job->done/total not written yet */
     int64_t written;       /* ms: progress last written (or the attempt started) */
@@ -91,6 +102,7 @@ static int settle(run_state *rs)
 }
 
 static int write_progress(run_state *rs);
+static void run_tail(child *w);
 
 /* Spawn tick: renews the lease (with the progress when a write of it is due);
  * a fenced attempt kills qemu-img (returns non-zero). */
@@ -99,6 +111,7 @@ static int heartbeat(void *arg)
     run_state *rs = arg;
     child *w = rs->w;
     if (settle(rs)) return VQ_ESTALE;
+    run_tail(w);
     int64_t now = vq_now_ms();
     if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
@@ -162,6 +175,7 @@ static int progress(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
     if (settle(rs)) return VQ_ESTALE;
+    run_tail(rs->w);
     report(rs, done, total);
     if (!rs->dirty) return heartbeat(rs);
     return write_progress(rs);
@@ -265,14 +279,16 @@ static void put_back_strays(child *w)
 
 /* Records the end of j, through a Redis outage if need be (a result is worth
  * waiting for: else the lease runs out and the job runs again), and, unless the
- * worker is stopping or j needed nothing (a run of such jobs begins: batch.c),
- * starts the next job in the same pipeline: the one claimed ahead, else one
- * fetched.  Returns the next job (new; free with vq_job_free()) or NULL. */
-static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, int idle)
+ * worker is stopping, j needed nothing (a run of such jobs begins: batch.c) or
+ * j is the job before the running one (tail), starts the next job in the same
+ * pipeline: the one claimed ahead, else one fetched.  Returns the next job
+ * (new; free with vq_job_free()) or NULL. */
+static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, int idle,
+                       int tail)
 {
     const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
     for (;;) {
-        int fetch = !vq_worker_stop_ && !idle && !w->stray;
+        int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray;
         vq_error err = {0};
         vq_job_state st = VQ_JOB_NSTATES;
         vq_job *next = NULL;
@@ -288,13 +304,60 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
         }
         if (fetch) w->ahead[0] = '\0';
         log_end(j, frc, st, reason, &err);
+        if (tail) return NULL; /* the running job is in the in-flight list */
         put_back_strays(w);
         if (idle && frc == 0) vq_wbatch_begin_(&w->batch);
         return next ? next : start_ahead(w);
     }
 }
 
-/* Runs one attempt and ends it; returns the next job already fetched, or NULL. */
+static void step_free(last_step *t)
+{
+    if (t->free_fn) t->free_fn(t->arg);
+    memset(t, 0, sizeof *t);
+}
+
+/* The job before the running one: its last step (its fences were read when
+ * it was handed over), then its end.  Runs in the running job's first tick,
+ * or after it when it ran no qemu-img. */
+static void run_tail(child *w)
+{
+    last_step t = w->tail;
+    vq_job *j = t.job;
+    if (!j) return;
+    memset(&w->tail, 0, sizeof w->tail);
+    vq_error err = {0};
+    int rc = t.fn(t.arg, &err);
+    step_free(&t);
+    end_job(w, j, rc, &err, 0, 1);
+    vq_job_free(j);
+}
+
+/* vq_job_ctx.defer: the worker takes the job's last step. */
+static int defer(vq_job_ctx *c, int (*fn)(void *arg, vq_error *err), void (*free_fn)(void *arg),
+                 void *arg)
+{
+    run_state *rs = c->priv;
+    if (rs->step.fn || !fn || !free_fn) return -1;
+    rs->step = (last_step){.fn = fn, .free_fn = free_fn, .arg = arg};
+    return 0;
+}
+
+/* j's last step waits for the next job's first qemu-img when a job was
+ * claimed ahead and starts now: 1 (the started job in *next), else 0. */
+static int hand_over(child *w, run_state *rs, vq_job **next)
+{
+    if (!rs->step.fn || vq_worker_stop_ || !w->ahead[0] || w->stray) return 0;
+    *next = start_ahead(w);
+    if (!*next) return 0;
+    w->tail = rs->step;
+    w->tail.job = rs->job;
+    memset(&rs->step, 0, sizeof rs->step);
+    return 1;
+}
+
+/* Runs one attempt of j (owned: freed here, or kept with its last step) and
+ * ends it; returns the next job already started, or NULL. */
 static vq_job *run_job(child *w, vq_job *j)
 {
     run_state rs = {.w = w, .job = j, .written = vq_now_ms()};
@@ -306,6 +369,7 @@ static vq_job *run_job(child *w, vq_job *j)
         .progress_later = progress_later,
         .fence = fence,
         .ahead = ahead,
+        .defer = defer,
         .heartbeat = heartbeat,
         .heartbeat_arg = &rs,
         .priv = &rs,
@@ -317,14 +381,28 @@ static vq_job *run_job(child *w, vq_job *j)
     unsigned long spawns = vq_spawn_count();
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
-    settle(&rs); /* before the end's own pipeline */
+    settle(&rs); /* the fences' answers, before the end's own pipeline */
+    run_tail(w); /* the job before ends first (when no tick of this one ran it) */
+    vq_job *next = NULL;
     if (w->fenced || rc == VQ_ESTALE) {
         vq_log(VQ_LOG_WARN, "job %s: attempt fenced, its result is not written", j->id);
-        return start_ahead(w);
+        step_free(&rs.step);
+        next = start_ahead(w);
+    } else if (rc == 0 && hand_over(w, &rs, &next)) {
+        return next; /* j goes with its last step */
+    } else {
+        if (rs.step.fn) {
+            vq_error serr = {0};
+            int src = rs.step.fn(rs.step.arg, &serr);
+            if (rc == 0 && src) rc = vq_error_set(&err, src, "%s", serr.text);
+            step_free(&rs.step);
+        }
+        /* Succeeded without a qemu-img or a write: more like it may follow. */
+        int idle = rc == 0 && rs.calls == 0 && vq_spawn_count() == spawns && k && k->noop;
+        next = end_job(w, j, rc, &err, idle, 0);
     }
-    /* Succeeded without a qemu-img or a write: more like it may follow. */
-    int idle = rc == 0 && rs.calls == 0 && vq_spawn_count() == spawns && k && k->noop;
-    return end_job(w, j, rc, &err, idle);
+    vq_job_free(j);
+    return next;
 }
 
 /* The next job of a run of jobs with nothing to do; after a Redis outage the
@@ -378,10 +456,9 @@ int vq_worker_child_run_(const vq_worker_opts *o)
         if (!j) continue;
         vq_log(VQ_LOG_INFO, "job %s: %s of disk %s, attempt %d", j->id, j->kind, j->disk_id,
                j->attempts);
-        vq_job *next = run_job(&w, j);
-        vq_job_free(j);
-        j = next;
+        j = run_job(&w, j);
     }
+    run_tail(&w); /* stopping between a job's hand-over and the next one's run */
     /* A job fetched together with the last end, when a stop came meanwhile:
      * give it back at once rather than leave it to the lease. */
     if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);

@@ -29,6 +29,11 @@ int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len,
  * does.  On any error the temp file is removed and name is untouched. */
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
                        vq_error *err);
+/* The same without the folder's fsync: the rename is as atomic, its
+ * durability waits for the caller's vq_fs_sync_dir() of the folder, which
+ * several rewrites in one folder then share. */
+int vq_fs_write_atomic_nosync(int dirfd, const char *name, const void *buf, size_t len,
+                              mode_t mode, vq_error *err);
 
 /* fsync of an open folder; errors filled with what. */
 int vq_fs_sync_dir(int dirfd, const char *what, vq_error *err);

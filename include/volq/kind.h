@@ -30,6 +30,15 @@ typedef struct vq_job_ctx {
      * other follows); the worker may then claim its next job, so that the
      * next one starts in the same round trip as this one's end. */
     void (*ahead)(struct vq_job_ctx *c);
+    /* Optional (may be NULL): hands the job's last step to the worker, which
+     * runs fn(arg, err) once the answers of the job's fences were read, and
+     * takes its result as the job's (0: success): at once, or while the next
+     * job's first qemu-img runs, so that the step does not stand between the
+     * two.  Called last in run(), which then returns 0.  The worker owns arg
+     * from then on and frees it with free_fn.  Returns 0; non-zero when the
+     * worker cannot take it (run it yourself). */
+    int (*defer)(struct vq_job_ctx *c, int (*fn)(void *arg, vq_error *err),
+                 void (*free_fn)(void *arg), void *arg);
     vq_spawn_tick heartbeat; /* pass to vq_spawn_run() with heartbeat_arg */
     void *heartbeat_arg;
     void *priv;

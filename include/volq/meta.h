@@ -46,6 +46,9 @@ int vq_meta_read(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * domain not ""), so a rewrite changes no more than it must.  An existing
  * file's mode is kept (new files: 0660). */
 int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
+/* The same, leaving the fsync of the image folder to the caller
+ * (vq_fs_sync_dir), so that several volumes' rewrites share one. */
+int vq_meta_write_nosync(int imgfd, const char *vol, vq_meta *m, vq_error *err);
 
 /* Starts the metadata of a new volume on a domain of domain_version (m is
  * zeroed or freed before): CTIME=now, DISKTYPE=DATA and the size keys of the

@@ -212,6 +212,14 @@ static void test_storage_fs_write_atomic(void)
     char *now = slurp("d/f", NULL);
     CHECK_STR(now, "new\n");
     free(now);
+    /* Without the folder's fsync: the same file, no temp file left. */
+    CHECK_INT(vq_fs_write_atomic_nosync(dfd, "d/g", "other\n", 6, 0640, NULL), 0);
+    now = slurp("d/g", NULL);
+    CHECK_STR(now, "other\n");
+    free(now);
+    CHECK_INT(vq_fs_sync_dir(dfd, "d", NULL), 0);
+    CHECK_INT(system("ls d | grep -q tmp"), 256);
+    sh("rm d/g");
     struct stat st;
     REQUIRE(stat("d/f", &st) == 0);
     CHECK_INT(st.st_mode & 07777, 0600);

@@ -510,7 +510,7 @@ static void test_worker_sigterm_finishes_running_job(void)
  * with a slow qemu-img.  Waits until the first job runs its last volume and
  * the worker has claimed the second (in its in-flight list, still queued). */
 static vq_job *claimed_during_last_volume(fixture *f, char job1[VQ_UUID_SIZE],
-                                          char job2[VQ_UUID_SIZE])
+                                          char job2[VQ_UUID_SIZE], vq_disk **first)
 {
     const char *env[] = {slow_qemu("0.4"), NULL};
     start_redis(f);
@@ -520,7 +520,8 @@ static vq_job *claimed_during_last_volume(fixture *f, char job1[VQ_UUID_SIZE],
     REQUIRE(d1 && d2);
     accept_amend(f, d1, job1);
     accept_amend(f, d2, job2);
-    vq_disk_free(d1);
+    if (first) *first = d1;
+    else vq_disk_free(d1);
     vq_disk_free(d2);
     start_worker(f, 1, env);
     vq_job *r = wait_running(f, job1, 1);
@@ -547,9 +548,17 @@ static void test_worker_claims_next_during_last_volume(void)
 {
     fixture f = {0};
     char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
-    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    vq_disk *before1 = NULL;
+    vq_job *r = claimed_during_last_volume(&f, job1, job2, &before1);
     vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
     REQUIRE(a && b);
+    /* The first job's last bump was made during the second job's first qemu-img. */
+    vq_disk *after1 = reload(&f, f.imgs[0]);
+    REQUIRE(after1);
+    for (size_t i = 0; i < after1->nvols; i++)
+        CHECK_INT(after1->vols[i].meta.gen, (before1->vols[i].meta.gen + 1) % 1000);
+    vq_disk_free(before1);
+    vq_disk_free(after1);
     CHECK_STR(vq_job_state_name(a->state), "succeeded");
     CHECK_STR(vq_job_state_name(b->state), "succeeded");
     CHECK_INT(b->attempts, 1);
@@ -575,7 +584,7 @@ static void test_worker_sigterm_hands_back_claimed_job(void)
 {
     fixture f = {0};
     char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
-    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    vq_job *r = claimed_during_last_volume(&f, job1, job2, NULL);
     CHECK_INT(stop_worker(&f), 0);
     vq_job *a = NULL, *b = NULL;
     REQUIRE(vq_queue_get(f.q, job1, &a, NULL) == 0 && vq_queue_get(f.q, job2, &b, NULL) == 0);
@@ -597,7 +606,7 @@ static void test_worker_sigkill_with_claimed_job(void)
 {
     fixture f = {0};
     char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
-    vq_job *r = claimed_during_last_volume(&f, job1, job2);
+    vq_job *r = claimed_during_last_volume(&f, job1, job2, NULL);
     CHECK_INT(kill(pid_of_worker(r->worker), SIGKILL), 0);
     vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
     REQUIRE(a && b);
