@@ -8,11 +8,17 @@
 #include "redis_int.h"
 
 /* Where to read from: XRANGE's start (inclusive, or "(" exclusive) and the id
- * XREAD waits after. */
+ * XREAD waits after; for a time, the events older than min_ms are passed over.
+ * An event's "time" and its stream id are taken from two clock readings (the
+ * script's TIME, XADD's own), which may fall on either side of a millisecond:
+ * a time is looked for from a second before it and checked on each event. */
 typedef struct cursor {
     char range_start[64];
     char read_after[64];
+    int64_t min_ms; /* -1: no time given */
 } cursor;
+
+#define TIME_SLACK_MS 1000
 
 /* "ms" or "ms-seq", digits only. */
 static int is_stream_id(const char *s)
@@ -31,6 +37,7 @@ static int is_stream_id(const char *s)
 static int make_cursor(const char *since, cursor *c, vq_error *err)
 {
     int64_t ms;
+    c->min_ms = -1;
     if (!since || !*since) {
         snprintf(c->range_start, sizeof c->range_start, "-");
         snprintf(c->read_after, sizeof c->read_after, "0-0");
@@ -40,7 +47,9 @@ static int make_cursor(const char *since, cursor *c, vq_error *err)
         snprintf(c->read_after, sizeof c->read_after, "%s%s", since, seq);
     } else if (vq_time_parse(since, &ms) == 0) {
         if (ms < 0) ms = 0;
-        snprintf(c->range_start, sizeof c->range_start, "%lld-0", (long long)ms);
+        c->min_ms = ms;
+        snprintf(c->range_start, sizeof c->range_start, "%lld-0",
+                 (long long)(ms > TIME_SLACK_MS ? ms - TIME_SLACK_MS : 0));
         /* The last possible id of the millisecond before: XREAD is exclusive. */
         if (ms > 0)
             snprintf(c->read_after, sizeof c->read_after, "%lld-18446744073709551615", (long long)ms - 1);
@@ -53,8 +62,16 @@ static int make_cursor(const char *since, cursor *c, vq_error *err)
     return 0;
 }
 
+/* Whether ev's "time" is before min_ms (min_ms -1: never). */
+static int too_old(const json_t *ev, int64_t min_ms)
+{
+    int64_t t;
+    const char *s = json_string_value(json_object_get(ev, "time"));
+    return min_ms >= 0 && s && vq_time_parse(s, &t) == 0 && t < min_ms;
+}
+
 /* Appends the entries of an XRANGE-shaped array ([id, [field, value]]...). */
-static int add_entries(const redisReply *entries, json_t *out, char last_id[64])
+static int add_entries(const redisReply *entries, int64_t min_ms, json_t *out, char last_id[64])
 {
     for (size_t i = 0; entries && i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
@@ -64,7 +81,7 @@ static int add_entries(const redisReply *entries, json_t *out, char last_id[64])
         for (size_t f = 0; fv && f + 1 < fv->elements; f += 2)
             if (strcmp(vq_reply_str_(fv, f), "e") == 0)
                 ev = json_loadb(fv->element[f + 1]->str, fv->element[f + 1]->len, 0, NULL);
-        if (!json_is_object(ev)) { /* not ours: skipped, but still passed over */
+        if (!json_is_object(ev) || too_old(ev, min_ms)) { /* skipped, but passed over */
             json_decref(ev);
         } else if (json_object_set_new(ev, "id", json_string(id)) != 0 ||
                    json_array_append_new(out, ev) != 0) {
@@ -110,7 +127,7 @@ int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, 
         if (!whole) rc = VQ_EREDIS;
     }
     json_t *arr = json_array();
-    if (!rc && (!arr || add_entries(entries, arr, last_id) != 0))
+    if (!rc && (!arr || add_entries(entries, c.min_ms, arr, last_id) != 0))
         rc = vq_error_set(err, VQ_ENOMEM, "events: out of memory");
     freeReplyObject(rep);
     if (whole) freeReplyObject(whole);

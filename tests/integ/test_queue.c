@@ -1680,6 +1680,14 @@ static void test_queue_events_since_id_and_time(void)
     CHECK_INT(vq_queue_events(Q, "1970-01-01T00:00:00Z", 0, 0, &after, last, NULL), 0);
     CHECK_INT(json_array_size(after), 5);
     json_decref(after);
+    /* A time and a stream id read from two clocks: the time decides. */
+    freeReplyObject(rcmd("XADD {volq}:events 4000000000000-0 e {\"time\":\"2096-10-02T07:06:40.001Z\"}"));
+    freeReplyObject(rcmd("XADD {volq}:events 4000000000001-0 e {\"time\":\"2096-10-02T07:06:39.999Z\"}"));
+    CHECK_INT(vq_queue_events(Q, "2096-10-02T07:06:40.001Z", 0, 0, &after, last, NULL), 0);
+    CHECK_INT(json_array_size(after), 1);
+    CHECK_STR(evs(json_array_get(after, 0), "id"), "4000000000000-0");
+    CHECK_STR(last, "4000000000001-0");
+    json_decref(after);
     vq_error e = {0};
     CHECK_INT(vq_queue_events(Q, "yesterday", 0, 0, &after, last, &e), VQ_EINVAL);
     CHECK_STR(e.text, "events: since yesterday is neither an event id nor an RFC 3339 time");
