@@ -149,9 +149,10 @@ static int write_progress(run_state *rs)
         return VQ_ESTALE;
     }
     if (rc) {
+        /* Tried again after the interval; the lease is renewed by a tick's heartbeat. */
         vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
-        rs->w->last_lease = 0; /* renew with a heartbeat instead */
-        return heartbeat(rs);
+        rs->written = now;
+        return 0;
     }
     rs->dirty = 0;
     rs->written = now;
@@ -239,11 +240,15 @@ static void log_end(const vq_job *j, int frc, vq_job_state st, const char *reaso
                vq_job_state_name(st), reason ? ": " : "", reason ? reason : "");
 }
 
-/* Waits out a Redis outage; 0 when connected again, VQ_EREDIS when stopping. */
+/* Waits out a Redis outage; 0 when connected again, VQ_EREDIS when stopping.
+ * What the in-flight list holds is not known any more (a claim or a start
+ * whose answer was lost; after a failover, writes the new master never got):
+ * it is put back once no job of this worker runs (put_back_strays). */
 static int reconnect(child *w, const vq_error *why)
 {
     vq_log(VQ_LOG_WARN, "worker %s: %s", w->id, why->text);
     vq_error err = {0};
+    w->stray = 1;
     if (vq_redis_reconnect_wait(w->q->r, (volatile int *)&vq_worker_stop_, &err)) return VQ_EREDIS;
     vq_log(VQ_LOG_NOTICE, "worker %s: reconnected to redis", w->id);
     return 0;
@@ -275,6 +280,7 @@ static void put_back_strays(child *w)
         vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
     else
         w->stray = 0;
+    w->last_beat = 0; /* the put-back may have dropped the registration */
 }
 
 /* Records the end of j, through a Redis outage if need be (a result is worth
@@ -444,6 +450,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     vq_log(VQ_LOG_INFO, "worker %s: ready", w.id);
     vq_job *j = NULL;
     while (!vq_worker_stop_) {
+        if (!j && !w.batch.size) put_back_strays(&w);
         worker_beat(&w, NULL);
         vq_error err = {0};
         if (!j && w.batch.size) j = next_of_run(&w, &err);
