@@ -38,8 +38,30 @@ per_bench_timeout=${VOLQ_BENCH_TIMEOUT:-600}
   echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$results"
 
+# Before each benchmark: the last one's writes and deletions reach the disk
+# first (bench/bulk deletes ~3 GB of copies at its end; their writeback and
+# discards slowed the scan of the next one by a third).  Polls the disk's
+# busy time until it stops moving for 0.5 s, 30 s at most.
+settle() {
+  sync
+  local src dev stat t0 t1 quiet=0 deadline=$(($(date +%s) + 30))
+  src=$(findmnt -no SOURCE --target "${VOLQ_BENCH_DIR:-${TMPDIR:-/tmp}}" 2>/dev/null)
+  dev=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1)
+  [ -n "$dev" ] || dev=$(lsblk -ndo NAME "$src" 2>/dev/null | head -1)
+  stat=/sys/block/$dev/stat
+  [ -r "$stat" ] || return 0
+  t0=$(awk '{print $10}' "$stat")
+  while [ "$quiet" -lt 5 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+    sleep 0.1
+    t1=$(awk '{print $10}' "$stat")
+    if [ "$t1" = "$t0" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    t0=$t1
+  done
+}
+
 failed=0
 for name in $order; do
+  settle
   bin=$build/bench/bench_$name
   [ -x "$bin" ] || { echo "bench.sh: $bin missing" >&2; failed=$((failed + 1)); continue; }
   echo "## bench/$name" | tee -a "$results"
