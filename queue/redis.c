@@ -56,16 +56,19 @@ void vq_redis_block_(vq_redis *r, int block_ms)
     set_timeout(r);
 }
 
+/* For messages: a long address is cut short, which is fine there. */
 void vq_redis_url_safe_(const vq_redis *r, char *out, size_t outsz)
 {
+    int n;
     if (r->u.nsentinels)
-        snprintf(out, outsz, "sentinel://%s:%d/%s (master %s:%d/%d)", r->u.sentinels[0].host,
-                 r->u.sentinels[0].port, r->u.master, r->u.host[0] ? r->u.host : "unknown",
-                 r->u.port, r->u.db);
+        n = snprintf(out, outsz, "sentinel://%s:%d/%s (master %s:%d/%d)", r->u.sentinels[0].host,
+                     r->u.sentinels[0].port, r->u.master, r->u.host[0] ? r->u.host : "unknown",
+                     r->u.port, r->u.db);
     else if (r->u.is_unix)
-        snprintf(out, outsz, "unix://%s", r->u.path);
+        n = snprintf(out, outsz, "unix://%s", r->u.path);
     else
-        snprintf(out, outsz, "redis://%s:%d/%d", r->u.host, r->u.port, r->u.db);
+        n = snprintf(out, outsz, "redis://%s:%d/%d", r->u.host, r->u.port, r->u.db);
+    if (n < 0 && outsz) out[0] = '\0';
 }
 
 /* ---- pipeline bookkeeping --------------------------------------------- */

@@ -194,7 +194,7 @@ static void alias_from_description(const char *d, char alias[VQ_ALIAS_MAX + 1])
 static int parse_fields(vq_meta *m, vq_error *err)
 {
     const vq_kv *kv = &m->kv;
-    int f, v, l;
+    int f = 0, v = 0, l = 0;
     if (get_enum(kv, "FORMAT", format_names, 2, &f, err) < 0 ||
         get_enum(kv, "VOLTYPE", voltype_names, 3, &v, err) < 0 ||
         get_enum(kv, "LEGALITY", legality_names, 3, &l, err) < 0 ||

@@ -592,12 +592,15 @@ static int y_error(y_doc *d, const char *msg, const char *what)
     return -1;
 }
 
+/* Built in a buffer of its own: out lies in d too (an entry's path). */
 static void y_path(const y_doc *d, char *out, size_t outsz)
 {
+    char buf[Y_PATH];
     size_t o = 0;
-    out[0] = '\0';
-    for (int i = 1; i <= d->depth && o < outsz; i++)
-        o += (size_t)snprintf(out + o, outsz - o, "%s%s", i > 1 ? "." : "", d->st[i].name);
+    buf[0] = '\0';
+    for (int i = 1; i <= d->depth && o < sizeof buf; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", i > 1 ? "." : "", d->st[i].name);
+    snprintf(out, outsz, "%s", buf);
 }
 
 /* Quotes closed, brackets balanced, nothing after a closing quote. */
