@@ -100,13 +100,45 @@ static int second_round(vq_queue *q, int64_t now, const char *head, long long *p
     return rc;
 }
 
+const double vq_run_bucket_s[VQ_RUN_BUCKETS - 1] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+
+int vq_run_bucket(int64_t ms)
+{
+    int b = 0;
+    while (b < VQ_RUN_BUCKETS - 1 && (double)ms > vq_run_bucket_s[b] * 1000) b++;
+    return b;
+}
+
+/* One field of the stats hash: "qemu_img_runs", or "r:<kind>:<bucket>" and
+ * "r:<kind>:ms" (finish.lua). */
+static void count_field(vq_queue_counters *out, const char *f, const char *v)
+{
+    static const char *const kinds[2] = {"amend", "create-volume"};
+    uint64_t n = strtoull(v, NULL, 10);
+    if (strcmp(f, "qemu_img_runs") == 0) {
+        out->qemu_img_runs = n;
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        size_t len = strlen(kinds[k]);
+        if (strncmp(f, "r:", 2) != 0 || strncmp(f + 2, kinds[k], len) != 0 || f[2 + len] != ':')
+            continue;
+        const char *what = f + 3 + len;
+        char *end;
+        long b = strtol(what, &end, 10);
+        if (strcmp(what, "ms") == 0) out->runs[k].sum_ms = n;
+        else if (end != what && !*end && b >= 0 && b < VQ_RUN_BUCKETS) out->runs[k].n[b] = n;
+    }
+}
+
 int vq_queue_counters_get(vq_queue *q, vq_queue_counters *out, vq_error *err)
 {
     memset(out, 0, sizeof *out);
-    const char *argv[] = {"HGET", VQ_K_STATS, "qemu_img_runs"};
-    redisReply *rep = vq_redis_argv(q->r, 3, argv, NULL, err);
+    const char *argv[] = {"HGETALL", VQ_K_STATS};
+    redisReply *rep = vq_redis_argv(q->r, 2, argv, NULL, err);
     if (!rep) return VQ_EREDIS;
-    if (rep->type == REDIS_REPLY_STRING) out->qemu_img_runs = strtoull(rep->str, NULL, 10);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2)
+        count_field(out, vq_reply_str_(rep, i), vq_reply_str_(rep, i + 1));
     freeReplyObject(rep);
     return 0;
 }

@@ -353,6 +353,10 @@ static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *r
     vq_strv_addf_(&h->args, "%lu", h->runs);
     vq_strv_addf_(&h->args, "%d", j->done);
     vq_strv_addf_(&h->args, "%d", j->total);
+    if (j->run_ms > 0) {
+        vq_strv_addf_(&h->args, "%lld", (long long)j->run_ms);
+        vq_strv_addf_(&h->args, "%d", vq_run_bucket(j->run_ms));
+    }
     return 0;
 }
 

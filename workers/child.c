@@ -385,8 +385,10 @@ static vq_job *run_job(child *w, vq_job *j)
     renewed(w, vq_now_ms()); /* start.lua took the lease and registered us with the job */
     const vq_job_kind *k = vq_job_kind_find(j->kind);
     unsigned long spawns = vq_spawn_count();
+    int64_t t0 = vq_now_ms();
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
+    j->run_ms = vq_now_ms() - t0 > 0 ? vq_now_ms() - t0 : 1; /* sent with the end */
     settle(&rs); /* the fences' answers, before the end's own pipeline */
     run_tail(w); /* the job before ends first (when no tick of this one ran it) */
     vq_job *next = NULL;

@@ -39,6 +39,8 @@ typedef struct vq_job {
     int64_t created, updated, next_attempt; /* ms since the epoch; next_attempt 0 when none */
     char worker[VQ_WORKER_ID_MAX];   /* current or last attempt's host:pid, "" when none */
     uint64_t token;                  /* fencing token of the current attempt */
+    int64_t run_ms;                  /* worker side, not stored: how long this attempt ran,
+                                        sent with its end for /metrics (0: not measured) */
 } vq_job;
 
 /* "queued", "running", ...; NULL for an out-of-range state. */

@@ -252,9 +252,23 @@ int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
  * jobs_per_min, redis "up").  New reference. */
 int vq_queue_status(vq_queue *q, json_t **out, vq_error *err);
 
+/* Attempt durations, for /metrics: the upper bounds (seconds) of the
+ * buckets, the last one +Inf. */
+#define VQ_RUN_BUCKETS 11
+extern const double vq_run_bucket_s[VQ_RUN_BUCKETS - 1];
+/* The bucket of an attempt that ran ms. */
+int vq_run_bucket(int64_t ms);
+
+typedef struct vq_run_hist {
+    uint64_t n[VQ_RUN_BUCKETS]; /* attempts per bucket (not cumulative) */
+    uint64_t sum_ms;
+} vq_run_hist;
+
 /* Counters shared by every host, for /metrics. */
 typedef struct vq_queue_counters {
     uint64_t qemu_img_runs;  /* qemu-img processes the workers ran (added at each job's end) */
+    vq_run_hist runs[2];     /* attempts that ran, by kind: [0] amend, [1] create-volume;
+                                jobs recorded in no-op batches did not run and are not here */
 } vq_queue_counters;
 /* One round trip. */
 int vq_queue_counters_get(vq_queue *q, vq_queue_counters *out, vq_error *err);

@@ -807,6 +807,10 @@ static void test_api_status_metrics_healthz_index(void)
     CHECK_CONTAINS(h.body, "volq_redis_up 1\n");
     CHECK_CONTAINS(h.body, "volq_jobs{state=\"queued\"} 0\n");
     CHECK_CONTAINS(h.body, "# TYPE volq_queue_depth gauge\n");
+    CHECK_CONTAINS(h.body, "# TYPE volq_attempt_duration_seconds histogram\n");
+    CHECK_CONTAINS(h.body, "volq_attempt_duration_seconds_bucket{kind=\"amend\",le=\"0.1\"} 0\n");
+    CHECK_CONTAINS(h.body, "volq_attempt_duration_seconds_bucket{kind=\"create-volume\",le=\"+Inf\"} 0\n");
+    CHECK_CONTAINS(h.body, "volq_attempt_duration_seconds_count{kind=\"amend\"} 0\n");
     t_resp_free(&h);
     h = call("GET", "/healthz", NULL, 200);
     t_resp_free(&h);

@@ -152,6 +152,28 @@ static void test_perf_one_qemu_img_per_old_volume(void)
         vq_job_free(j);
     }
     CHECK_INT(runs(&f), old);
+    /* Every job that ran (jobs with work at least) is in the amend histogram. */
+    vq_queue_counters c;
+    REQUIRE(vq_queue_counters_get(f.q, &c, NULL) == 0);
+    uint64_t ran = 0;
+    for (int b = 0; b < VQ_RUN_BUCKETS; b++) ran += c.runs[0].n[b];
+    size_t with_work = 0;
+    for (size_t i = 0; i < f.nimgs; i++) {
+        vq_job *j = NULL;
+        REQUIRE(vq_queue_get(f.q, ids[i], &j, NULL) == 0);
+        with_work += j->total > 0;
+        vq_job_free(j);
+    }
+    CHECK(with_work > 0);
+    CHECK(ran >= with_work && ran <= f.nimgs);
+    CHECK(c.runs[0].sum_ms > 0);
+    for (int b = 0; b < VQ_RUN_BUCKETS; b++) CHECK_INT(c.runs[1].n[b], 0);
+    /* Buckets: upper bounds inclusive, the last one open. */
+    CHECK_INT(vq_run_bucket(1), 0);
+    CHECK_INT(vq_run_bucket(100), 0);
+    CHECK_INT(vq_run_bucket(101), 1);
+    CHECK_INT(vq_run_bucket(300000), VQ_RUN_BUCKETS - 2);
+    CHECK_INT(vq_run_bucket(300001), VQ_RUN_BUCKETS - 1);
     /* Every volume is at 1.1 now: amending again runs nothing. */
     accept_all(&f, ids);
     for (size_t i = 0; i < f.nimgs; i++) {
