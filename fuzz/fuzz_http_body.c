@@ -9,6 +9,7 @@
 
 #include "fuzz.h"
 #include "sched_int.h"
+#include "volq/text.h"
 
 static const char *const amend[] = {"qcow_version", NULL};
 static const char *const create[] = {"size", "format", "parent", "alias", NULL};
@@ -21,7 +22,7 @@ static void check_answer_text(const char *text, size_t len)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%.*s", (int)len, text);
-    vq_text_clean_(msg);
+    vq_text_clean(msg, sizeof msg, msg);
     json_t *o = json_pack("{s:s}", "error", msg);
     FUZZ_CHECK(o != NULL);
     json_decref(o);

@@ -9,6 +9,7 @@
 
 #include "queue_int.h"
 #include "volq/log.h"
+#include "volq/text.h"
 
 static const char *const common_keys[] = {
     VQ_K_QUEUE, VQ_K_RUNNING, VQ_K_DUE, VQ_K_LOCKS, VQ_K_ST_SUCCEEDED, VQ_K_ST_FAILED,
@@ -130,41 +131,15 @@ void vq_strv_addf_(vq_strv *s, const char *fmt, ...)
     vq_strv_addn_(s, buf, (size_t)n);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (len == 0 || len > n) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    /* Overlong forms, surrogates and code points past U+10FFFF. */
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return len;
-}
-
 void vq_strv_add_text_(vq_strv *s, const char *text, size_t maxlen)
 {
     size_t n = strlen(text);
-    char *out = malloc(n + 1);
+    char *out = malloc((n < maxlen ? n : maxlen) + 1);
     if (!out) {
         s->oom = 1;
         return;
     }
-    size_t o = 0;
-    const unsigned char *t = (const unsigned char *)text;
-    for (size_t i = 0; i < n;) {
-        size_t len = t[i] < 0x80 ? 1 : utf8_seq(t + i, n - i);
-        if (o + (len ? len : 1) > maxlen) break; /* never half a character */
-        if (len == 0)
-            out[o++] = '?', i++;
-        else if (len == 1)
-            out[o++] = (t[i] < 0x20 || t[i] == 0x7f) ? ' ' : (char)t[i], i++;
-        else
-            for (size_t k = 0; k < len; k++) out[o++] = (char)t[i++];
-    }
-    vq_strv_addn_(s, out, o);
+    vq_strv_addn_(s, out, vq_text_clean(out, (n < maxlen ? n : maxlen) + 1, text));
     free(out);
 }
 

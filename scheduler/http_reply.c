@@ -9,6 +9,7 @@
 
 #include "sched_int.h"
 #include "volq/log.h"
+#include "volq/text.h"
 #include "volq/uuid.h"
 
 /* Answers larger than this are followed by malloc_trim(). */
@@ -65,12 +66,9 @@ void vq_reply_error_(vq_req *r, int code, const char *reason, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    vq_text_clean_(msg); /* it may quote the client's bytes: JSON needs valid UTF-8 */
+    vq_text_clean(msg, sizeof msg, msg); /* it may quote the client's bytes: JSON needs valid UTF-8 */
     char why[512];
-    if (reason) {
-        snprintf(why, sizeof why, "%s", reason); /* cut: vq_text_clean_() mends it */
-        vq_text_clean_(why);
-    }
+    if (reason) vq_text_clean(why, sizeof why, reason);
     json_t *o = json_pack("{s:s,s:s?}", "error", msg, "reason", reason ? why : NULL);
     if (o && !reason) json_object_set_new(o, "reason", json_null());
     vq_reply_json_(r, code, o);

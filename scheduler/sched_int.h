@@ -117,10 +117,6 @@ json_t *vq_req_body_(vq_req *r, const char *const *allowed);
  * unknown field; VQ_ENOMEM). */
 int vq_body_decode_(const char *data, size_t len, const char *const *allowed, json_t **out,
                     vq_error *err);
-/* Makes s (NUL-terminated) one line of valid UTF-8 in place: control bytes
- * become ' ', bytes of invalid or cut sequences '?'.  Answers quote client
- * bytes (paths, field names), and jansson refuses invalid UTF-8. */
-void vq_text_clean_(char *s);
 /* A query parameter (borrowed) or NULL. */
 const char *vq_req_query_(vq_req *r, const char *name);
 /* Parses a query integer in [lo, hi]; answers 400 and returns -1 when bad. */

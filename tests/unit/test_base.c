@@ -1,6 +1,7 @@
 /* Unit tests of the base helpers: errors and UUIDs. */
 #include "t.h"
 #include "volq/error.h"
+#include "volq/text.h"
 #include "volq/uuid.h"
 
 static void test_error_keeps_first(void)
@@ -48,5 +49,23 @@ static void test_uuid_new_is_valid_and_unique(void)
     CHECK(strcmp(a, b) != 0);
 }
 
-T_MAIN(T(test_error_keeps_first), T(test_error_one_line), T(test_uuid_valid),
+/* One line of valid UTF-8: controls to ' ', bad bytes to '?', a character
+ * that does not fit left out whole, in place too. */
+static void test_text_clean(void)
+{
+    char out[16];
+    CHECK_INT((int)vq_text_clean(out, sizeof out, "a\tb\x7f\xff\xc3\xa9"), 7);
+    CHECK_STR(out, "a b ?\xc3\xa9");
+    /* overlong, surrogate, past U+10FFFF, a stray 0xF5 lead byte */
+    CHECK_INT((int)vq_text_clean(out, sizeof out, "\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xf5\x80"), 11);
+    CHECK_STR(out, "???????????");
+    CHECK_INT((int)vq_text_clean(out, 4, "ab\xc3\xa9"), 2); /* 3 bytes of room: no half é */
+    CHECK_STR(out, "ab");
+    char s[] = "x\ny\xc3";
+    CHECK_INT((int)vq_text_clean(s, sizeof s, s), 4);
+    CHECK_STR(s, "x y?");
+    CHECK_INT((int)vq_text_clean(out, 0, "abc"), 0);
+}
+
+T_MAIN(T(test_text_clean), T(test_error_keeps_first), T(test_error_one_line), T(test_uuid_valid),
        T(test_uuid_new_is_valid_and_unique))
