@@ -182,7 +182,7 @@ typedef struct last_step {
 static int last_step_run(void *arg, vq_error *err)
 {
     last_step *t = arg;
-    return bump_gen(t->d, t->img, t->vol[0] ? t->vol : NULL, 1, err);
+    return bump_gen(t->d, t->img, t->vol, 1, err);
 }
 
 static void last_step_free(void *arg)

@@ -40,25 +40,13 @@ static int append_unclaim(vq_queue *q, const vq_batch *b, const char *proc, vq_e
     return rc;
 }
 
-static int append_start(vq_queue *q, const vq_batch *b, const char *proc, vq_error *err)
-{
-    vq_strv k = {0}, a = {0};
-    vq_strv_addf_(&k, "%s%s", VQ_K_JOB, b->start);
-    vq_strv_add_(&k, proc);
-    vq_strv_add_(&a, b->start);
-    vq_strv_add_(&a, b->worker);
-    int rc = vq_queue_append_(q, "start.lua", &k, &a, err);
-    vq_strv_free_(&k);
-    vq_strv_free_(&a);
-    return rc;
-}
-
 static int append_all(vq_queue *q, const vq_batch *b, const char *proc, sent *s, vq_error *err)
 {
     int rc = 0;
     if (b->nidle && !(rc = append_noop(q, b, proc, err))) s->noop = 1;
     if (!rc && b->nback && !(rc = append_unclaim(q, b, proc, err))) s->unclaim = 1;
-    if (!rc && b->start && !(rc = append_start(q, b, proc, err))) s->start = 1;
+    if (!rc && b->start && !(rc = vq_queue_append_start_(q, b->worker, proc, b->start, err)))
+        s->start = 1;
     const char *move[] = {"LMOVE", VQ_K_QUEUE, proc, "RIGHT", "LEFT"};
     for (; !rc && s->moves < b->want; s->moves++)
         rc = vq_redis_append_argv(q->r, 5, move, NULL, err);
@@ -89,10 +77,8 @@ static int read_all(vq_queue *q, vq_batch *b, const sent *s, vq_error *err)
         if (rep) freeReplyObject(rep);
     }
     if (s->start) {
-        if (!(rep = vq_redis_get_reply(q->r, err))) rc = VQ_EREDIS;
-        if (rep && strcmp(vq_reply_str_(rep, 0), "ok") == 0 && !rc)
-            rc = vq_queue_job_of_reply_(b->start, rep, &b->started, err);
-        if (rep) freeReplyObject(rep);
+        int src = vq_queue_read_start_(q, b->start, &b->started, err);
+        if (!rc) rc = src;
     }
     for (size_t i = 0; i < s->moves; i++) {
         if (!(rep = vq_redis_get_reply(q->r, err))) rc = VQ_EREDIS;
@@ -120,8 +106,8 @@ int vq_queue_batch(vq_queue *q, vq_batch *b, vq_error *err)
     sent s = {0};
     b->started = NULL;
     b->nclaimed = 0;
-    int rc = vq_queue_worker_valid_(b->worker, err);
-    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, b->worker, err))) return rc;
+    int rc = vq_queue_proc_key_(b->worker, proc, err);
+    if (rc) return rc;
     if (b->start && !vq_uuid_valid(b->start))
         return vq_error_set(err, VQ_EINVAL, "batch: job id \"%.40s\" is not a UUID", b->start);
     int arc = append_all(q, b, proc, &s, err);

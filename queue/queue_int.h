@@ -66,6 +66,13 @@ int vq_queue_append_(vq_queue *q, const char *name, const vq_strv *keys, const v
 
 /* A worker id is 1..127 printable bytes without spaces. */
 int vq_queue_worker_valid_(const char *worker, vq_error *err);
+/* "{volq}:proc:<worker>" into proc, the worker id checked first. */
+int vq_queue_proc_key_(const char *worker, char proc[VQ_KEY_MAX], vq_error *err);
+/* start.lua on an id moved into proc, appended to the pipeline; its answer:
+ * *out the started job (new), or NULL when it was skipped (cancelled, gone). */
+int vq_queue_append_start_(vq_queue *q, const char *worker, const char *proc, const char *id,
+                           vq_error *err);
+int vq_queue_read_start_(vq_queue *q, const char *id, vq_job **out, vq_error *err);
 
 /* Element i of an array reply as a string, "" when absent or not a string. */
 const char *vq_reply_str_(const redisReply *r, size_t i);

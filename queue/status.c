@@ -101,6 +101,7 @@ static int second_round(vq_queue *q, int64_t now, const char *head, long long *p
 }
 
 const double vq_run_bucket_s[VQ_RUN_BUCKETS - 1] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+const char *const vq_run_kinds[2] = {"amend", "create-volume"};
 
 int vq_run_bucket(int64_t ms)
 {
@@ -113,15 +114,15 @@ int vq_run_bucket(int64_t ms)
  * "r:<kind>:ms" (finish.lua). */
 static void count_field(vq_queue_counters *out, const char *f, const char *v)
 {
-    static const char *const kinds[2] = {"amend", "create-volume"};
     uint64_t n = strtoull(v, NULL, 10);
     if (strcmp(f, "qemu_img_runs") == 0) {
         out->qemu_img_runs = n;
         return;
     }
     for (int k = 0; k < 2; k++) {
-        size_t len = strlen(kinds[k]);
-        if (strncmp(f, "r:", 2) != 0 || strncmp(f + 2, kinds[k], len) != 0 || f[2 + len] != ':')
+        size_t len = strlen(vq_run_kinds[k]);
+        if (strncmp(f, "r:", 2) != 0 || strncmp(f + 2, vq_run_kinds[k], len) != 0 ||
+            f[2 + len] != ':')
             continue;
         const char *what = f + 3 + len;
         char *end;

@@ -142,9 +142,14 @@ static int move(vq_queue *q, const char *proc, int block_ms, head *h, char id[VQ
     return 0;
 }
 
-/* start.lua on a moved id, appended to the pipeline. */
-static int append_start(vq_queue *q, const char *worker, const char *proc, const char *id,
-                        vq_error *err)
+int vq_queue_proc_key_(const char *worker, char proc[VQ_KEY_MAX], vq_error *err)
+{
+    int rc = vq_queue_worker_valid_(worker, err);
+    return rc ? rc : vq_queue_key_(proc, VQ_KEY_MAX, VQ_K_PROC, worker, err);
+}
+
+int vq_queue_append_start_(vq_queue *q, const char *worker, const char *proc, const char *id,
+                           vq_error *err)
 {
     vq_strv k = {0}, a = {0};
     vq_strv_addf_(&k, "%s%s", VQ_K_JOB, id);
@@ -157,8 +162,7 @@ static int append_start(vq_queue *q, const char *worker, const char *proc, const
     return rc;
 }
 
-/* start.lua's answer: *out is the started job, or NULL when it was skipped. */
-static int read_start(vq_queue *q, const char *id, vq_job **out, vq_error *err)
+int vq_queue_read_start_(vq_queue *q, const char *id, vq_job **out, vq_error *err)
 {
     redisReply *rep = vq_redis_get_reply(q->r, err);
     if (!rep) return VQ_EREDIS;
@@ -171,8 +175,8 @@ static int read_start(vq_queue *q, const char *id, vq_job **out, vq_error *err)
 static int start_one(vq_queue *q, const char *worker, const char *proc, const char *id,
                      vq_job **out, vq_error *err)
 {
-    int rc = append_start(q, worker, proc, id, err);
-    return rc ? rc : read_start(q, id, out, err);
+    int rc = vq_queue_append_start_(q, worker, proc, id, err);
+    return rc ? rc : vq_queue_read_start_(q, id, out, err);
 }
 
 static int fetch_with(vq_queue *q, const char *worker, int block_ms, head *h, vq_job **out,
@@ -180,8 +184,8 @@ static int fetch_with(vq_queue *q, const char *worker, int block_ms, head *h, vq
 {
     *out = NULL;
     char proc[VQ_KEY_MAX], id[VQ_UUID_SIZE];
-    int rc = vq_queue_worker_valid_(worker, err);
-    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
+    int rc = vq_queue_proc_key_(worker, proc, err);
+    if (rc) return rc;
     int64_t deadline = vq_now_ms() + (block_ms > 0 ? block_ms : 0);
     for (int round = 0; round < FETCH_ROUNDS; round++) {
         int64_t left = deadline - vq_now_ms();
@@ -204,39 +208,30 @@ int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, 
     return rc;
 }
 
+/* A bare move: the worker wants no record yet (vq_queue_batch's claims read
+ * theirs in a second round trip). */
 int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_error *err)
 {
     char proc[VQ_KEY_MAX];
     id[0] = '\0';
-    int rc = vq_queue_worker_valid_(worker, err);
-    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
-    return move(q, proc, 0, NULL, id, err);
+    int rc = vq_queue_proc_key_(worker, proc, err);
+    return rc ? rc : move(q, proc, 0, NULL, id, err);
 }
 
+/* The start and the hand-back are those of a batch with that one step. */
 int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,
                            vq_error *err)
 {
-    char proc[VQ_KEY_MAX];
-    *out = NULL;
-    int rc = vq_queue_worker_valid_(worker, err);
-    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
-    return start_one(q, worker, proc, id, out, err);
+    vq_batch b = {.worker = worker, .start = id};
+    int rc = vq_queue_batch(q, &b, err);
+    *out = b.started;
+    return rc;
 }
 
-int vq_queue_unclaim(vq_queue *q, const char *worker, const char *id, vq_error *err)
+int vq_queue_unclaim(vq_queue *q, const char *worker, const char id[VQ_UUID_SIZE], vq_error *err)
 {
-    char proc[VQ_KEY_MAX];
-    int rc = vq_queue_worker_valid_(worker, err);
-    if (rc || (rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, worker, err))) return rc;
-    vq_strv k = {0}, a = {0};
-    vq_strv_add_(&k, proc);
-    vq_strv_add_(&a, id);
-    redisReply *rep = vq_queue_run_(q, "unclaim.lua", &k, &a, err);
-    vq_strv_free_(&k);
-    vq_strv_free_(&a);
-    if (!rep) return VQ_EREDIS;
-    freeReplyObject(rep);
-    return 0;
+    vq_batch b = {.worker = worker, .back = (const char(*)[VQ_UUID_SIZE])id, .nback = 1};
+    return vq_queue_batch(q, &b, err);
 }
 
 /* ---- fenced writes ----------------------------------------------------- */
@@ -418,13 +413,13 @@ int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const c
     head h = {0};
     char proc[VQ_KEY_MAX];
     int rc = finish_call(q, prev, o, reason, &h, err);
-    if (!rc) rc = vq_queue_key_(proc, sizeof proc, VQ_K_PROC, prev->worker, err);
+    if (!rc) rc = vq_queue_proc_key_(prev->worker, proc, err);
     if (!rc) rc = vq_queue_append_(q, h.script, &h.keys, &h.args, err);
     if (rc) goto out_free;
     vq_error serr = {0};
-    int src = append_start(q, prev->worker, proc, claimed, &serr);
+    int src = vq_queue_append_start_(q, prev->worker, proc, claimed, &serr);
     h.reply = vq_redis_get_reply(q->r, err);
-    if (!src) src = read_start(q, claimed, next, &serr);
+    if (!src) src = vq_queue_read_start_(q, claimed, next, &serr);
     rc = h.reply ? finish_result(prev, &h, h.reply, final_state, err) : VQ_EREDIS;
     if (!rc && src) rc = vq_error_set(err, src, "%s", serr.text);
 out_free:

@@ -120,7 +120,6 @@ static void counter_metrics(struct evbuffer *b, vq_sched *s)
     metric(b, "volq_qemu_img_runs_total", "counter",
            "qemu-img processes run by every worker (counted at the end of each job).");
     evbuffer_add_printf(b, "volq_qemu_img_runs_total %llu\n", (unsigned long long)n.qemu_img_runs);
-    static const char *const kinds[2] = {"amend", "create-volume"};
     metric(b, "volq_attempt_duration_seconds", "histogram",
            "How long the attempts workers ran took, by kind (jobs recorded in no-op batches "
            "did not run).");
@@ -128,18 +127,16 @@ static void counter_metrics(struct evbuffer *b, vq_sched *s)
         const vq_run_hist *h = &n.runs[k];
         unsigned long long cum = 0;
         for (int i = 0; i < VQ_RUN_BUCKETS; i++) {
+            char le[32] = "+Inf";
+            if (i < VQ_RUN_BUCKETS - 1) snprintf(le, sizeof le, "%g", vq_run_bucket_s[i]);
             cum += h->n[i];
-            if (i < VQ_RUN_BUCKETS - 1)
-                evbuffer_add_printf(b, "volq_attempt_duration_seconds_bucket{kind=\"%s\",le=\"%g\"} "
-                                    "%llu\n", kinds[k], vq_run_bucket_s[i], cum);
-            else
-                evbuffer_add_printf(b, "volq_attempt_duration_seconds_bucket{kind=\"%s\",le=\"+Inf\"} "
-                                    "%llu\n", kinds[k], cum);
+            evbuffer_add_printf(b, "volq_attempt_duration_seconds_bucket{kind=\"%s\",le=\"%s\"} %llu\n",
+                                vq_run_kinds[k], le, cum);
         }
-        evbuffer_add_printf(b, "volq_attempt_duration_seconds_sum{kind=\"%s\"} %.3f\n", kinds[k],
-                            (double)h->sum_ms / 1000);
+        evbuffer_add_printf(b, "volq_attempt_duration_seconds_sum{kind=\"%s\"} %.3f\n",
+                            vq_run_kinds[k], (double)h->sum_ms / 1000);
         evbuffer_add_printf(b, "volq_attempt_duration_seconds_count{kind=\"%s\"} %llu\n",
-                            kinds[k], cum);
+                            vq_run_kinds[k], cum);
     }
 }
 

@@ -388,7 +388,8 @@ static vq_job *run_job(child *w, vq_job *j)
     int64_t t0 = vq_now_ms();
     int rc = k ? k->run(&c, &err)
                : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
-    j->run_ms = vq_now_ms() - t0 > 0 ? vq_now_ms() - t0 : 1; /* sent with the end */
+    int64_t ran = vq_now_ms() - t0;
+    j->run_ms = ran > 0 ? ran : 1; /* sent with the end */
     settle(&rs); /* the fences' answers, before the end's own pipeline */
     run_tail(w); /* the job before ends first (when no tick of this one ran it) */
     vq_job *next = NULL;

@@ -163,7 +163,7 @@ int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_er
 int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,
                            vq_error *err);
 /* Hands a claimed job back to the front of the queue (the end workers take from). */
-int vq_queue_unclaim(vq_queue *q, const char *worker, const char *id, vq_error *err);
+int vq_queue_unclaim(vq_queue *q, const char *worker, const char id[VQ_UUID_SIZE], vq_error *err);
 /* vq_queue_finish() of prev and the start of a job prev's worker claimed
  * (vq_queue_claim) in one pipeline: one round trip.  *next is the started job
  * (new; vq_job_free()), or NULL when it was cancelled meanwhile; it is started
@@ -258,6 +258,9 @@ int vq_queue_status(vq_queue *q, json_t **out, vq_error *err);
 extern const double vq_run_bucket_s[VQ_RUN_BUCKETS - 1];
 /* The bucket of an attempt that ran ms. */
 int vq_run_bucket(int64_t ms);
+
+/* The kinds of vq_queue_counters.runs[], in order. */
+extern const char *const vq_run_kinds[2];
 
 typedef struct vq_run_hist {
     uint64_t n[VQ_RUN_BUCKETS]; /* attempts per bucket (not cumulative) */
