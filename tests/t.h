@@ -17,6 +17,8 @@ struct t_case {
 extern int t_failed_; /* failures in the current case (inside the child) */
 int t_run_(const struct t_case *cases, int argc, char **argv);
 const char *t_dir(void);  /* the case's temporary folder (absolute; cwd too) */
+long long t_now_ms(void); /* monotonic clock, ms: for deadlines */
+void t_sleep_ms(int ms);  /* one nap between two polls of a deadline loop */
 
 #define T(fn) {#fn, fn}
 #define T_MAIN(...)                                                           \

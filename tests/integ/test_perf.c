@@ -32,12 +32,6 @@ typedef struct fixture {
     pid_t worker;
 } fixture;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void setup(fixture *f, const char *mkdomain_args)
 {
     REQUIRE(t_redis_start(&f->redis, "redis") == 0);
@@ -117,7 +111,7 @@ static vq_job *wait_end(fixture *f, const char *job_id)
         vq_job *j = NULL;
         if (vq_queue_get(f->q, job_id, &j, NULL) == 0 && j->state >= VQ_JOB_SUCCEEDED) return j;
         vq_job_free(j);
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     T_FAIL_("job %s did not end within 30 s", job_id);
     return NULL;

@@ -46,13 +46,6 @@ static void setup(void)
 /* Applies a changed CFG to Q. */
 static void reconfig(void) { Q->cfg = CFG; }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- looking into Redis ------------------------------------------------- */
 
 static redisReply *rcmd(const char *fmt, ...)
@@ -252,9 +245,9 @@ static vq_job_state finish(vq_job *j, vq_outcome o, const char *reason)
 /* Housekeeping until it moved at least one job, or 5 s. */
 static size_t housekeep_until_moved(void)
 {
-    long long deadline = mono_ms() + 5000;
+    long long deadline = t_now_ms() + 5000;
     size_t moved = 0;
-    while (moved == 0 && mono_ms() < deadline) {
+    while (moved == 0 && t_now_ms() < deadline) {
         vq_error e = {0};
         if (vq_queue_housekeep(Q, &moved, &e) != 0) T_FAIL_("housekeep: %s", e.text);
         if (!moved) {
@@ -562,10 +555,10 @@ static void test_queue_fetch_waits_then_times_out(void)
 {
     setup();
     vq_job *j = (vq_job *)1;
-    long long t0 = mono_ms();
+    long long t0 = t_now_ms();
     CHECK_INT(vq_queue_fetch(Q, W1, 300, &j, NULL), 0);
     CHECK(j == NULL);
-    CHECK(mono_ms() - t0 >= 250);
+    CHECK(t_now_ms() - t0 >= 250);
     /* The fetch registered the worker. */
     CHECK(rint_("ZSCORE {volq}:workers " W1) > 0);
     /* A job accepted while a worker waits wakes it at once. */
@@ -580,11 +573,11 @@ static void test_queue_fetch_waits_then_times_out(void)
         vq_accept_res res;
         _exit(vq_queue_accept(q2, &r, 1, &res, NULL) == 0 ? 0 : 1);
     }
-    t0 = mono_ms();
+    t0 = t_now_ms();
     CHECK_INT(vq_queue_fetch(Q, W1, 8000, &j, NULL), 0);
     REQUIRE(j);
     CHECK_STR(j->alias, "late");
-    CHECK(mono_ms() - t0 < 6000);
+    CHECK(t_now_ms() - t0 < 6000);
     int st;
     waitpid(child, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -1061,8 +1054,8 @@ static void test_queue_lease_expiry_requeues(void)
     CHECK_INT(moved, 0);
     CHECK_R(state_of(m.id), "running");
     /* Heartbeats keep it: 1 s of beats and housekeeping, never moved. */
-    long long until = mono_ms() + 1000;
-    while (mono_ms() < until) {
+    long long until = t_now_ms() + 1000;
+    while (t_now_ms() < until) {
         CHECK_INT(vq_queue_heartbeat(Q, j, NULL), 0);
         CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
         CHECK_INT(moved, 0);
@@ -1094,9 +1087,9 @@ static void test_queue_dead_worker_registration(void)
     CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
     CHECK_INT(moved, 0);
     /* W1 goes silent for 3 leases; W2 keeps beating. */
-    long long deadline = mono_ms() + 5000;
+    long long deadline = t_now_ms() + 5000;
     moved = 0;
-    while (!moved && mono_ms() < deadline) {
+    while (!moved && t_now_ms() < deadline) {
         CHECK_INT(vq_queue_worker_beat(Q, W2, "", NULL), 0);
         CHECK_INT(vq_queue_housekeep(Q, &moved, NULL), 0);
         struct timespec ts = {0, 50 * 1000000L};
@@ -1135,8 +1128,8 @@ static void test_queue_housekeep_two_schedulers(void)
         kids[k] = fork();
         if (kids[k] == 0) {
             vq_queue *q = open_queue();
-            long long until = mono_ms() + 1500;
-            while (mono_ms() < until)
+            long long until = t_now_ms() + 1500;
+            while (t_now_ms() < until)
                 if (vq_queue_housekeep(q, NULL, NULL) != 0) _exit(1);
             _exit(0);
         }
@@ -1703,10 +1696,10 @@ static void test_queue_events_follow_blocks(void)
     snprintf(last, sizeof last, "%s", evs(json_array_get(all, 0), "id"));
     json_decref(all);
     json_t *got = NULL;
-    long long t0 = mono_ms();
+    long long t0 = t_now_ms();
     CHECK_INT(vq_queue_events(Q, last, 0, 300, &got, last, NULL), 0);
     CHECK_INT(json_array_size(got), 0);
-    CHECK(mono_ms() - t0 >= 250);
+    CHECK(t_now_ms() - t0 >= 250);
     json_decref(got);
     pid_t child = fork();
     if (child == 0) {
@@ -1716,10 +1709,10 @@ static void test_queue_events_follow_blocks(void)
         refusal();
         _exit(0);
     }
-    t0 = mono_ms();
+    t0 = t_now_ms();
     CHECK_INT(vq_queue_events(Q, last, 0, 8000, &got, last, NULL), 0);
     CHECK_INT(json_array_size(got), 1);
-    CHECK(mono_ms() - t0 < 6000);
+    CHECK(t_now_ms() - t0 < 6000);
     CHECK_STR(last, evs(json_array_get(got, 0), "id"));
     CHECK_STR(evs(json_array_get(got, 0), "reason"), "raw disk");
     json_decref(got);

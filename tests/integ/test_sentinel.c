@@ -36,12 +36,6 @@ typedef struct topo {
     char url[128];       /* sentinel://volq:s3cret@127.0.0.1:S1,.../mymaster */
 } topo;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int replica_linked(void *arg)
 {
     const t_node *n = arg;
@@ -314,7 +308,7 @@ static int accept_confirmed(vq_queue *q, const char *sd, const char *disk,
 {
     vq_accept_req req = {.kind = "amend", .domain_id = sd, .disk_id = disk, .idem_key = disk};
     vq_error e = {0};
-    for (int64_t deadline = vq_now_ms() + CONFIRM_MS; vq_now_ms() < deadline; sleep_ms(50)) {
+    for (int64_t deadline = vq_now_ms() + CONFIRM_MS; vq_now_ms() < deadline; t_sleep_ms(50)) {
         vq_accept_res res;
         vq_error_clear(&e);
         int rc = vq_queue_accept(q, &req, 1, &res, &e);

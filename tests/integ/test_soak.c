@@ -52,15 +52,8 @@ static int pick(int long_form, int short_form, int asan_form)
 #endif
 }
 
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* A pacing delay between faults, uniform in [lo, hi] ms. */
-static void pace(int lo, int hi) { nap_ms(lo + rand() % (hi - lo + 1)); }
+static void pace(int lo, int hi) { t_sleep_ms(lo + rand() % (hi - lo + 1)); }
 
 static const char *str(const json_t *o, const char *k)
 {
@@ -707,7 +700,7 @@ static int pause_one(const t_stack *api, pid_t pool, paused *p, json_t *paused_j
 {
     json_t *j = NULL;
     int64_t until = vq_now_ms() + 5000; /* right after a bulk POST, none may run yet */
-    while (!(j = running_job(api, pool)) && vq_now_ms() < until) nap_ms(20);
+    while (!(j = running_job(api, pool)) && vq_now_ms() < until) t_sleep_ms(20);
     if (!j) return 0;
     p->api = api;
     snprintf(p->job, sizeof p->job, "%s", str(j, "id"));

@@ -28,13 +28,6 @@ static void sh(const char *fmt, ...)
     REQUIRE(system(cmd) == 0);
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int run_sh(const char *script, int timeout_ms, vq_spawn_result *res, vq_error *e)
 {
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
@@ -81,9 +74,9 @@ static void test_spawn_timeout_kills(void)
     vq_spawn_result r;
     vq_error e = {0};
     const char *argv[] = {"/bin/sleep", "30", NULL};
-    long long t0 = now_ms();
+    long long t0 = t_now_ms();
     CHECK_INT(vq_spawn_run(argv, NULL, 200, NULL, NULL, 0, &r, &e), VQ_ETIMEDOUT);
-    long long took = now_ms() - t0;
+    long long took = t_now_ms() - t0;
     CHECK(took >= 200 && took < 5000);
     CHECK_INT(r.timed_out, 1);
     CHECK_INT(r.signaled, 1);
@@ -119,10 +112,10 @@ static void test_spawn_tick_stops_child(void)
     vq_spawn_result r;
     vq_error e = {0};
     const char *argv[] = {"/bin/sleep", "30", NULL};
-    long long t0 = now_ms();
+    long long t0 = t_now_ms();
     CHECK_INT(vq_spawn_run(argv, NULL, 0, on_tick, &t, 50, &r, &e), VQ_ESTALE);
     CHECK_INT(t.n, 3);
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(t_now_ms() - t0 < 5000);
     CHECK_INT(r.signaled, 1);
     CHECK_INT(r.sig, SIGKILL);
     CHECK_INT(r.timed_out, 0);
@@ -230,9 +223,9 @@ static int start_qemu_io(const char *vol)
 /* Polls until in_use() gives want, for at most 10 s. */
 static int wait_in_use(const char *vol, int want)
 {
-    long long deadline = now_ms() + 10000;
+    long long deadline = t_now_ms() + 10000;
     int got;
-    while ((got = vq_qemu_in_use(t_dir(), vol, NULL)) != want && now_ms() < deadline) {
+    while ((got = vq_qemu_in_use(t_dir(), vol, NULL)) != want && t_now_ms() < deadline) {
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL); /* a polling step, not a wait for the result */
     }

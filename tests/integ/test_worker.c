@@ -28,12 +28,6 @@ typedef struct fixture {
     pid_t worker;
 } fixture;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Runs scripts/mkdomain.sh with args; fills f->sd, opens the domain, lists its images. */
 static void make_domain(fixture *f, const char *args)
 {
@@ -115,7 +109,7 @@ static vq_job *wait_end(fixture *f, const char *job_id, int timeout_ms)
         vq_job *j = NULL;
         if (vq_queue_get(f->q, job_id, &j, NULL) == 0 && j->state >= VQ_JOB_SUCCEEDED) return j;
         vq_job_free(j);
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     T_FAIL_("job %s did not end within %d ms", job_id, timeout_ms);
     return NULL;
@@ -441,7 +435,7 @@ static vq_job *wait_running(fixture *f, const char *job_id, int done)
             j->done >= done && j->worker[0])
             return j;
         vq_job_free(j);
-        sleep_ms(10);
+        t_sleep_ms(10);
     }
     T_FAIL_("job %s never ran with %d done", job_id, done);
     return NULL;
@@ -468,7 +462,7 @@ static void test_worker_sigkill_mid_chain_runs_again(void)
         if (vq_queue_get(f.q, job, &again, NULL) == 0 && again->crashes == 1 &&
             again->state == VQ_JOB_RUNNING && strcmp(again->worker, r->worker) != 0)
             break;
-        sleep_ms(5);
+        t_sleep_ms(5);
     }
     REQUIRE(again && again->crashes == 1 && strcmp(again->worker, r->worker) != 0);
     CHECK(vq_now_ms() - t0 < 3000);
@@ -532,7 +526,7 @@ static vq_job *claimed_during_last_volume(fixture *f, char job1[VQ_UUID_SIZE],
         redisReply *rep = t_redis_cmd(&f->redis, "LPOS {volq}:proc:%s %s", r->worker, job2);
         pos = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
         if (rep) freeReplyObject(rep);
-        if (pos < 0) sleep_ms(5);
+        if (pos < 0) t_sleep_ms(5);
     }
     CHECK(pos >= 0);
     vq_job *j2 = NULL;
@@ -643,7 +637,7 @@ static void test_worker_paused_past_lease_is_fenced(void)
     /* The resumed process may try to write; its writes are fenced.  Wait until
      * it has had the time to try (its qemu-img wrapper sleeps 0.5 s). */
     int64_t until = vq_now_ms() + 2000;
-    while (vq_now_ms() < until) sleep_ms(50);
+    while (vq_now_ms() < until) t_sleep_ms(50);
     vq_job *k = NULL;
     REQUIRE(vq_queue_get(f.q, job, &k, NULL) == 0);
     CHECK_STR(vq_job_state_name(k->state), "succeeded");

@@ -1,5 +1,6 @@
 /* A private redis-server per test case: config file, spawn, wait, stop, crash. */
 #include "redis_harness.h"
+#include "t.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,19 +20,6 @@ extern char **environ;
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 10000
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int write_conf(const t_redis *r)
 {
@@ -61,8 +49,8 @@ static int ping(const t_redis *r)
 /* Polls PING until it answers or the child exits. */
 static int wait_ready(t_redis *r)
 {
-    long long deadline = mono_ms() + START_TIMEOUT_MS;
-    while (mono_ms() < deadline) {
+    long long deadline = t_now_ms() + START_TIMEOUT_MS;
+    while (t_now_ms() < deadline) {
         if (ping(r) == 0) return 0;
         int st;
         if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
@@ -70,7 +58,7 @@ static int wait_ready(t_redis *r)
             r->pid = 0;
             return -1;
         }
-        nap_ms(10);
+        t_sleep_ms(10);
     }
     fprintf(stderr, "# redis-server did not answer within %d ms\n", START_TIMEOUT_MS);
     return -1;
@@ -110,16 +98,16 @@ static int signal_and_wait(t_redis *r, int sig)
 {
     if (r->pid <= 0) return -1;
     if (kill(r->pid, sig) != 0) return -1;
-    long long deadline = mono_ms() + STOP_TIMEOUT_MS;
+    long long deadline = t_now_ms() + STOP_TIMEOUT_MS;
     int st;
     while (waitpid(r->pid, &st, WNOHANG) == 0) {
-        if (mono_ms() > deadline) {
+        if (t_now_ms() > deadline) {
             kill(r->pid, SIGKILL);
             waitpid(r->pid, &st, 0);
             r->pid = 0;
             return -1;
         }
-        nap_ms(5);
+        t_sleep_ms(5);
     }
     r->pid = 0;
     return 0;

@@ -1,5 +1,6 @@
 /* redis-server and redis-sentinel on TCP for tests: config, spawn, wait, stop. */
 #include "lib/redis_node.h"
+#include "t.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,19 +19,6 @@ extern char **environ;
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 10000
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int write_conf(const t_node *n, const char *extra)
 {
@@ -92,7 +80,7 @@ int t_node_start(t_node *n, const char *dir, const char *host, int port, int sen
         n->pid = 0;
         return -1;
     }
-    for (long long deadline = mono_ms() + START_TIMEOUT_MS; mono_ms() < deadline; nap_ms(10)) {
+    for (long long deadline = t_now_ms() + START_TIMEOUT_MS; t_now_ms() < deadline; t_sleep_ms(10)) {
         if (answers(n)) return 0;
         if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
             fprintf(stderr, "# redis-server of %s exited early (see its redis.log)\n", n->dir);
@@ -108,14 +96,14 @@ int t_node_stop(t_node *n)
 {
     if (n->pid <= 0) return -1;
     kill(n->pid, SIGTERM);
-    long long deadline = mono_ms() + STOP_TIMEOUT_MS;
+    long long deadline = t_now_ms() + STOP_TIMEOUT_MS;
     while (waitpid(n->pid, NULL, WNOHANG) == 0) {
-        if (mono_ms() > deadline) {
+        if (t_now_ms() > deadline) {
             kill(n->pid, SIGKILL);
             waitpid(n->pid, NULL, 0);
             break;
         }
-        nap_ms(5);
+        t_sleep_ms(5);
     }
     n->pid = 0;
     return 0;
