@@ -183,7 +183,8 @@ static int progress(vq_job_ctx *c, int done, int total)
 }
 
 /* The progress when a write of it is due, else a lease check that writes
- * nothing; either way the answer, read later, is a fence. */
+ * nothing; either way the answer, read later, is a fence.  0 done guards no
+ * write: between writes it sends nothing. */
 static int progress_later(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
@@ -192,6 +193,7 @@ static int progress_later(vq_job_ctx *c, int done, int total)
     vq_error err = {0};
     int64_t now = vq_now_ms();
     int write = now - rs->written >= VQ_PROGRESS_EVERY_MS;
+    if (!write && done == 0) return 0; /* nothing done yet: no write to fence */
     int rc = write ? vq_queue_progress_send(rs->w->q, rs->job, done, total, &err)
                    : vq_queue_fence_send(rs->w->q, rs->job, &err);
     if (rc) {

@@ -20,7 +20,8 @@ typedef struct vq_job_ctx {
      * there when fenced), so it may serve as the fence of a file write made
      * after that answer.  The worker writes progress at most every 250 ms
      * (the last value goes with the job's end); between writes it sends a
-     * lease check that writes nothing. */
+     * lease check that writes nothing, or nothing at all for 0 done (no
+     * file write follows that a fence would guard). */
     int (*progress_later)(struct vq_job_ctx *c, int done, int total);
     /* A forced lease check: call it right before changing a file the job does
      * not own alone (GEN in .meta), so a worker paused past its lease and
