@@ -15,7 +15,6 @@
 
 static t_redis R;
 static vq_queue *Q;
-static redisContext *C;
 
 static void setup(void)
 {
@@ -25,50 +24,12 @@ static void setup(void)
     if (vq_redis_connect(R.url, 5000, &r, &e) != 0) T_FAIL_("connect: %s", e.text);
     REQUIRE(r);
     REQUIRE(vq_queue_new(r, NULL, &Q, NULL) == 0);
-    REQUIRE((C = t_redis_connect(&R)) != NULL);
 }
 
-static redisReply *rcmd(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    REQUIRE(rep);
-    return rep;
-}
-
-/* A string reply as a new string, "(nil)" for nil. */
-static char *rstr(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    REQUIRE(rep);
-    char *s = strdup(rep->type == REDIS_REPLY_STRING ? rep->str : "(nil)");
-    freeReplyObject(rep);
-    return s;
-}
-
-static long long rint_(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    REQUIRE(rep && rep->type == REDIS_REPLY_INTEGER);
-    long long v = rep->integer;
-    freeReplyObject(rep);
-    return v;
-}
-
-#define CHECK_R(expr, want)                                                   \
-    do {                                                                      \
-        char *got_ = (expr);                                                  \
-        CHECK_STR(got_, want);                                                \
-        free(got_);                                                           \
-    } while (0)
+/* Looking into Redis: the harness's kept connection to R. */
+#define rcmd(...) t_redis_query(&R, __VA_ARGS__)
+#define rstr(...) t_redis_str(&R, __VA_ARGS__)
+#define rint_(...) t_redis_int(&R, __VA_ARGS__)
 
 /* Field f of job id ("(nil)" when absent). */
 static char *field(const char *id, const char *f) { return rstr("HGET {volq}:job:%s %s", id, f); }

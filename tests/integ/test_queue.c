@@ -48,80 +48,10 @@ static void reconfig(void) { Q->cfg = CFG; }
 
 /* ---- looking into Redis ------------------------------------------------- */
 
-static redisReply *rcmd(const char *fmt, ...)
-{
-    static redisContext *c;
-    if (!c) c = t_redis_connect(&R);
-    REQUIRE(c);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (!rep) { /* the server restarted: once more on a new connection */
-        redisFree(c);
-        c = t_redis_connect(&R);
-        REQUIRE(c);
-        va_start(ap, fmt);
-        rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-    }
-    REQUIRE(rep);
-    return rep;
-}
-
-/* A string reply as a new string ("(nil)" for nil); freed by the caller. */
-static char *rstr(const char *fmt, ...)
-{
-    static redisContext *c;
-    if (!c) c = t_redis_connect(&R);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = c ? redisvCommand(c, fmt, ap) : NULL;
-    va_end(ap);
-    if (!rep) {
-        if (c) redisFree(c);
-        c = t_redis_connect(&R);
-        REQUIRE(c);
-        va_start(ap, fmt);
-        rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-    }
-    REQUIRE(rep);
-    char *s = strdup(rep->type == REDIS_REPLY_NIL ? "(nil)" : rep->str ? rep->str : "(not a string)");
-    freeReplyObject(rep);
-    return s;
-}
-
-static long long rint_(const char *fmt, ...)
-{
-    static redisContext *c;
-    if (!c) c = t_redis_connect(&R);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = c ? redisvCommand(c, fmt, ap) : NULL;
-    va_end(ap);
-    if (!rep) {
-        if (c) redisFree(c);
-        c = t_redis_connect(&R);
-        REQUIRE(c);
-        va_start(ap, fmt);
-        rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-    }
-    REQUIRE(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
-                : rep->type == REDIS_REPLY_STRING ? atoll(rep->str) : -1;
-    freeReplyObject(rep);
-    return v;
-}
-
-/* CHECK_STR on a rstr() result, freeing it. */
-#define CHECK_R(expr, want)                                                   \
-    do {                                                                      \
-        char *got_ = (expr);                                                  \
-        CHECK_STR(got_, want);                                                \
-        free(got_);                                                           \
-    } while (0)
+/* Looking into Redis: the harness's kept connection to R. */
+#define rcmd(...) t_redis_query(&R, __VA_ARGS__)
+#define rstr(...) t_redis_str(&R, __VA_ARGS__)
+#define rint_(...) t_redis_int(&R, __VA_ARGS__)
 
 static long long field_int(const char *id, const char *f)
 {

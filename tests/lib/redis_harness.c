@@ -145,3 +145,58 @@ redisReply *t_redis_cmd(const t_redis *r, const char *fmt, ...)
     redisFree(c);
     return rep;
 }
+
+static redisReply *vquery(const t_redis *r, const char *fmt, va_list ap)
+{
+    static redisContext *c;
+    static char url[sizeof r->url];
+    if (c && strcmp(url, r->url) != 0) {
+        redisFree(c);
+        c = NULL;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!c && (c = t_redis_connect(r)) != NULL) snprintf(url, sizeof url, "%s", r->url);
+        if (!c) continue;
+        va_list aq;
+        va_copy(aq, ap);
+        redisReply *rep = redisvCommand(c, fmt, aq);
+        va_end(aq);
+        if (rep) return rep;
+        redisFree(c); /* the server restarted: once more on a new connection */
+        c = NULL;
+    }
+    T_FAIL_("redis %s: no answer", r->url);
+    exit(1);
+}
+
+redisReply *t_redis_query(const t_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = vquery(r, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
+char *t_redis_str(const t_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = vquery(r, fmt, ap);
+    va_end(ap);
+    char *s = strdup(rep->type == REDIS_REPLY_NIL ? "(nil)" : rep->str ? rep->str : "(not a string)");
+    freeReplyObject(rep);
+    return s;
+}
+
+long long t_redis_int(const t_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = vquery(r, fmt, ap);
+    va_end(ap);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                : rep->type == REDIS_REPLY_STRING ? atoll(rep->str) : -1;
+    freeReplyObject(rep);
+    return v;
+}

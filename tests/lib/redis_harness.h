@@ -47,4 +47,21 @@ redisContext *t_redis_connect(const t_redis *r);
  * Free with freeReplyObject. */
 redisReply *t_redis_cmd(const t_redis *r, const char *fmt, ...);
 
+/* Looking into the server from a test: one command on a connection kept for
+ * r (made again once when the server restarted).  The reply (free with
+ * freeReplyObject; the case fails when there is none), a string reply as a
+ * new string ("(nil)" for nil, "(not a string)"), or an integer reply (a
+ * string reply as its number, -1 for anything else). */
+redisReply *t_redis_query(const t_redis *r, const char *fmt, ...);
+char *t_redis_str(const t_redis *r, const char *fmt, ...);
+long long t_redis_int(const t_redis *r, const char *fmt, ...);
+
+/* CHECK_STR on a new string (t_redis_str), freeing it. */
+#define CHECK_R(expr, want)                                                   \
+    do {                                                                      \
+        char *got_ = (expr);                                                  \
+        CHECK_STR(got_, want);                                                \
+        free(got_);                                                           \
+    } while (0)
+
 #endif
