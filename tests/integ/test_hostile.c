@@ -229,24 +229,9 @@ static const char *mkdomain(const char *args)
     return sd;
 }
 
-static t_resp call(const char *method, const char *path, const char *body, int want)
-{
-    t_resp h;
-    REQUIRE(t_req(&S, method, path, body, NULL, &h) == 0);
-    if (want && h.status != want)
-        T_FAIL_("%s %.80s: status %d, expected %d; body %.300s", method, path, h.status, want,
-                h.body);
-    return h;
-}
-
-static json_t *get(const char *path)
-{
-    t_resp h = call("GET", path, NULL, 200);
-    json_t *v = json_incref(h.json);
-    t_resp_free(&h);
-    REQUIRE(v);
-    return v;
-}
+/* Requests to the stack S (tests/lib/stack.h). */
+#define call(method, path, body, want) t_call(&S, method, path, body, want)
+#define get(path) t_get_json(&S, path)
 
 static int healthz_ok(void)
 {

@@ -396,3 +396,22 @@ void t_cmd_free(t_cmd *c)
     json_decref(c->json);
     memset(c, 0, sizeof *c);
 }
+
+t_resp t_call(const t_stack *s, const char *method, const char *path, const char *body, int want)
+{
+    t_resp h;
+    REQUIRE(t_req(s, method, path, body, NULL, &h) == 0);
+    if (want && h.status != want)
+        T_FAIL_("%s %.80s: status %d, expected %d; body %.300s", method, path, h.status, want,
+                h.body);
+    return h;
+}
+
+json_t *t_get_json(const t_stack *s, const char *path)
+{
+    t_resp h = t_call(s, "GET", path, NULL, 200);
+    json_t *v = json_incref(h.json);
+    t_resp_free(&h);
+    REQUIRE(v);
+    return v;
+}

@@ -76,6 +76,11 @@ int t_req_raw(const t_stack *s, const char *req, size_t len, t_resp *out);
 /* The value of a response header (a new string, free()), or NULL. */
 char *t_resp_header(const t_resp *h, const char *name);
 void t_resp_free(t_resp *h);
+/* t_req for a test case: the case ends when no answer came, and fails when
+ * the status is not want (0: any).  Free the answer with t_resp_free. */
+t_resp t_call(const t_stack *s, const char *method, const char *path, const char *body, int want);
+/* The JSON of a GET answered 200 (new reference); the case ends otherwise. */
+json_t *t_get_json(const t_stack *s, const char *path);
 
 /* ---- the volq CLI ---------------------------------------------------- */
 
