@@ -84,12 +84,13 @@ out_close_dir:
     return rc;
 }
 
-/* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  The
- * .meta is rewritten atomically (temp file, fsync, rename); the fsync of the
- * image folder that makes the renames durable is made once, after the last
- * bump of the job (sync_dir), before its end is recorded. */
-static int bump_gen(const vq_domain *d, const char *img, const char *vol, int sync_dir,
-                    vq_error *err)
+/* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  Each
+ * .meta is rewritten atomically, as one rewrite of the job's run (temp file,
+ * fsync, swap or rename: vq_fs_run_write); the run ends (end: its temp file
+ * removed, the image folder fsynced, which makes the renames durable) after
+ * the job's last bump, before its end is recorded.  vol NULL: the end alone. */
+static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_run *run,
+                    int end, vq_error *err)
 {
     int dfd = -1;
     int rc = vq_domain_open_image(d, img, &dfd, err);
@@ -98,12 +99,26 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, int sy
     if (vol) rc = vq_meta_read(dfd, vol, &m, err);
     if (vol && rc == 0) {
         m.gen = (m.gen + 1) % 1000;
-        rc = vq_meta_write_nosync(dfd, vol, &m, err);
+        rc = vq_meta_write_run(dfd, vol, &m, run, err);
     }
-    if (rc == 0 && sync_dir) rc = vq_fs_sync_dir(dfd, img, err);
+    if (end) {
+        vq_error e = {0};
+        int erc = vq_fs_run_end(dfd, run, img, rc ? &e : err);
+        if (rc == 0) rc = erc;
+    }
     vq_meta_free(&m);
     close(dfd);
     return rc;
+}
+
+/* A run given up (the attempt was fenced): its temp file goes, nothing else. */
+static void drop_run(const vq_domain *d, const char *img, vq_fs_run *run)
+{
+    int dfd = -1;
+    if (run->spare[0] && vq_domain_open_image(d, img, &dfd, NULL) == 0) {
+        vq_fs_run_drop(dfd, run);
+        close(dfd);
+    }
 }
 
 /* The GEN bump of the volume amended last is made during the next volume's
@@ -120,7 +135,7 @@ typedef struct bump {
     const char *img;
     char vol[VQ_UUID_SIZE]; /* the volume whose bump is due; "" when none */
     int last;               /* the running qemu-img is the job's last */
-    int bumped;             /* bumps made, their folder not synced yet */
+    vq_fs_run run;          /* the bumps made, their folder not synced yet */
     int rc;                 /* a failed bump: the job ends with it */
     vq_error err;
 } bump;
@@ -131,8 +146,7 @@ static int bump_due(bump *b)
     if (!b->vol[0]) return b->rc;
     int rc = b->c->heartbeat(b->c->heartbeat_arg);
     if (rc) return rc;
-    if (b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, 0, &b->err);
-    if (b->rc == 0) b->bumped++;
+    if (b->rc == 0) b->rc = bump_gen(b->d, b->img, b->vol, &b->run, 0, &b->err);
     b->vol[0] = '\0';
     return b->rc;
 }
@@ -177,17 +191,23 @@ static int amend_volume(bump *b, const char *imgdir, const char *vol, int done, 
 typedef struct last_step {
     vq_domain *d; /* owned */
     char img[VQ_UUID_SIZE], vol[VQ_UUID_SIZE];
+    vq_fs_run run;
+    int ran;
 } last_step;
 
 static int last_step_run(void *arg, vq_error *err)
 {
     last_step *t = arg;
-    return bump_gen(t->d, t->img, t->vol, 1, err);
+    t->ran = 1;
+    return bump_gen(t->d, t->img, t->vol, &t->run, 1, err);
 }
 
+/* A step that never ran (its job fenced, or the worker stopping) leaves no
+ * temp file behind. */
 static void last_step_free(void *arg)
 {
     last_step *t = arg;
+    if (!t->ran) drop_run(t->d, t->img, &t->run);
     vq_domain_free(t->d);
     free(t);
 }
@@ -200,12 +220,24 @@ static int defer_last(vq_job_ctx *c, vq_domain **dp, const bump *b)
     t->d = *dp;
     memcpy(t->img, b->img, VQ_UUID_SIZE);
     memcpy(t->vol, b->vol, VQ_UUID_SIZE);
+    t->run = b->run;
     if (c->defer(c, last_step_run, last_step_free, t)) {
         free(t);
         return -1;
     }
     *dp = NULL;
     return 0;
+}
+
+/* After a crash the attempt that died may have left the temp file of its
+ * bumps' run in the image folder; the disk's lock is this attempt's now. */
+static void remove_leftovers(const vq_domain *d, const vq_job *j)
+{
+    int dfd = -1, n;
+    if (vq_domain_open_image(d, j->disk_id, &dfd, NULL) != 0) return;
+    if ((n = vq_meta_remove_temps(dfd)) > 0)
+        vq_log(VQ_LOG_INFO, "job %s: removed %d temp file(s) of an attempt that died", j->id, n);
+    close(dfd);
 }
 
 static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_error *err)
@@ -215,6 +247,7 @@ static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_er
     int rc = image_dir(d, disk->id, imgdir, sizeof imgdir, err);
     if (rc) return rc;
     if ((rc = refuse_if_not_eligible(d, disk, imgdir, c->job->crashes > 0, err))) return rc;
+    if (c->job->crashes > 0) remove_leftovers(d, c->job);
 
     int total = (int)vq_disk_count_v2(disk), done = 0;
     /* Nothing is written before the first volume's fence: no need to wait. */
@@ -227,19 +260,24 @@ static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_er
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
         rc = amend_volume(&b, imgdir, v->id, ++done, total, err);
     }
-    if (rc == VQ_ESTALE) return rc;
+    if (rc == VQ_ESTALE) {
+        drop_run(d, disk->id, &b.run);
+        return rc;
+    }
     if (rc) {
         /* The volumes amended before the failure keep their bumps: make them durable. */
         vq_error serr = {0};
-        if (b.bumped && bump_gen(d, disk->id, NULL, 1, &serr))
+        if (b.run.written && bump_gen(d, disk->id, NULL, &b.run, 1, &serr))
             vq_log(VQ_LOG_WARN, "job %s: %s", c->job->id, serr.text);
+        drop_run(d, disk->id, &b.run);
         return rc;
     }
-    if (!b.vol[0] && !b.bumped) return 0;
+    if (!b.vol[0] && !b.run.written) return 0;
     /* The last bump's fence answer is read by the worker before the step runs. */
     if (b.vol[0] && defer_last(c, dp, &b) == 0) return 0;
     rc = bump_due(&b);
-    if (rc == 0 && (rc = bump_gen(d, disk->id, NULL, 1, &b.err)) != 0) b.rc = rc;
+    if (rc == 0 && (rc = bump_gen(d, disk->id, NULL, &b.run, 1, &b.err)) != 0) b.rc = rc;
+    drop_run(d, disk->id, &b.run);
     return rc == 0 || rc == VQ_ESTALE ? rc : vq_error_set(err, rc, "%s", b.err.text);
 }
 

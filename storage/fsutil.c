@@ -168,15 +168,37 @@ static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
     *gid = st.st_gid;
 }
 
-/* Writes and fsyncs tmp in dir; removes it on failure. */
-static int write_temp(int dir, const char *tmp, const void *buf, size_t len, mode_t mode,
-                      const char *what, const char *base, vq_error *err)
+/* Opens the temp file of a rewrite: the run's kept file, emptied, while it is
+ * a regular file with no other link (*used = run->spare); else a new file
+ * tmp (*used = tmp).  -1 with errno on failure. */
+static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, const char **used)
+{
+    if (run->spare[0]) {
+        int fd = openat(dir, run->spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+            ftruncate(fd, 0) == 0) {
+            *used = run->spare;
+            return fd;
+        }
+        if (fd >= 0) close(fd);
+        unlinkat(dir, run->spare, 0); /* our name only: another link keeps its file */
+        run->spare[0] = '\0';
+    }
+    unlinkat(dir, tmp, 0); /* a leftover of a crashed process with our pid */
+    *used = tmp;
+    return openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+/* Writes and fsyncs the temp file (*used names it); removes it on failure. */
+static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf, size_t len,
+                      mode_t mode, const char *what, const char *base, const char **used,
+                      vq_error *err)
 {
     uid_t uid;
     gid_t gid;
     owner_of(dir, base, &uid, &gid);
-    unlinkat(dir, tmp, 0); /* a leftover of a crashed process with our pid */
-    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int fd = open_temp(dir, run, tmp, mode, used);
     if (fd < 0)
         return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
                             strerror(errno));
@@ -188,8 +210,69 @@ static int write_temp(int dir, const char *tmp, const void *buf, size_t len, mod
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
-    if (rc < 0) unlinkat(dir, tmp, 0);
+    if (rc < 0) {
+        unlinkat(dir, *used, 0);
+        run->spare[0] = '\0';
+    }
     return rc;
+}
+
+/* Puts the temp file in base's place.  Swapped with a regular file (a swap
+ * would take anything, a folder too), the file replaced is the run's spare;
+ * renamed over it (a new file, or a file system that cannot swap), there is
+ * none. */
+static int replace(int dir, vq_fs_run *run, const char *used, const char *base)
+{
+    struct stat st;
+    if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        renameat2(dir, used, dir, base, RENAME_EXCHANGE) == 0) {
+        if (used != run->spare) snprintf(run->spare, sizeof run->spare, "%s", used);
+        return 0;
+    }
+    if (renameat(dir, used, dir, base) != 0) return -1;
+    run->spare[0] = '\0';
+    return 0;
+}
+
+/* One rewrite of the run; what names the file in errors (its path). */
+static int run_write(int dirfd, vq_fs_run *run, const char *name, const char *what,
+                     const void *buf, size_t len, mode_t mode, vq_error *err)
+{
+    char tmp[NAME_MAX + 1];
+    if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 ||
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp)
+        return vq_error_set(err, VQ_EINVAL, "%s: bad file name", what);
+    const char *used;
+    int rc = write_temp(dirfd, run, tmp, buf, len, mode, what, name, &used, err);
+    if (rc < 0) return rc;
+    if (replace(dirfd, run, used, name) != 0) {
+        rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", what, strerror(errno));
+        unlinkat(dirfd, used, 0);
+        run->spare[0] = '\0';
+        return rc;
+    }
+    run->written++;
+    return 0;
+}
+
+int vq_fs_run_write(int dirfd, vq_fs_run *run, const char *name, const void *buf, size_t len,
+                    mode_t mode, vq_error *err)
+{
+    return run_write(dirfd, run, name, name, buf, len, mode, err);
+}
+
+void vq_fs_run_drop(int dirfd, vq_fs_run *run)
+{
+    if (run->spare[0]) unlinkat(dirfd, run->spare, 0);
+    memset(run, 0, sizeof *run);
+}
+
+int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err)
+{
+    int written = run->written;
+    vq_fs_run_drop(dirfd, run);
+    return written ? vq_fs_sync_dir(dirfd, what, err) : 0;
 }
 
 /* Splits name into its folder (opened, or a dup of dirfd) and its last part. */
@@ -211,39 +294,18 @@ static int open_parent(int dirfd, const char *name, int *dir, const char **base,
     return vq_fs_open(dirfd, parent, O_RDONLY | O_DIRECTORY, dir, err);
 }
 
-static int write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
-                        int sync_dir, vq_error *err)
+/* A run of one rewrite in name's folder. */
+int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                       vq_error *err)
 {
     const char *base;
     int dir, rc = open_parent(dirfd, name, &dir, &base, err);
     if (rc < 0) return rc;
-    char tmp[NAME_MAX + 1];
-    if (base[0] == '\0' ||
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", base, (long)getpid()) >= (int)sizeof tmp) {
-        rc = vq_error_set(err, VQ_EINVAL, "%s: bad file name", name);
-        goto out_close;
-    }
-    rc = write_temp(dir, tmp, buf, len, mode, name, base, err);
-    if (rc < 0) goto out_close;
-    if (renameat(dir, tmp, dir, base) != 0) {
-        rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", name, strerror(errno));
-        unlinkat(dir, tmp, 0);
-        goto out_close;
-    }
-    if (sync_dir) rc = vq_fs_sync_dir(dir, name, err);
-out_close:
+    vq_fs_run run;
+    memset(&run, 0, sizeof run);
+    rc = run_write(dir, &run, base, name, buf, len, mode, err);
+    if (rc == 0) rc = vq_fs_run_end(dir, &run, name, err);
+    else vq_fs_run_drop(dir, &run);
     close(dir);
     return rc;
-}
-
-int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
-                       vq_error *err)
-{
-    return write_atomic(dirfd, name, buf, len, mode, 1, err);
-}
-
-int vq_fs_write_atomic_nosync(int dirfd, const char *name, const void *buf, size_t len,
-                              mode_t mode, vq_error *err)
-{
-    return write_atomic(dirfd, name, buf, len, mode, 0, err);
 }

@@ -1,4 +1,5 @@
 /* Volume .meta files: KEY=VALUE lines then EOF, 512 bytes at most. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "volq/fsutil.h"
 #include "volq/meta.h"
@@ -287,7 +289,7 @@ static int sync_fields(vq_meta *m, vq_error *err)
     return sync_size(m, err);
 }
 
-static int meta_write(int imgfd, const char *vol, vq_meta *m, int sync_dir, vq_error *err)
+static int meta_write(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err)
 {
     char name[META_NAME_SIZE];
     vq_error e = {0};
@@ -306,8 +308,8 @@ static int meta_write(int imgfd, const char *vol, vq_meta *m, int sync_dir, vq_e
     struct stat st;
     mode_t mode = fstatat(imgfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_mode & 07777
                                                                       : META_MODE;
-    rc = sync_dir ? vq_fs_write_atomic(imgfd, name, buf, len, mode, err)
-                  : vq_fs_write_atomic_nosync(imgfd, name, buf, len, mode, err);
+    rc = run ? vq_fs_run_write(imgfd, run, name, buf, len, mode, err)
+             : vq_fs_write_atomic(imgfd, name, buf, len, mode, err);
 out_free_buf:
     free(buf);
     return rc;
@@ -315,12 +317,42 @@ out_free_buf:
 
 int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err)
 {
-    return meta_write(imgfd, vol, m, 1, err);
+    return meta_write(imgfd, vol, m, NULL, err);
 }
 
-int vq_meta_write_nosync(int imgfd, const char *vol, vq_meta *m, vq_error *err)
+int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err)
 {
-    return meta_write(imgfd, vol, m, 0, err);
+    return meta_write(imgfd, vol, m, run, err);
+}
+
+/* "<uuid>.meta.tmp.<digits>", as vq_fs_run_write() names its temp files. */
+static int is_meta_temp(const char *name)
+{
+    static const char suffix[] = ".meta.tmp.";
+    size_t n = strlen(name), s = sizeof suffix - 1;
+    if (n <= VQ_UUID_LEN + s || !vq_uuid_valid_n(name, VQ_UUID_LEN) ||
+        memcmp(name + VQ_UUID_LEN, suffix, s) != 0)
+        return 0;
+    for (const char *p = name + VQ_UUID_LEN + s; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+int vq_meta_remove_temps(int imgfd)
+{
+    int fd = fcntl(imgfd, F_DUPFD_CLOEXEC, 0);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    rewinddir(dir); /* the duplicate shares imgfd's offset */
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL)
+        if (is_meta_temp(de->d_name) && unlinkat(imgfd, de->d_name, 0) == 0) n++;
+    closedir(dir);
+    return n;
 }
 
 int vq_meta_init(vq_meta *m, int domain_version, vq_error *err)

@@ -29,11 +29,33 @@ int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len,
  * does.  On any error the temp file is removed and name is untouched. */
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
                        vq_error *err);
-/* The same without the folder's fsync: the rename is as atomic, its
- * durability waits for the caller's vq_fs_sync_dir() of the folder, which
- * several rewrites in one folder then share. */
-int vq_fs_write_atomic_nosync(int dirfd, const char *name, const void *buf, size_t len,
-                              mode_t mode, vq_error *err);
+
+/* A run of atomic rewrites of files of one folder (the volumes of one disk).
+ * They share the folder's fsync, made by vq_fs_run_end(), and one temp file:
+ * where the file system can swap two names (renameat2 RENAME_EXCHANGE: ext4,
+ * XFS, btrfs, tmpfs; NFS cannot, and gets one temp file per rewrite), the
+ * file a rewrite replaces becomes the next rewrite's temp file instead of
+ * being freed.  A run of n rewrites then makes and frees one inode, not n
+ * (ext4 without a journal scans every recently freed inode of the group for
+ * each new one).  A kept file with another link is never reused.  Zero a run
+ * before its first rewrite. */
+typedef struct vq_fs_run {
+    char spare[256]; /* the kept temp file's name in the folder, "" when none */
+    int written;     /* rewrites since the last vq_fs_run_end() */
+} vq_fs_run;
+
+/* Rewrites name (a file of the folder dirfd, no '/') as vq_fs_write_atomic()
+ * does, except the folder's fsync: the rename is as atomic, its durability
+ * waits for vq_fs_run_end(). */
+int vq_fs_run_write(int dirfd, vq_fs_run *run, const char *name, const void *buf, size_t len,
+                    mode_t mode, vq_error *err);
+
+/* Removes the kept temp file, then fsyncs the folder when the run wrote
+ * anything (what names it in an error); run is zeroed. */
+int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err);
+
+/* The kept temp file removed without the fsync (a run given up); run is zeroed. */
+void vq_fs_run_drop(int dirfd, vq_fs_run *run);
 
 /* fsync of an open folder; errors filled with what. */
 int vq_fs_sync_dir(int dirfd, const char *what, vq_error *err);

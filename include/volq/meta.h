@@ -3,6 +3,7 @@
 #define VOLQ_META_H
 #include <stdint.h>
 
+#include "volq/fsutil.h"
 #include "volq/kv.h"
 #include "volq/uuid.h"
 
@@ -46,9 +47,16 @@ int vq_meta_read(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * domain not ""), so a rewrite changes no more than it must.  An existing
  * file's mode is kept (new files: 0660). */
 int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
-/* The same, leaving the fsync of the image folder to the caller
- * (vq_fs_sync_dir), so that several volumes' rewrites share one. */
-int vq_meta_write_nosync(int imgfd, const char *vol, vq_meta *m, vq_error *err);
+/* The same as one rewrite of run (vq_fs_run_write): the image folder's fsync
+ * waits for vq_fs_run_end(), and the volumes of a disk share one temp file. */
+int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err);
+
+/* Removes the temp files of .meta rewrites ("<vol>.meta.tmp.<pid>") that a
+ * process which died left in the image folder imgfd; the number removed, or
+ * -1 when the folder cannot be listed.  Only for a caller that alone may
+ * rewrite these files (it holds the disk's lock): a live writer's temp file
+ * would go too. */
+int vq_meta_remove_temps(int imgfd);
 
 /* Starts the metadata of a new volume on a domain of domain_version (m is
  * zeroed or freed before): CTIME=now, DISKTYPE=DATA and the size keys of the

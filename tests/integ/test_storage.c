@@ -212,14 +212,6 @@ static void test_storage_fs_write_atomic(void)
     char *now = slurp("d/f", NULL);
     CHECK_STR(now, "new\n");
     free(now);
-    /* Without the folder's fsync: the same file, no temp file left. */
-    CHECK_INT(vq_fs_write_atomic_nosync(dfd, "d/g", "other\n", 6, 0640, NULL), 0);
-    now = slurp("d/g", NULL);
-    CHECK_STR(now, "other\n");
-    free(now);
-    CHECK_INT(vq_fs_sync_dir(dfd, "d", NULL), 0);
-    CHECK_INT(system("ls d | grep -q tmp"), 256);
-    sh("rm d/g");
     struct stat st;
     REQUIRE(stat("d/f", &st) == 0);
     CHECK_INT(st.st_mode & 07777, 0600);
@@ -235,6 +227,77 @@ static void test_storage_fs_write_atomic(void)
     closedir(dir);
     CHECK_INT(n, 2); /* f and target: no temp file left */
     close(dfd);
+}
+
+static ino_t ino_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* A run: every file rewritten, one temp file shared (the file a rewrite
+ * replaces is the next one's temp file where names can be swapped), none left
+ * after the end; a replaced file with another link is never written into. */
+static void test_storage_fs_run(void)
+{
+    sh("mkdir r && printf a > r/g1 && printf b > r/g2 && printf c > r/g3 && printf d > r/g4 && "
+       "ln r/g3 h3 && printf x > r/s1 && printf y > r/s2");
+    int dfd = open("r", O_RDONLY | O_DIRECTORY);
+    REQUIRE(dfd >= 0);
+    int swaps = renameat2(dfd, "s1", dfd, "s2", RENAME_EXCHANGE) == 0;
+    sh("rm r/s1 r/s2");
+    ino_t g1 = ino_of("r/g1"), g3 = ino_of("r/g3");
+    vq_fs_run run;
+    memset(&run, 0, sizeof run);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A\n", 2, 0640, NULL), 0);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B\n", 2, 0600, NULL), 0);
+    if (swaps) CHECK(ino_of("r/g2") == g1); /* g1's old file, emptied and written */
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g3", "C\n", 2, 0640, NULL), 0);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g4", "D\n", 2, 0640, NULL), 0);
+    CHECK(ino_of("r/g4") != g3); /* g3's old file has another link: left alone */
+    CHECK_INT(vq_fs_run_write(dfd, &run, "new", "N\n", 2, 0640, NULL), 0);
+    CHECK_INT(run.written, 5);
+    vq_error e = {0};
+    CHECK_INT(vq_fs_run_write(dfd, &run, "../g1", "x", 1, 0640, &e), VQ_EINVAL);
+    CHECK_STR(e.text, "../g1: bad file name");
+    CHECK_INT(vq_fs_run_end(dfd, &run, "r", NULL), 0);
+    CHECK_INT(run.written, 0);
+    CHECK_STR(run.spare, "");
+    const char *want[][2] = {{"r/g1", "A\n"}, {"r/g2", "B\n"}, {"r/g3", "C\n"},
+                             {"r/g4", "D\n"}, {"r/new", "N\n"}, {"h3", "c"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char *now = slurp(want[i][0], NULL);
+        CHECK_STR(now, want[i][1]);
+        free(now);
+    }
+    struct stat st;
+    REQUIRE(stat("r/g2", &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0600);
+    CHECK_INT(system("ls r | grep -q tmp"), 256);
+    /* A run given up: its temp file goes, what it wrote stays. */
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A2", 2, 0640, NULL), 0);
+    vq_fs_run_drop(dfd, &run);
+    CHECK_INT(system("ls r | grep -q tmp"), 256);
+    char *now = slurp("r/g1", NULL);
+    CHECK_STR(now, "A2");
+    free(now);
+    close(dfd);
+}
+
+/* Only names vq_fs_run_write() gives its temp files go. */
+static void test_storage_meta_remove_temps(void)
+{
+    const char *u = "0467acf3-92ef-4fe0-b334-39193368490b";
+    sh("mkdir m && cd m && touch %s.meta.tmp.123 %s.meta.tmp.9 %s.meta %s %s.meta.tmp. "
+       "%s.meta.tmp.12a %s.lease.tmp.1 x.meta.tmp.1 0467ACF3-92EF-4FE0-B334-39193368490B.meta.tmp.1",
+       u, "9574b911-66ac-4094-afcd-e467a0a8acb1", u, u, u, u, u);
+    int dfd = open("m", O_RDONLY | O_DIRECTORY);
+    REQUIRE(dfd >= 0);
+    CHECK_INT(vq_meta_remove_temps(dfd), 2);
+    CHECK_INT(vq_meta_remove_temps(dfd), 0);
+    close(dfd);
+    CHECK_INT(system("ls m | wc -l | grep -qx 7"), 0);
+    CHECK_INT(system("ls m | grep -q '^[0-9a-f-]*[.]meta[.]tmp[.][0-9][0-9]*$'"), 256); /* both went */
 }
 
 /* ---- domains ---- */
@@ -1106,7 +1169,7 @@ static void test_storage_load_many_matches_serial(void)
     teardown(&f);
 }
 
-T_MAIN(T(test_storage_fs_read_bounds_and_paths), T(test_storage_fs_write_atomic),
+T_MAIN(T(test_storage_fs_read_bounds_and_paths), T(test_storage_fs_write_atomic), T(test_storage_fs_run), T(test_storage_meta_remove_temps),
        T(test_storage_v4_domain_opens_sealed), T(test_storage_domain_list_skips_junk),
        T(test_storage_v3_and_v5_size_keys), T(test_storage_chain_json),
        T(test_storage_mixed_chain), T(test_storage_template_and_thin),

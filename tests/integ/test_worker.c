@@ -204,9 +204,16 @@ static char *job_events(fixture *f, const char *job_id)
     return out;
 }
 
+/* No temp file of a .meta rewrite is left in the disk's folder. */
+static void check_no_temp_files(fixture *f, const char *img)
+{
+    CHECK_INT(run("ls -a %s/%s/images/%s | grep -q '\\.tmp\\.'", f->root, f->sd, img), 256); /* grep: no match */
+}
+
 static void check_all_v3_and_clean(fixture *f, const vq_disk *d)
 {
     char path[1024];
+    check_no_temp_files(f, d->id);
     for (size_t i = 0; i < d->nvols; i++) {
         const vq_volume *v = &d->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
@@ -648,6 +655,7 @@ static void test_worker_paused_past_lease_is_fenced(void)
     const char *first = strstr(ev, want);
     CHECK(first && !strstr(first + 1, want)); /* exactly one success event */
     free(ev);
+    check_no_temp_files(&f, d->id);
     stop_worker(&f);
     vq_job_free(r);
     vq_job_free(j);
