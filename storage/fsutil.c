@@ -168,16 +168,15 @@ static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
     *gid = st.st_gid;
 }
 
-/* Opens the temp file of a rewrite: the run's kept file, emptied, while it is
- * a regular file with no other link (*used = run->spare); else a new file
- * tmp (*used = tmp).  -1 with errno on failure. */
-static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, const char **used)
+/* Opens the temp file of a rewrite: the run's kept file while it is a regular
+ * file with no other link (*used = run->spare, *st its state); else a new
+ * file tmp (*used = tmp).  -1 with errno on failure. */
+static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, const char **used,
+                     struct stat *st)
 {
     if (run->spare[0]) {
         int fd = openat(dir, run->spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-            ftruncate(fd, 0) == 0) {
+        if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_nlink == 1) {
             *used = run->spare;
             return fd;
         }
@@ -185,28 +184,41 @@ static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, cons
         unlinkat(dir, run->spare, 0); /* our name only: another link keeps its file */
         run->spare[0] = '\0';
     }
-    unlinkat(dir, tmp, 0); /* a leftover of a crashed process with our pid */
     *used = tmp;
-    return openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST) { /* a leftover of a crashed process with our pid */
+        unlinkat(dir, tmp, 0);
+        fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    }
+    return fd;
 }
 
-/* Writes and fsyncs the temp file (*used names it); removes it on failure. */
+/* Writes and syncs the temp file (*used names it); removes it on failure.
+ * The run's kept file is written over in place (no block freed and taken
+ * again); when its owner and mode are already right, fdatasync is enough:
+ * before the swap only its data and size must be on disk. */
 static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf, size_t len,
                       mode_t mode, const char *what, const char *base, const char **used,
                       vq_error *err)
 {
     uid_t uid;
     gid_t gid;
+    struct stat st;
     owner_of(dir, base, &uid, &gid);
-    int fd = open_temp(dir, run, tmp, mode, used);
+    int fd = open_temp(dir, run, tmp, mode, used, &st);
     if (fd < 0)
         return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
                             strerror(errno));
-    int rc = 0;
+    int fresh = *used == tmp;
     /* Only root may give a file away; anyone else keeps their own files. */
-    if (geteuid() == 0 && fchown(fd, uid, gid) != 0)
+    int own = geteuid() == 0 && (fresh || st.st_uid != uid || st.st_gid != gid);
+    int chmod = fresh || (st.st_mode & 07777) != mode;
+    int rc = 0;
+    if (own && fchown(fd, uid, gid) != 0)
         rc = vq_error_set(err, VQ_EIO, "cannot set the owner of %s: %s", what, strerror(errno));
-    if (rc == 0 && (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0))
+    if (rc == 0 && ((chmod && fchmod(fd, mode) != 0) || write_all(fd, buf, len) != 0 ||
+                    (!fresh && st.st_size > (off_t)len && ftruncate(fd, (off_t)len) != 0) ||
+                    (fresh || own || chmod ? fsync(fd) : fdatasync(fd)) != 0))
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
