@@ -84,6 +84,8 @@ out_close_dir:
     return rc;
 }
 
+static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run);
+
 /* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  Each
  * .meta is rewritten atomically, as one rewrite of the job's run (temp file,
  * fsync, swap or rename: vq_fs_run_write); the run ends (end: its temp file
@@ -103,6 +105,7 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
     }
     if (end) {
         vq_error e = {0};
+        pass_spare(d, img, dfd, run);
         int erc = vq_fs_run_end(dfd, run, img, rc ? &e : err);
         if (rc == 0) rc = erc;
     }
@@ -139,6 +142,25 @@ typedef struct bump {
     int rc;                 /* a failed bump: the job ends with it */
     vq_error err;
 } bump;
+
+/* The amend running in this process (its bumps' run), NULL between amends.
+ * A job's last step runs in the first tick of the next job's qemu-img: its
+ * run's temp file then moves on to that job's folder instead of being
+ * removed, and a worker busy with a bulk upgrade makes no inode at all. */
+static bump *running;
+
+static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run)
+{
+    bump *to = running;
+    int tofd = -1;
+    (void)d;
+    if (!to || !run->spare[0] || to->run.spare[0] || strcmp(to->img, img) == 0 ||
+        vq_domain_open_image(to->d, to->img, &tofd, NULL))
+        return;
+    /* Another file system (EXDEV): the file stays, and is removed with the run. */
+    vq_fs_run_pass(dfd, run, tofd, &to->run);
+    close(tofd);
+}
 
 /* The fence's answer, then the bump of the volume due (once). */
 static int bump_due(bump *b)
@@ -192,28 +214,26 @@ typedef struct last_step {
     vq_domain *d; /* owned */
     char img[VQ_UUID_SIZE], vol[VQ_UUID_SIZE];
     vq_fs_run run;
-    int ran;
 } last_step;
 
 static int last_step_run(void *arg, vq_error *err)
 {
     last_step *t = arg;
-    t->ran = 1;
     return bump_gen(t->d, t->img, t->vol, &t->run, 1, err);
 }
 
-/* A step that never ran (its job fenced, or the worker stopping) leaves no
- * temp file behind. */
+/* A step that never ran (its job fenced, or the worker stopping), or failed
+ * before its run's end, leaves no temp file behind. */
 static void last_step_free(void *arg)
 {
     last_step *t = arg;
-    if (!t->ran) drop_run(t->d, t->img, &t->run);
+    drop_run(t->d, t->img, &t->run);
     vq_domain_free(t->d);
     free(t);
 }
 
 /* Hands the last step to the worker (c->defer): the domain goes with it. */
-static int defer_last(vq_job_ctx *c, vq_domain **dp, const bump *b)
+static int defer_last(vq_job_ctx *c, vq_domain **dp, bump *b)
 {
     last_step *t = c->defer ? calloc(1, sizeof *t) : NULL;
     if (!t) return -1;
@@ -225,6 +245,7 @@ static int defer_last(vq_job_ctx *c, vq_domain **dp, const bump *b)
         free(t);
         return -1;
     }
+    memset(&b->run, 0, sizeof b->run); /* the step's now */
     *dp = NULL;
     return 0;
 }
@@ -240,6 +261,36 @@ static void remove_leftovers(const vq_domain *d, const vq_job *j)
     close(dfd);
 }
 
+/* The volumes, base first (vols[] runs leaf first), then the job's last
+ * bump and the end of its run (handed to the worker when it can wait). */
+static int amend_volumes(bump *b, vq_domain **dp, const vq_disk *disk, const char *imgdir,
+                         int total, vq_error *err)
+{
+    const vq_domain *d = *dp;
+    vq_job_ctx *c = b->c;
+    int rc = 0, done = 0;
+    for (size_t i = disk->nvols; i-- > 0 && rc == 0;) {
+        const vq_volume *v = &disk->vols[i];
+        if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
+        vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
+        rc = amend_volume(b, imgdir, v->id, ++done, total, err);
+    }
+    if (rc == VQ_ESTALE) return rc;
+    if (rc) {
+        /* The volumes amended before the failure keep their bumps: make them durable. */
+        vq_error serr = {0};
+        if (b->run.written && bump_gen(d, disk->id, NULL, &b->run, 1, &serr))
+            vq_log(VQ_LOG_WARN, "job %s: %s", c->job->id, serr.text);
+        return rc;
+    }
+    if (!b->vol[0] && !b->run.written) return 0;
+    /* The last bump's fence answer is read by the worker before the step runs. */
+    if (b->vol[0] && defer_last(c, dp, b) == 0) return 0;
+    rc = bump_due(b);
+    if (rc == 0 && (rc = bump_gen(d, disk->id, NULL, &b->run, 1, &b->err)) != 0) b->rc = rc;
+    return rc == 0 || rc == VQ_ESTALE ? rc : vq_error_set(err, rc, "%s", b->err.text);
+}
+
 static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_error *err)
 {
     const vq_domain *d = *dp;
@@ -249,36 +300,17 @@ static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_er
     if ((rc = refuse_if_not_eligible(d, disk, imgdir, c->job->crashes > 0, err))) return rc;
     if (c->job->crashes > 0) remove_leftovers(d, c->job);
 
-    int total = (int)vq_disk_count_v2(disk), done = 0;
+    int total = (int)vq_disk_count_v2(disk);
     /* Nothing is written before the first volume's fence: no need to wait. */
     if ((rc = c->progress_later(c, 0, total))) return rc;
     bump b = {.c = c, .d = d, .img = disk->id};
-    /* Base first: vols[] runs leaf first, so walk it backwards. */
-    for (size_t i = disk->nvols; i-- > 0 && rc == 0;) {
-        const vq_volume *v = &disk->vols[i];
-        if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
-        vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
-        rc = amend_volume(&b, imgdir, v->id, ++done, total, err);
-    }
-    if (rc == VQ_ESTALE) {
-        drop_run(d, disk->id, &b.run);
-        return rc;
-    }
-    if (rc) {
-        /* The volumes amended before the failure keep their bumps: make them durable. */
-        vq_error serr = {0};
-        if (b.run.written && bump_gen(d, disk->id, NULL, &b.run, 1, &serr))
-            vq_log(VQ_LOG_WARN, "job %s: %s", c->job->id, serr.text);
-        drop_run(d, disk->id, &b.run);
-        return rc;
-    }
-    if (!b.vol[0] && !b.run.written) return 0;
-    /* The last bump's fence answer is read by the worker before the step runs. */
-    if (b.vol[0] && defer_last(c, dp, &b) == 0) return 0;
-    rc = bump_due(&b);
-    if (rc == 0 && (rc = bump_gen(d, disk->id, NULL, &b.run, 1, &b.err)) != 0) b.rc = rc;
+    running = &b;
+    rc = amend_volumes(&b, dp, disk, imgdir, total, err);
+    running = NULL;
+    /* A temp file still here (fenced, failed, or passed in by the job before
+     * and never used) goes; a run handed to the last step left none. */
     drop_run(d, disk->id, &b.run);
-    return rc == 0 || rc == VQ_ESTALE ? rc : vq_error_set(err, rc, "%s", b.err.text);
+    return rc;
 }
 
 static int amend_run(vq_job_ctx *c, vq_error *err)

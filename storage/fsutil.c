@@ -280,6 +280,16 @@ void vq_fs_run_drop(int dirfd, vq_fs_run *run)
     memset(run, 0, sizeof *run);
 }
 
+int vq_fs_run_pass(int dirfd, vq_fs_run *run, int todirfd, vq_fs_run *to)
+{
+    if (!run->spare[0] || to->spare[0] ||
+        renameat2(dirfd, run->spare, todirfd, run->spare, RENAME_NOREPLACE) != 0)
+        return -1;
+    memcpy(to->spare, run->spare, sizeof to->spare);
+    run->spare[0] = '\0';
+    return 0;
+}
+
 int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err)
 {
     int written = run->written;

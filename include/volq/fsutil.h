@@ -57,6 +57,13 @@ int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err);
 /* The kept temp file removed without the fsync (a run given up); run is zeroed. */
 void vq_fs_run_drop(int dirfd, vq_fs_run *run);
 
+/* Moves run's kept temp file (in dirfd) to the folder todirfd of the same
+ * file system, as the kept file of the run to (which has none): the next
+ * disk's rewrites then make no inode at all.  0 when moved; -1 when there is
+ * nothing to move or it cannot be (another file system, a name taken): run
+ * keeps its file. */
+int vq_fs_run_pass(int dirfd, vq_fs_run *run, int todirfd, vq_fs_run *to);
+
 /* fsync of an open folder; errors filled with what. */
 int vq_fs_sync_dir(int dirfd, const char *what, vq_error *err);
 

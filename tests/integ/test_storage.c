@@ -274,12 +274,38 @@ static void test_storage_fs_run(void)
     REQUIRE(stat("r/g2", &st) == 0);
     CHECK_INT(st.st_mode & 07777, 0600);
     CHECK_INT(system("ls r | grep -q tmp"), 256);
+    /* A kept file moves on to the next folder's run, which writes without a
+     * new inode; a folder whose run has one of its own gets none. */
+    sh("mkdir r2 && printf e > r2/g5");
+    int d2 = open("r2", O_RDONLY | O_DIRECTORY);
+    REQUIRE(d2 >= 0);
+    vq_fs_run next;
+    memset(&next, 0, sizeof next);
+    CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), -1); /* nothing kept */
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A1", 2, 0640, NULL), 0);
+    if (swaps) {
+        char spare[300];
+        snprintf(spare, sizeof spare, "r/%s", run.spare);
+        ino_t kept = ino_of(spare);
+        CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), 0);
+        CHECK_STR(run.spare, "");
+        CHECK_INT(vq_fs_run_pass(dfd, &next, d2, &next), -1); /* next has one */
+        CHECK_INT(vq_fs_run_write(d2, &next, "g5", "E\n", 2, 0640, NULL), 0);
+        CHECK(ino_of("r2/g5") == kept);
+    }
+    CHECK_INT(vq_fs_run_end(d2, &next, "r2", NULL), 0);
+    CHECK_INT(vq_fs_run_end(dfd, &run, "r", NULL), 0);
+    close(d2);
+    CHECK_INT(system("ls r r2 | grep -q tmp"), 256);
     /* A run given up: its temp file goes, what it wrote stays. */
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A2", 2, 0640, NULL), 0);
     vq_fs_run_drop(dfd, &run);
     CHECK_INT(system("ls r | grep -q tmp"), 256);
     char *now = slurp("r/g1", NULL);
     CHECK_STR(now, "A2");
+    free(now);
+    now = slurp("r2/g5", NULL);
+    CHECK_STR(now, "E\n");
     free(now);
     close(dfd);
 }

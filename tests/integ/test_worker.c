@@ -572,6 +572,7 @@ static void test_worker_claims_next_during_last_volume(void)
     vq_disk *d2 = reload(&f, f.imgs[1]);
     REQUIRE(d2);
     check_all_v3_and_clean(&f, d2);
+    check_no_temp_files(&f, f.imgs[0]); /* its temp file moved on to the second disk */
     vq_disk_free(d2);
     stop_worker(&f);
     vq_job_free(r);
