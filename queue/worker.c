@@ -384,6 +384,21 @@ int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reas
     return rc;
 }
 
+/* The answer of a finish sent in front of another step (a fetch, a claim)
+ * whose own result is then (code, text). */
+static int finish_then(const vq_job *prev, head *h, int then, const vq_error *terr,
+                       vq_job_state *final_state, vq_error *err)
+{
+    int rc;
+    if (h->reply)
+        rc = finish_result(prev, h, h->reply, final_state, err);
+    else
+        rc = vq_error_set(err, h->err.code ? h->err.code : then ? then : VQ_EREDIS, "%s",
+                          h->err.code ? h->err.text : terr->text);
+    if (!rc && then) rc = vq_error_set(err, then, "%s", terr->text);
+    return rc;
+}
+
 int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
                           vq_job_state *final_state, int block_ms, vq_job **next,
                           vq_error *err)
@@ -394,12 +409,24 @@ int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const c
     if (rc) goto out_free;
     vq_error ferr = {0};
     int frc = fetch_with(q, prev->worker, block_ms, &h, next, &ferr);
-    if (h.reply)
-        rc = finish_result(prev, &h, h.reply, final_state, err);
-    else
-        rc = vq_error_set(err, h.err.code ? h.err.code : frc ? frc : VQ_EREDIS, "%s",
-                          h.err.code ? h.err.text : ferr.text);
-    if (!rc && frc) rc = vq_error_set(err, frc, "%s", ferr.text);
+    rc = finish_then(prev, &h, frc, &ferr, final_state, err);
+out_free:
+    head_free(&h);
+    return rc;
+}
+
+int vq_queue_finish_claim(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, char id[VQ_UUID_SIZE], vq_error *err)
+{
+    head h = {0};
+    char proc[VQ_KEY_MAX];
+    id[0] = '\0';
+    int rc = finish_call(q, prev, o, reason, &h, err);
+    if (!rc) rc = vq_queue_proc_key_(prev->worker, proc, err);
+    if (rc) goto out_free;
+    vq_error cerr = {0};
+    int crc = move(q, proc, 0, &h, id, &cerr);
+    rc = finish_then(prev, &h, crc, &cerr, final_state, err);
 out_free:
     head_free(&h);
     return rc;

@@ -297,6 +297,9 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
     const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
     for (;;) {
         int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray;
+        /* The job before the running one: the running job's next is claimed
+         * with its end (one write to Redis's file for both), not later. */
+        int claim = tail && !vq_worker_stop_ && !w->ahead[0] && !w->batch.size && !w->stray;
         vq_error err = {0};
         vq_job_state st = VQ_JOB_NSTATES;
         vq_job *next = NULL;
@@ -305,6 +308,8 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
                                               &next, &err)
                   : fetch ? vq_queue_finish_fetch(w->q, j, outcome_of(rc), reason, &st,
                                                   w->o->block_ms, &next, &err)
+                  : claim ? vq_queue_finish_claim(w->q, j, outcome_of(rc), reason, &st, w->ahead,
+                                                  &err)
                           : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
         if (frc == VQ_EREDIS && !next) {
             if (reconnect(w, &err)) return NULL;

@@ -158,6 +158,12 @@ int vq_queue_finish_fetch(vq_queue *q, const vq_job *prev, vq_outcome o, const c
  * nothing: its parent puts it back, no crash counted).  id gets "" when the
  * queue is empty.  One round trip. */
 int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_error *err);
+/* vq_queue_finish() of prev and vq_queue_claim() for prev's worker in one
+ * pipeline: one round trip, and under appendfsync always one fsync of
+ * Redis's file for both.  id gets "" when the queue is empty.  The return
+ * code is the finish's, else the claim's. */
+int vq_queue_finish_claim(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, char id[VQ_UUID_SIZE], vq_error *err);
 /* Starts a claimed job, as vq_queue_fetch would: *out is NULL when it was
  * cancelled meanwhile.  Returns a new job; free with vq_job_free(). */
 int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,

@@ -1491,6 +1491,38 @@ static void test_queue_claim_then_finish_start(void)
     vq_job_free(next);
 }
 
+/* The end of the job before the running one and the claim of the next in one
+ * pipeline: the end as vq_queue_finish's, the claim as vq_queue_claim's, even
+ * when the end was fenced. */
+static void test_queue_finish_claim(void)
+{
+    setup();
+    made a = amend(), b = amend(), c = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    j->done = 2;
+    j->total = 2;
+    char id[VQ_UUID_SIZE] = "x";
+    vq_job_state st = (vq_job_state)-1;
+    CHECK_INT(vq_queue_finish_claim(Q, j, VQ_OUT_SUCCESS, NULL, &st, id, NULL), 0);
+    CHECK_INT(st, VQ_JOB_SUCCEEDED);
+    CHECK_INT(field_int(a.id, "d"), 2);
+    CHECK_STR(id, b.id);
+    CHECK_R(state_of(b.id), "queued");
+    CHECK_INT(rint_("LPOS {volq}:proc:" W1 " %s", b.id), 0);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 1);
+    /* A fenced end writes nothing; the claim is made all the same. */
+    vq_error e = {0};
+    CHECK_INT(vq_queue_finish_claim(Q, j, VQ_OUT_SUCCESS, NULL, &st, id, &e), VQ_ESTALE);
+    CHECK_STR(id, c.id);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 2);
+    /* An empty queue claims nothing. */
+    CHECK_INT(vq_queue_finish_claim(Q, j, VQ_OUT_SUCCESS, NULL, &st, id, NULL), VQ_ESTALE);
+    CHECK_STR(id, "");
+    vq_job_free(j);
+}
+
 /* A claimed job handed back goes to the front, untouched; one started by
  * vq_queue_start_claimed runs as a fetched one would. */
 static void test_queue_unclaim_and_start_claimed(void)
@@ -1757,7 +1789,7 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_trim_batches), T(test_queue_repair_injected),
        T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
-       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start),
+       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))
