@@ -168,15 +168,30 @@ static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
     *gid = st.st_gid;
 }
 
+/* 1 when no one else has the file of fd open.  The kept file is an old
+ * .meta swapped out of its name: a reader that opened it under that name
+ * before the swap may still be reading it, and must keep reading the old
+ * text, as after a rename.  Nobody opens it by its temp name, so once this
+ * says no one holds it, no one can until it is ours to write.  A write lease
+ * is granted only to the file's sole opener (then given back at once); it
+ * needs the file's owner or CAP_LEASE, and without it the file is not reused. */
+static int sole_opener(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return 0;
+    fcntl(fd, F_SETLEASE, F_UNLCK);
+    return 1;
+}
+
 /* Opens the temp file of a rewrite: the run's kept file while it is a regular
- * file with no other link (*used = run->spare, *st its state); else a new
- * file tmp (*used = tmp).  -1 with errno on failure. */
+ * file with no other link and no other opener (*used = run->spare, *st its
+ * state); else a new file tmp (*used = tmp).  -1 with errno on failure. */
 static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, const char **used,
                      struct stat *st)
 {
     if (run->spare[0]) {
         int fd = openat(dir, run->spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_nlink == 1) {
+        if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_nlink == 1 &&
+            sole_opener(fd)) {
             *used = run->spare;
             return fd;
         }

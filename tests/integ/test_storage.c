@@ -252,11 +252,24 @@ static void test_storage_fs_run(void)
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A\n", 2, 0640, NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B\n", 2, 0600, NULL), 0);
     if (swaps) CHECK(ino_of("r/g2") == g1); /* g1's old file (8 bytes), written over */
+    /* A reader that opened g2 before its rewrite keeps reading the old text:
+     * a kept file someone holds open is not written into. */
+    int reader = open("r/g2", O_RDONLY);
+    REQUIRE(reader >= 0);
+    ino_t g2 = ino_of("r/g2");
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B2", 2, 0600, NULL), 0);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A\n", 2, 0640, NULL), 0);
+    CHECK(ino_of("r/g1") != g2);
+    char old[16] = {0};
+    CHECK_INT(pread(reader, old, sizeof old - 1, 0), 2);
+    CHECK_STR(old, "B\n");
+    close(reader);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B\n", 2, 0600, NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g3", "C\n", 2, 0640, NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g4", "D\n", 2, 0640, NULL), 0);
     CHECK(ino_of("r/g4") != g3); /* g3's old file has another link: left alone */
     CHECK_INT(vq_fs_run_write(dfd, &run, "new", "N\n", 2, 0640, NULL), 0);
-    CHECK_INT(run.written, 5);
+    CHECK_INT(run.written, 8);
     vq_error e = {0};
     CHECK_INT(vq_fs_run_write(dfd, &run, "../g1", "x", 1, 0640, &e), VQ_EINVAL);
     CHECK_STR(e.text, "../g1: bad file name");
