@@ -842,7 +842,9 @@ static void test_soak_scheduler_killed_and_restarted(void)
     judge(&s, other, ids2, before2, 0, &v2);
     CHECK_INT(json_array_size(ids2), 6); /* one job per disk, whether or not the first POST landed */
     check_repeat_answers_same_jobs(&s, other, "soak-sched-kill", ids2);
-    int requeued = check_lease_requeues(&s, ids, paused_jobs);
+    /* A pause may stop a job of either domain (other's run once sd's are few). */
+    int requeued = check_lease_requeues(&s, ids, paused_jobs) +
+                   check_lease_requeues(&s, ids2, paused_jobs);
     CHECK_INT(requeued, pauses);
     CHECK(pauses > 0);
     char mid[200];
