@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,10 +175,13 @@ static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
  * text, as after a rename.  Nobody opens it by its temp name, so once this
  * says no one holds it, no one can until it is ours to write.  A write lease
  * is granted only to the file's sole opener (then given back at once); it
- * needs the file's owner or CAP_LEASE, and without it the file is not reused. */
+ * needs the file's owner or CAP_LEASE, and without it the file is not reused.
+ * Should anyone open the file meanwhile (a backup tool walking the folder),
+ * the lease break is signalled with SIGURG, which is ignored by default,
+ * instead of SIGIO, which would end the process. */
 static int sole_opener(int fd)
 {
-    if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return 0;
+    if (fcntl(fd, F_SETSIG, SIGURG) != 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return 0;
     fcntl(fd, F_SETLEASE, F_UNLCK);
     return 1;
 }
