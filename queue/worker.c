@@ -124,6 +124,16 @@ static int append_move(vq_queue *q, const char *proc, int block_ms, vq_error *er
     return vq_redis_append_argv(q->r, block_ms > 0 ? 6 : 5, argv, NULL, err);
 }
 
+/* The answer of an appended move: the id, "" when none came. */
+static int read_move(vq_queue *q, char id[VQ_UUID_SIZE], vq_error *err)
+{
+    redisReply *rep = vq_redis_get_reply(q->r, err);
+    if (!rep) return VQ_EREDIS;
+    if (rep->type == REDIS_REPLY_STRING) snprintf(id, VQ_UUID_SIZE, "%s", rep->str);
+    freeReplyObject(rep);
+    return 0;
+}
+
 /* [head,] move: the id moved into the worker's list, "" when none came. */
 static int move(vq_queue *q, const char *proc, int block_ms, head *h, char id[VQ_UUID_SIZE],
                 vq_error *err)
@@ -134,12 +144,9 @@ static int move(vq_queue *q, const char *proc, int block_ms, head *h, char id[VQ
     rc = append_move(q, proc, block_ms, err);
     vq_redis_block_(q->r, block_ms);
     if (h) h->reply = vq_redis_get_reply(q->r, &h->err);
-    redisReply *rep = rc ? NULL : vq_redis_get_reply(q->r, err);
+    if (!rc) rc = read_move(q, id, err);
     vq_redis_block_(q->r, 0);
-    if (!rep) return rc ? rc : VQ_EREDIS;
-    if (rep->type == REDIS_REPLY_STRING) snprintf(id, VQ_UUID_SIZE, "%s", rep->str);
-    freeReplyObject(rep);
-    return 0;
+    return rc;
 }
 
 int vq_queue_proc_key_(const char *worker, char proc[VQ_KEY_MAX], vq_error *err)
@@ -225,6 +232,23 @@ int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_j
     vq_batch b = {.worker = worker, .start = id};
     int rc = vq_queue_batch(q, &b, err);
     *out = b.started;
+    return rc;
+}
+
+int vq_queue_start_claim(vq_queue *q, const char *worker, const char *claimed, vq_job **out,
+                         char id[VQ_UUID_SIZE], vq_error *err)
+{
+    char proc[VQ_KEY_MAX];
+    vq_error cerr = {0};
+    *out = NULL;
+    id[0] = '\0';
+    int rc = vq_queue_proc_key_(worker, proc, err);
+    if (!rc) rc = vq_queue_append_start_(q, worker, proc, claimed, err);
+    if (rc) return rc;
+    int crc = append_move(q, proc, 0, &cerr);
+    rc = vq_queue_read_start_(q, claimed, out, err);
+    if (!crc) crc = read_move(q, id, &cerr);
+    if (!rc && crc) rc = vq_error_set(err, crc, "%s", cerr.text);
     return rc;
 }
 
@@ -432,24 +456,35 @@ out_free:
     return rc;
 }
 
-int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
-                          vq_job_state *final_state, const char *claimed, vq_job **next,
-                          vq_error *err)
+int vq_queue_finish_start_claim(vq_queue *q, const vq_job *prev, vq_outcome o,
+                                const char *reason, vq_job_state *final_state,
+                                const char *claimed, vq_job **next, char *id, vq_error *err)
 {
     *next = NULL;
+    if (id) id[0] = '\0';
     head h = {0};
     char proc[VQ_KEY_MAX];
     int rc = finish_call(q, prev, o, reason, &h, err);
     if (!rc) rc = vq_queue_proc_key_(prev->worker, proc, err);
     if (!rc) rc = vq_queue_append_(q, h.script, &h.keys, &h.args, err);
     if (rc) goto out_free;
-    vq_error serr = {0};
+    vq_error serr = {0}, cerr = {0};
     int src = vq_queue_append_start_(q, prev->worker, proc, claimed, &serr);
+    int crc = id ? append_move(q, proc, 0, &cerr) : 0;
     h.reply = vq_redis_get_reply(q->r, err);
     if (!src) src = vq_queue_read_start_(q, claimed, next, &serr);
+    if (id && !crc) crc = read_move(q, id, &cerr);
     rc = h.reply ? finish_result(prev, &h, h.reply, final_state, err) : VQ_EREDIS;
     if (!rc && src) rc = vq_error_set(err, src, "%s", serr.text);
+    if (!rc && crc) rc = vq_error_set(err, crc, "%s", cerr.text);
 out_free:
     head_free(&h);
     return rc;
+}
+
+int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
+                          vq_job_state *final_state, const char *claimed, vq_job **next,
+                          vq_error *err)
+{
+    return vq_queue_finish_start_claim(q, prev, o, reason, final_state, claimed, next, NULL, err);
 }

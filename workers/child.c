@@ -36,6 +36,13 @@ typedef struct child {
                               a job we do not know of, put back after the next end */
     last_step tail;        /* the ended job whose last step runs during the next
                               job's first qemu-img */
+    struct {
+        vq_job *job;       /* owned: a job whose last step is made, its end not yet
+                              recorded (NULL when none) */
+        int rc;
+        vq_error err;
+        int64_t since;     /* ms */
+    } held;
 } child;
 
 /* Progress is written at most this often (ms) (and at the end of the job); the
@@ -43,6 +50,11 @@ typedef struct child {
  * few volumes then costs two writes (start, end): under appendfsync always
  * each write waits for an fsync, which the volumes' own fsyncs then wait on. */
 #define VQ_PROGRESS_EVERY_MS 250
+
+/* A job's end, once its last step is made, is held for the next job boundary
+ * (sent with the next start and claim: one write of Redis's file where there
+ * were two), but at most this long (ms) when the running job is a long one. */
+#define VQ_HOLD_END_MS 50
 
 static void on_term(int sig)
 {
@@ -103,6 +115,7 @@ static int settle(run_state *rs)
 
 static int write_progress(run_state *rs);
 static void run_tail(child *w);
+static void end_held(child *w);
 
 /* Spawn tick: renews the lease (with the progress when a write of it is due);
  * a fenced attempt kills qemu-img (returns non-zero). */
@@ -113,6 +126,7 @@ static int heartbeat(void *arg)
     if (settle(rs)) return VQ_ESTALE;
     run_tail(w);
     int64_t now = vq_now_ms();
+    if (w->held.job && now - w->held.since >= VQ_HOLD_END_MS) end_held(w);
     if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
@@ -256,18 +270,53 @@ static int reconnect(child *w, const vq_error *why)
     return 0;
 }
 
-/* The job claimed ahead: started (new; vq_job_free()), or handed back when
- * stopping; NULL when none or cancelled meanwhile. */
+static const char *reason_of(int rc, const vq_error *err)
+{
+    return rc ? (err->text[0] ? err->text : vq_strerror(rc)) : NULL;
+}
+
+/* The held end, the start of the claimed job and the claim of the job after,
+ * in one pipeline.  After a Redis outage the end is recorded alone once Redis
+ * answers, and the in-flight list is put back after the running job (stray). */
+static int end_held_start(child *w, const char *claimed, vq_job **next, vq_error *err)
+{
+    vq_job *h = w->held.job;
+    const char *reason = reason_of(w->held.rc, &w->held.err);
+    vq_job_state st = VQ_JOB_NSTATES;
+    int rc = vq_queue_finish_start_claim(w->q, h, outcome_of(w->held.rc), reason, &st, claimed,
+                                         next, w->ahead, err);
+    if (rc == VQ_EREDIS && !*next) {
+        w->ahead[0] = '\0';
+        if (reconnect(w, err) == 0) end_held(w);
+        return rc;
+    }
+    log_end(h, rc, st, reason, err);
+    w->held.job = NULL;
+    vq_job_free(h);
+    return 0;
+}
+
+/* The job claimed ahead: started (new; vq_job_free()), with the held end
+ * before it and the claim of the job after it, or handed back when stopping;
+ * NULL when none or cancelled meanwhile.  No end stays held past this. */
 static vq_job *start_ahead(child *w)
 {
     vq_job *j = NULL;
     vq_error err = {0};
+    char claimed[VQ_UUID_SIZE];
+    if (!w->ahead[0] || vq_worker_stop_ || w->stray || w->batch.size) end_held(w);
     if (!w->ahead[0]) return NULL;
-    int rc = vq_worker_stop_ ? vq_queue_unclaim(w->q, w->id, w->ahead, &err)
-                             : vq_queue_start_claimed(w->q, w->id, w->ahead, &j, &err);
-    if (rc) vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
-                   w->id, w->ahead, err.text);
+    memcpy(claimed, w->ahead, sizeof claimed);
     w->ahead[0] = '\0';
+    int rc = vq_worker_stop_ ? vq_queue_unclaim(w->q, w->id, claimed, &err)
+             : w->held.job   ? end_held_start(w, claimed, &j, &err)
+             : w->stray || w->batch.size
+                 ? vq_queue_start_claimed(w->q, w->id, claimed, &j, &err)
+                 : vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
+    if (rc && rc != VQ_EREDIS)
+        vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
+               w->id, claimed, err.text);
+    if (rc == VQ_EREDIS) w->stray = 1;
     return j;
 }
 
@@ -294,7 +343,7 @@ static void put_back_strays(child *w)
 static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, int idle,
                        int tail)
 {
-    const char *reason = rc ? (jerr->text[0] ? jerr->text : vq_strerror(rc)) : NULL;
+    const char *reason = reason_of(rc, jerr);
     for (;;) {
         int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray;
         /* The job before the running one: the running job's next is claimed
@@ -330,6 +379,17 @@ static void step_free(last_step *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Records the held end (as the end of the job before the running one, with
+ * the claim of the running job's next when none is claimed yet). */
+static void end_held(child *w)
+{
+    vq_job *j = w->held.job;
+    if (!j) return;
+    w->held.job = NULL;
+    end_job(w, j, w->held.rc, &w->held.err, 0, 1);
+    vq_job_free(j);
+}
+
 /* The job before the running one: its last step (its fences were read when
  * it was handed over), then its end.  Runs in the running job's first tick,
  * or after it when it ran no qemu-img. */
@@ -342,6 +402,15 @@ static void run_tail(child *w)
     vq_error err = {0};
     int rc = t.fn(t.arg, &err);
     step_free(&t);
+    end_held(w);
+    /* With the running job's next claimed, the end goes with its start. */
+    if (w->ahead[0] && !vq_worker_stop_ && !w->stray && !w->batch.size) {
+        w->held.job = j;
+        w->held.rc = rc;
+        w->held.err = err;
+        w->held.since = vq_now_ms();
+        return;
+    }
     end_job(w, j, rc, &err, 0, 1);
     vq_job_free(j);
 }
@@ -407,6 +476,7 @@ static vq_job *run_job(child *w, vq_job *j)
     } else if (rc == 0 && hand_over(w, &rs, &next)) {
         return next; /* j goes with its last step */
     } else {
+        end_held(w); /* the job before ends first */
         if (rs.step.fn) {
             vq_error serr = {0};
             int src = rs.step.fn(rs.step.arg, &serr);
@@ -460,6 +530,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     vq_log(VQ_LOG_INFO, "worker %s: ready", w.id);
     vq_job *j = NULL;
     while (!vq_worker_stop_) {
+        if (!j) end_held(&w);
         if (!j && !w.batch.size) put_back_strays(&w);
         worker_beat(&w, NULL);
         vq_error err = {0};
@@ -476,6 +547,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
         j = run_job(&w, j);
     }
     run_tail(&w); /* stopping between a job's hand-over and the next one's run */
+    end_held(&w);
     /* A job fetched together with the last end, when a stop came meanwhile:
      * give it back at once rather than leave it to the lease. */
     if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);

@@ -168,6 +168,11 @@ int vq_queue_finish_claim(vq_queue *q, const vq_job *prev, vq_outcome o, const c
  * cancelled meanwhile.  Returns a new job; free with vq_job_free(). */
 int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_job **out,
                            vq_error *err);
+/* vq_queue_start_claimed() and then vq_queue_claim() of the job after, in one
+ * pipeline (id: "" when the queue is empty).  The return code is the start's,
+ * else the claim's. */
+int vq_queue_start_claim(vq_queue *q, const char *worker, const char *claimed, vq_job **out,
+                         char id[VQ_UUID_SIZE], vq_error *err);
 /* Hands a claimed job back to the front of the queue (the end workers take from). */
 int vq_queue_unclaim(vq_queue *q, const char *worker, const char id[VQ_UUID_SIZE], vq_error *err);
 /* vq_queue_finish() of prev and the start of a job prev's worker claimed
@@ -178,6 +183,13 @@ int vq_queue_unclaim(vq_queue *q, const char *worker, const char id[VQ_UUID_SIZE
 int vq_queue_finish_start(vq_queue *q, const vq_job *prev, vq_outcome o, const char *reason,
                           vq_job_state *final_state, const char *claimed, vq_job **next,
                           vq_error *err);
+/* The same, and then vq_queue_claim() of the job after (id: "" when the queue
+ * is empty; NULL: no claim): a worker's whole job boundary in one round trip
+ * and one write of Redis's file.  The return code is the finish's, else the
+ * start's, else the claim's. */
+int vq_queue_finish_start_claim(vq_queue *q, const vq_job *prev, vq_outcome o,
+                                const char *reason, vq_job_state *final_state,
+                                const char *claimed, vq_job **next, char *id, vq_error *err);
 
 /* The worker is dead (its parent saw it die, or its lease ran out): put its
  * in-flight job back in the queue at the front, counting a crash; a job whose

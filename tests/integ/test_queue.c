@@ -1523,6 +1523,49 @@ static void test_queue_finish_claim(void)
     vq_job_free(j);
 }
 
+/* A job boundary in one pipeline: the held end, the start of the claimed job
+ * and the claim of the one after (vq_queue_finish_start_claim); without an
+ * end, the start and the claim (vq_queue_start_claim). */
+static void test_queue_boundary_pipelines(void)
+{
+    setup();
+    made a = amend(), b = amend(), c = amend(), d = amend();
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, a.id);
+    char claimed[VQ_UUID_SIZE], next_id[VQ_UUID_SIZE] = "x";
+    CHECK_INT(vq_queue_claim(Q, W1, claimed, NULL), 0);
+    CHECK_STR(claimed, b.id);
+    vq_job *started = NULL;
+    vq_job_state st = (vq_job_state)-1;
+    CHECK_INT(vq_queue_finish_start_claim(Q, j, VQ_OUT_SUCCESS, NULL, &st, claimed, &started,
+                                          next_id, NULL), 0);
+    CHECK_INT(st, VQ_JOB_SUCCEEDED);
+    REQUIRE(started);
+    CHECK_STR(started->id, b.id);
+    CHECK_INT(started->state, VQ_JOB_RUNNING);
+    CHECK_STR(next_id, c.id);
+    CHECK_R(state_of(c.id), "queued");
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 2); /* b running, c claimed */
+    vq_job *k = NULL;
+    CHECK_INT(vq_queue_start_claim(Q, W1, next_id, &k, claimed, NULL), 0);
+    REQUIRE(k);
+    CHECK_STR(k->id, c.id);
+    CHECK_STR(claimed, d.id);
+    /* The queue empty: d starts, nothing more is claimed. */
+    vq_job *m = NULL;
+    char none[VQ_UUID_SIZE] = "x";
+    CHECK_INT(vq_queue_start_claim(Q, W1, claimed, &m, none, NULL), 0);
+    REQUIRE(m);
+    CHECK_STR(m->id, d.id);
+    CHECK_STR(none, "");
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 3); /* b, c, d running */
+    vq_job_free(j);
+    vq_job_free(started);
+    vq_job_free(k);
+    vq_job_free(m);
+}
+
 /* A claimed job handed back goes to the front, untouched; one started by
  * vq_queue_start_claimed runs as a fetched one would. */
 static void test_queue_unclaim_and_start_claimed(void)
@@ -1789,7 +1832,7 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_trim_batches), T(test_queue_repair_injected),
        T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
-       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim),
+       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))

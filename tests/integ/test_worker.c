@@ -580,6 +580,45 @@ static void test_worker_claims_next_during_last_volume(void)
     vq_job_free(b);
 }
 
+/* Three jobs on one worker: the end of the first is held for the boundary
+ * with the third, but not past a tick of the second's long qemu-img: it is
+ * recorded while the second still runs.  Every job ends, in order. */
+static void test_worker_held_end_waits_at_most_a_tick(void)
+{
+    fixture f = {0};
+    const char *env[] = {slow_qemu("0.4"), NULL};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 3 --chain 2 --data-mib 1");
+    REQUIRE(f.nimgs == 3);
+    char jobs[3][VQ_UUID_SIZE];
+    for (int i = 0; i < 3; i++) {
+        vq_disk *d = reload(&f, f.imgs[i]);
+        REQUIRE(d);
+        accept_amend(&f, d, jobs[i]);
+        vq_disk_free(d);
+    }
+    start_worker(&f, 1, env);
+    vq_job *a = wait_end(&f, jobs[0], 30000), *b = NULL;
+    REQUIRE(a);
+    REQUIRE(vq_queue_get(f.q, jobs[1], &b, NULL) == 0);
+    /* Recorded during the second job's first volume (0.4 s), not at its end. */
+    CHECK_STR(vq_job_state_name(b->state), "running");
+    CHECK_INT(b->done, 0);
+    vq_job *c = wait_end(&f, jobs[2], 30000);
+    vq_job_free(b);
+    b = wait_end(&f, jobs[1], 30000);
+    REQUIRE(b && c);
+    CHECK_STR(vq_job_state_name(a->state), "succeeded");
+    CHECK_STR(vq_job_state_name(b->state), "succeeded");
+    CHECK_STR(vq_job_state_name(c->state), "succeeded");
+    CHECK_INT(b->crashes + c->crashes, 0);
+    for (int i = 0; i < 3; i++) check_no_temp_files(&f, f.imgs[i]);
+    stop_worker(&f);
+    vq_job_free(a);
+    vq_job_free(b);
+    vq_job_free(c);
+}
+
 /* SIGTERM during the last volume: the running job ends, the claimed one goes
  * back to the queue untouched (no attempt, no crash). */
 static void test_worker_sigterm_hands_back_claimed_job(void)
@@ -696,4 +735,4 @@ T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_sna
        T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
        T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_claims_next_during_last_volume),
-       T(test_worker_sigterm_hands_back_claimed_job), T(test_worker_sigkill_with_claimed_job), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_sigterm_hands_back_claimed_job), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_claimed_job), T(test_worker_hung_qemu_times_out_then_fails))
