@@ -84,7 +84,7 @@ out_close_dir:
     return rc;
 }
 
-static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run);
+static void pass_spare(const char *img, int dfd, vq_fs_run *run);
 
 /* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  Each
  * .meta is rewritten atomically, as one rewrite of the job's run (temp file,
@@ -105,7 +105,7 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
     }
     if (end) {
         vq_error e = {0};
-        pass_spare(d, img, dfd, run);
+        pass_spare(img, dfd, run);
         int erc = vq_fs_run_end(dfd, run, img, rc ? &e : err);
         if (rc == 0) rc = erc;
     }
@@ -149,16 +149,16 @@ typedef struct bump {
  * removed, and a worker busy with a bulk upgrade makes no inode at all. */
 static bump *running;
 
-static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run)
+static void pass_spare(const char *img, int dfd, vq_fs_run *run)
 {
     bump *to = running;
     int tofd = -1;
-    (void)d;
     if (!to || !run->spare[0] || to->run.spare[0] || strcmp(to->img, img) == 0 ||
         vq_domain_open_image(to->d, to->img, &tofd, NULL))
         return;
-    /* Another file system (EXDEV): the file stays, and is removed with the run. */
-    vq_fs_run_pass(dfd, run, tofd, &to->run);
+    /* Not moved (another file system: EXDEV): it stays in run, whose end removes it. */
+    if (vq_fs_run_pass(dfd, run, tofd, &to->run) != 0 && run->spare[0])
+        vq_log(VQ_LOG_DEBUG, "disk %s: temp file not passed on: %m", img);
     close(tofd);
 }
 

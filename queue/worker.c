@@ -215,6 +215,27 @@ int vq_queue_fetch(vq_queue *q, const char *worker, int block_ms, vq_job **out, 
     return rc;
 }
 
+/* A job boundary in one pipeline: [h (a finish),] start.lua of claimed, [the
+ * claim of the next into id].  *out is the started job; h->reply gets the
+ * head's answer.  The return code is the start's, else the claim's. */
+static int boundary(vq_queue *q, const char *worker, head *h, const char *claimed, vq_job **out,
+                    char *id, vq_error *err)
+{
+    char proc[VQ_KEY_MAX];
+    vq_error cerr = {0};
+    *out = NULL;
+    if (id) id[0] = '\0';
+    int rc = vq_queue_proc_key_(worker, proc, err);
+    if (!rc && h) rc = vq_queue_append_(q, h->script, &h->keys, &h->args, &h->err);
+    if (rc) return h && h->err.code ? vq_error_set(err, rc, "%s", h->err.text) : rc;
+    int src = vq_queue_append_start_(q, worker, proc, claimed, err);
+    int crc = id ? append_move(q, proc, 0, &cerr) : 0;
+    if (h) h->reply = vq_redis_get_reply(q->r, &h->err);
+    if (!src) src = vq_queue_read_start_(q, claimed, out, err);
+    if (id && !crc) crc = read_move(q, id, &cerr);
+    return src ? src : crc ? vq_error_set(err, crc, "%s", cerr.text) : 0;
+}
+
 /* A bare move: the worker wants no record yet (vq_queue_batch's claims read
  * theirs in a second round trip). */
 int vq_queue_claim(vq_queue *q, const char *worker, char id[VQ_UUID_SIZE], vq_error *err)
@@ -238,18 +259,7 @@ int vq_queue_start_claimed(vq_queue *q, const char *worker, const char *id, vq_j
 int vq_queue_start_claim(vq_queue *q, const char *worker, const char *claimed, vq_job **out,
                          char id[VQ_UUID_SIZE], vq_error *err)
 {
-    char proc[VQ_KEY_MAX];
-    vq_error cerr = {0};
-    *out = NULL;
-    id[0] = '\0';
-    int rc = vq_queue_proc_key_(worker, proc, err);
-    if (!rc) rc = vq_queue_append_start_(q, worker, proc, claimed, err);
-    if (rc) return rc;
-    int crc = append_move(q, proc, 0, &cerr);
-    rc = vq_queue_read_start_(q, claimed, out, err);
-    if (!crc) crc = read_move(q, id, &cerr);
-    if (!rc && crc) rc = vq_error_set(err, crc, "%s", cerr.text);
-    return rc;
+    return boundary(q, worker, NULL, claimed, out, id, err);
 }
 
 int vq_queue_unclaim(vq_queue *q, const char *worker, const char id[VQ_UUID_SIZE], vq_error *err)
@@ -463,20 +473,11 @@ int vq_queue_finish_start_claim(vq_queue *q, const vq_job *prev, vq_outcome o,
     *next = NULL;
     if (id) id[0] = '\0';
     head h = {0};
-    char proc[VQ_KEY_MAX];
     int rc = finish_call(q, prev, o, reason, &h, err);
-    if (!rc) rc = vq_queue_proc_key_(prev->worker, proc, err);
-    if (!rc) rc = vq_queue_append_(q, h.script, &h.keys, &h.args, err);
     if (rc) goto out_free;
-    vq_error serr = {0}, cerr = {0};
-    int src = vq_queue_append_start_(q, prev->worker, proc, claimed, &serr);
-    int crc = id ? append_move(q, proc, 0, &cerr) : 0;
-    h.reply = vq_redis_get_reply(q->r, err);
-    if (!src) src = vq_queue_read_start_(q, claimed, next, &serr);
-    if (id && !crc) crc = read_move(q, id, &cerr);
-    rc = h.reply ? finish_result(prev, &h, h.reply, final_state, err) : VQ_EREDIS;
-    if (!rc && src) rc = vq_error_set(err, src, "%s", serr.text);
-    if (!rc && crc) rc = vq_error_set(err, crc, "%s", cerr.text);
+    vq_error berr = {0};
+    int brc = boundary(q, prev->worker, &h, claimed, next, id, &berr);
+    rc = finish_then(prev, &h, brc, &berr, final_state, err);
 out_free:
     head_free(&h);
     return rc;

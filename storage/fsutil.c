@@ -157,16 +157,16 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* The owner a rewrite keeps: the file's own, or its folder's for a new file,
  * so that VDSM's files (vdsm:kvm) stay VDSM's after root rewrites them. */
-static void owner_of(int dir, const char *base, uid_t *uid, gid_t *gid)
+static void owner_of(int dir, const struct stat *target, uid_t *uid, gid_t *gid)
 {
     struct stat st;
-    if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) != 0 && fstat(dir, &st) != 0) {
+    if (!target && fstat(dir, &st) != 0) {
         *uid = (uid_t)-1;
         *gid = (gid_t)-1;
         return;
     }
-    *uid = st.st_uid;
-    *gid = st.st_gid;
+    *uid = target ? target->st_uid : st.st_uid;
+    *gid = target ? target->st_gid : st.st_gid;
 }
 
 /* 1 when no one else has the file of fd open.  The kept file is an old
@@ -217,13 +217,13 @@ static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, cons
  * again); when its owner and mode are already right, fdatasync is enough:
  * before the swap only its data and size must be on disk. */
 static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf, size_t len,
-                      mode_t mode, const char *what, const char *base, const char **used,
-                      vq_error *err)
+                      mode_t mode, const char *what, const struct stat *target,
+                      const char **used, vq_error *err)
 {
     uid_t uid;
     gid_t gid;
     struct stat st;
-    owner_of(dir, base, &uid, &gid);
+    owner_of(dir, target, &uid, &gid);
     int fd = open_temp(dir, run, tmp, mode, used, &st);
     if (fd < 0)
         return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
@@ -252,10 +252,10 @@ static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf,
  * would take anything, a folder too), the file replaced is the run's spare;
  * renamed over it (a new file, or a file system that cannot swap), there is
  * none. */
-static int replace(int dir, vq_fs_run *run, const char *used, const char *base)
+static int replace(int dir, vq_fs_run *run, const char *used, const char *base,
+                   const struct stat *target)
 {
-    struct stat st;
-    if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+    if (target && S_ISREG(target->st_mode) &&
         renameat2(dir, used, dir, base, RENAME_EXCHANGE) == 0) {
         if (used != run->spare) snprintf(run->spare, sizeof run->spare, "%s", used);
         return 0;
@@ -274,10 +274,13 @@ static int run_write(int dirfd, vq_fs_run *run, const char *name, const char *wh
         strcmp(name, "..") == 0 ||
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp)
         return vq_error_set(err, VQ_EINVAL, "%s: bad file name", what);
+    /* The file replaced, seen once: its owner is kept, and only a regular file is swapped. */
+    struct stat st;
+    const struct stat *target = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? &st : NULL;
     const char *used;
-    int rc = write_temp(dirfd, run, tmp, buf, len, mode, what, name, &used, err);
+    int rc = write_temp(dirfd, run, tmp, buf, len, mode, what, target, &used, err);
     if (rc < 0) return rc;
-    if (replace(dirfd, run, used, name) != 0) {
+    if (replace(dirfd, run, used, name, target) != 0) {
         rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", what, strerror(errno));
         unlinkat(dirfd, used, 0);
         run->spare[0] = '\0';

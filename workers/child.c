@@ -308,11 +308,15 @@ static vq_job *start_ahead(child *w)
     if (!w->ahead[0]) return NULL;
     memcpy(claimed, w->ahead, sizeof claimed);
     w->ahead[0] = '\0';
-    int rc = vq_worker_stop_ ? vq_queue_unclaim(w->q, w->id, claimed, &err)
-             : w->held.job   ? end_held_start(w, claimed, &j, &err)
-             : w->stray || w->batch.size
-                 ? vq_queue_start_claimed(w->q, w->id, claimed, &j, &err)
-                 : vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
+    int rc;
+    if (vq_worker_stop_)
+        rc = vq_queue_unclaim(w->q, w->id, claimed, &err);
+    else if (w->held.job)
+        rc = end_held_start(w, claimed, &j, &err);
+    else if (w->stray || w->batch.size) /* no claim: the list is to be put back */
+        rc = vq_queue_start_claimed(w->q, w->id, claimed, &j, &err);
+    else
+        rc = vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
     if (rc && rc != VQ_EREDIS)
         vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
                w->id, claimed, err.text);
