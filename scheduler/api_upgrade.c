@@ -1,6 +1,7 @@
 /* POST /api/storagedomains/SD/upgrade {"to_v4": bool}: amend every eligible
- * disk of a domain in one vq_queue_accept call; the others are skipped and
- * listed with a reason.  Answer: {"jobs": [job...], "skipped": [...]}. */
+ * disk of a domain, one vq_queue_accept call per run of disks the scan has
+ * loaded (vq_disk_load_stream); the others are skipped and listed with a
+ * reason.  Answer: {"jobs": [job...], "skipped": [...]}. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +16,27 @@
 
 static const char *const upgrade_fields[] = {"to_v4", NULL};
 
+/* One upgrade request.  Arrays are per disk of the domain (index i: ids[i]),
+ * except the requests, made afresh for each run of loaded disks. */
 typedef struct bulk {
-    vq_disk_scan *disks;             /* each loaded and checked (vq_load_disks_) */
+    vq_sched *s;
+    const vq_domain *d;
+    char (*ids)[VQ_UUID_SIZE];       /* the domain's image folders */
+    vq_disk_scan *disks;             /* disks[i] once its run is handed on */
     size_t n;
+    const char **run_ids;            /* the run's disk ids, for the lock read */
     char (*holders)[VQ_UUID_SIZE];
-    vq_accept_req *reqs;             /* the disks sent to vq_queue_accept */
-    size_t *req_disk;                /* reqs[i] is for disks[req_disk[i]] */
+    vq_accept_req *reqs;             /* the run's disks sent to vq_queue_accept */
+    size_t *req_disk;                /* reqs[k] is for disks[req_disk[k]] */
+    vq_accept_res *res;
+    size_t nreqs;
     char (*keys)[VQ_BULK_KEY_MAX];   /* keys[i] for disks[i], with an Idempotency-Key */
     char (*made)[VQ_UUID_SIZE];      /* the job keys[i] made before, or "" */
-    size_t nreqs;
+    char (*jobs)[VQ_UUID_SIZE];      /* the jobs made or found by key, in order */
+    size_t njobs, fresh;
     json_t *skipped;
     const char *idem_key;
+    vq_error err;                    /* why a run failed */
 } bulk;
 
 static int parse_upgrade(vq_req *r, int *to_v4)
@@ -114,11 +125,11 @@ static void add_locked(bulk *b, const vq_disk *disk, const char *holder)
     add_skip(b, disk, "locked", reason);
 }
 
-static void add_req(bulk *b, const vq_domain *d, size_t i)
+static void add_req(bulk *b, size_t i)
 {
     b->req_disk[b->nreqs] = i;
     vq_accept_req *a = &b->reqs[b->nreqs++];
-    *a = (vq_accept_req){.kind = "amend", .domain_id = d->id, .disk_id = b->disks[i].disk->id,
+    *a = (vq_accept_req){.kind = "amend", .domain_id = b->d->id, .disk_id = b->disks[i].disk->id,
                          .alias = b->disks[i].disk->alias};
     if (b->keys && b->keys[i][0]) a->idem_key = b->keys[i];
 }
@@ -127,118 +138,148 @@ static void add_req(bulk *b, const vq_domain *d, size_t i)
  * be held by the job this very key made, which acceptance recognises.  So does
  * a disk whose key made a job that has ended since (the disk now reads as
  * already amended): a repeat answers with the jobs the first request made. */
-static void plan(bulk *b, const vq_domain *d)
+static void plan(bulk *b, size_t lo, size_t hi)
 {
     char reason[512];
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         const vq_disk *disk = b->disks[i].disk;
         const char *code = NULL;
-        if (b->holders[i][0] && !b->idem_key)
+        if (!disk) {
+            vq_log(VQ_LOG_INFO, "disk %s left out of the upgrade: %s", b->ids[i],
+                   b->disks[i].err.text);
+        } else if (b->holders[i][0] && !b->idem_key) {
             add_locked(b, disk, b->holders[i]);
-        else if (!b->holders[i][0] && !(b->made && b->made[i][0]) &&
-                 (code = skip_code(d, &b->disks[i], reason, sizeof reason)))
+        } else if (!b->holders[i][0] && !(b->made && b->made[i][0]) &&
+                   (code = skip_code(b->d, &b->disks[i], reason, sizeof reason))) {
             add_skip(b, disk, code, reason);
-        else
-            add_req(b, d, i);
+        } else {
+            add_req(b, i);
+        }
     }
 }
 
 /* keys[i] = "KEY/DISK_ID" and the job each one made before, in one round trip. */
-static int read_keys(vq_sched *s, bulk *b, vq_error *err)
+static int read_keys(bulk *b, vq_error *err)
 {
     const char **keys = calloc(b->n ? b->n : 1, sizeof *keys);
     if (!keys) return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
     for (size_t i = 0; i < b->n; i++) {
-        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->disks[i].disk->id);
+        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->ids[i]);
         if (n < 0 || n >= VQ_BULK_KEY_MAX) b->keys[i][0] = '\0'; /* checked: cannot happen */
         keys[i] = b->keys[i];
     }
-    int rc = vq_queue_idem_jobs(s->q, keys, b->n, b->made, err);
+    int rc = vq_queue_idem_jobs(b->s->q, keys, b->n, b->made, err);
     free(keys);
     return rc;
 }
 
-static int alloc_bulk(vq_sched *s, bulk *b, vq_error *err)
+static int alloc_bulk(bulk *b, vq_error *err)
 {
     size_t n = b->n ? b->n : 1;
+    b->disks = calloc(n, sizeof *b->disks);
+    b->run_ids = calloc(n, sizeof *b->run_ids);
+    b->holders = calloc(n, sizeof *b->holders);
     b->reqs = calloc(n, sizeof *b->reqs);
     b->req_disk = calloc(n, sizeof *b->req_disk);
+    b->res = calloc(n, sizeof *b->res);
+    b->jobs = calloc(n, sizeof *b->jobs);
     b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
     b->made = b->idem_key ? calloc(n, sizeof *b->made) : NULL;
     b->skipped = json_array();
-    if (!b->reqs || !b->req_disk || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
+    if (!b->disks || !b->run_ids || !b->holders || !b->reqs || !b->req_disk || !b->res ||
+        !b->jobs || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
         return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
-    return b->idem_key ? read_keys(s, b, err) : 0;
+    return b->idem_key ? read_keys(b, err) : 0;
 }
 
 static void free_bulk(bulk *b)
 {
-    vq_free_disks_(b->disks, b->n);
+    if (b->disks) vq_free_disks_(b->disks, b->n);
+    free(b->ids);
+    free(b->run_ids);
     free(b->holders);
     free(b->reqs);
     free(b->req_disk);
+    free(b->res);
+    free(b->jobs);
     free(b->keys);
     free(b->made);
     json_decref(b->skipped);
 }
 
-/* One acceptance step for every planned disk; the ids of the jobs made (or
- * found by key) go to ids, *fresh counts the new ones. */
-static int accept_all(vq_sched *s, bulk *b, char (*ids)[VQ_UUID_SIZE], size_t *nids,
-                      size_t *fresh, vq_error *err)
+/* One acceptance step for the run's planned disks; the jobs made (or found by
+ * key) are added to b->jobs. */
+static int accept_run(bulk *b)
 {
-    vq_accept_res *res = calloc(b->nreqs ? b->nreqs : 1, sizeof *res);
-    if (!res) return vq_error_set(err, VQ_ENOMEM, "out of memory accepting the upgrade");
-    int rc = b->nreqs ? vq_queue_accept(s->q, b->reqs, b->nreqs, res, err) : 0;
-    for (size_t i = 0; rc == 0 && i < b->nreqs; i++) {
-        const vq_disk *disk = b->disks[b->req_disk[i]].disk;
-        if (res[i].status == VQ_ACCEPT_LOCKED) {
-            add_locked(b, disk, res[i].job_id);
+    int rc = b->nreqs ? vq_queue_accept(b->s->q, b->reqs, b->nreqs, b->res, &b->err) : 0;
+    for (size_t k = 0; rc == 0 && k < b->nreqs; k++) {
+        const vq_disk *disk = b->disks[b->req_disk[k]].disk;
+        if (b->res[k].status == VQ_ACCEPT_LOCKED) {
+            add_locked(b, disk, b->res[k].job_id);
             continue;
         }
-        *fresh += res[i].status == VQ_ACCEPT_QUEUED;
-        memcpy(ids[(*nids)++], res[i].job_id, VQ_UUID_SIZE);
+        b->fresh += b->res[k].status == VQ_ACCEPT_QUEUED;
+        memcpy(b->jobs[b->njobs++], b->res[k].job_id, VQ_UUID_SIZE);
     }
-    free(res);
     return rc;
+}
+
+/* A run of loaded disks (vq_disk_load_stream): their lock holders, the plan,
+ * their acceptance, while the scan goes on with the next disks.  The first
+ * jobs are queued (and started) before the last disks are loaded. */
+static int on_run(void *arg, size_t lo, size_t hi)
+{
+    bulk *b = arg;
+    for (size_t i = lo; i < hi; i++) b->run_ids[i - lo] = b->ids[i];
+    int rc = vq_queue_lock_holders(b->s->q, b->run_ids, hi - lo, b->holders + lo, &b->err);
+    if (rc) return rc;
+    b->nreqs = 0;
+    plan(b, lo, hi);
+    return accept_run(b);
 }
 
 static void answer(vq_req *r, bulk *b)
 {
     vq_error err = {0};
-    size_t nids = 0, fresh = 0;
-    char(*ids)[VQ_UUID_SIZE] = calloc(b->nreqs ? b->nreqs : 1, sizeof *ids);
-    json_t *jobs = NULL;
-    if (!ids) vq_error_set(&err, VQ_ENOMEM, "out of memory accepting the upgrade");
-    if (ids && accept_all(r->s, b, ids, &nids, &fresh, &err) == 0)
-        jobs = vq_jobs_of_(r->s, (const char(*)[VQ_UUID_SIZE])ids, nids, &err);
-    free(ids);
+    json_t *jobs = vq_jobs_of_(r->s, (const char(*)[VQ_UUID_SIZE])b->jobs, b->njobs, &err);
     if (!jobs) {
         vq_reply_verror_(r, &err);
         return;
     }
-    r->s->stats.accepted_amend += fresh;
-    vq_log(VQ_LOG_INFO, "upgrade: %zu job(s) accepted, %zu skipped", fresh,
+    r->s->stats.accepted_amend += b->fresh;
+    vq_log(VQ_LOG_INFO, "upgrade: %zu job(s) accepted, %zu skipped", b->fresh,
            json_array_size(b->skipped));
     /* Every job found by its key: the same answer as the first time, 200. */
-    int code = nids && !fresh ? 200 : 202;
+    int code = b->njobs && !b->fresh ? 200 : 202;
     vq_reply_json_(r, code, json_pack("{s:o,s:O}", "jobs", jobs, "skipped", b->skipped));
 }
 
+/* The scan and the acceptance go together: each run of disks loaded is
+ * accepted while the next is loaded.  A run that fails (Redis lost) ends the
+ * request with its error; the jobs of the runs before stay queued, as real
+ * jobs with their locks (a retry with the same Idempotency-Key answers them). */
 void vq_api_upgrade_(vq_req *r)
 {
     vq_domain *d = NULL;
-    bulk b = {0};
+    bulk b = {.s = r->s};
     vq_error err = {0};
     int to_v4 = 0;
     if (parse_upgrade(r, &to_v4) || vq_req_idem_key_(r, &b.idem_key)) return;
     if (vq_find_domain_(r, r->arg[0], &d) || ensure_v4(r, d, to_v4)) goto out;
-    if (vq_load_disks_(d, &b.disks, &b.n, &err) ||
-        vq_fetch_holders_(r->s, b.disks, b.n, &b.holders, &err) || alloc_bulk(r->s, &b, &err)) {
+    b.d = d;
+    if (vq_domain_images(d, &b.ids, &b.n, &err) || alloc_bulk(&b, &err)) {
         vq_reply_verror_(r, &err);
         goto out;
     }
-    plan(&b, d);
+    if (vq_disk_load_stream(d, (const char(*)[VQ_UUID_SIZE])b.ids, b.n, 0, b.disks, on_run,
+                            &b)) {
+        if (b.fresh)
+            vq_log(VQ_LOG_WARN, "upgrade of %s stopped after %zu job(s) accepted: %s", d->id,
+                   b.fresh, b.err.text);
+        r->s->stats.accepted_amend += b.fresh;
+        vq_reply_verror_(r, &b.err);
+        goto out;
+    }
     answer(r, &b);
 out:
     free_bulk(&b);

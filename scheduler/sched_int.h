@@ -138,7 +138,7 @@ int vq_find_disk_(vq_req *r, const vq_domain *d, const char *img, vq_disk **out)
 int vq_find_disk_any_(vq_req *r, const char *img, vq_domain **d, vq_disk **out);
 
 /* Every disk of d, loaded and checked for an amend on several threads
- * (vq_disk_load_many, the scan bench/queue measures); disks that vanish
+ * (vq_disk_load_many; a bulk upgrade streams it instead); disks that vanish
  * meanwhile are left out, so each v[i].disk is set.  *out is a new array
  * (free with vq_free_disks_()). */
 int vq_load_disks_(const vq_domain *d, vq_disk_scan **out, size_t *n, vq_error *err);

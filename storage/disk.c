@@ -554,22 +554,51 @@ int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_do
 /* Fewer disks than this per thread are not worth a thread: a disk takes
  * ~20 us to load, a thread tens of us to start and join. */
 #define SCAN_SLICE_MIN 64
+/* Disks a thread loads at a time.  Threads take chunks in order from one
+ * counter, so the loaded part grows from the front (what a stream hands on)
+ * and a thread that meets slow folders does not hold the others up. */
+#define SCAN_CHUNK 32
 
-typedef struct slice {
+typedef struct scan {
     const vq_domain *d; /* only read: its fds are shared, openat() is thread-safe */
     const char (*imgs)[VQ_UUID_SIZE];
     vq_disk_scan *out;
-    size_t n;
-} slice;
+    size_t n, nchunks;
+    size_t next;         /* the next chunk to take (atomic) */
+    int stop;            /* set by a stream's consumer: take no more (atomic) */
+    unsigned char *done; /* done[c]: chunk c loaded (under mu); NULL: nobody waits */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} scan;
 
-static void *scan_slice(void *arg)
+static size_t chunk_end(const scan *sc, size_t c)
 {
-    const slice *sl = arg;
-    for (size_t i = 0; i < sl->n; i++) {
-        vq_disk_scan *s = &sl->out[i];
+    size_t hi = (c + 1) * SCAN_CHUNK;
+    return hi < sc->n ? hi : sc->n;
+}
+
+static void load_chunk(const scan *sc, size_t c)
+{
+    for (size_t i = c * SCAN_CHUNK; i < chunk_end(sc, c); i++) {
+        vq_disk_scan *s = &sc->out[i];
         memset(s, 0, sizeof *s);
-        s->rc = vq_disk_load(sl->d, sl->imgs[i], &s->disk, &s->err);
-        if (s->rc == 0) s->check_rc = vq_disk_check_amend(sl->d, s->disk, &s->done, &s->err);
+        s->rc = vq_disk_load(sc->d, sc->imgs[i], &s->disk, &s->err);
+        if (s->rc == 0) s->check_rc = vq_disk_check_amend(sc->d, s->disk, &s->done, &s->err);
+    }
+}
+
+static void *scan_chunks(void *arg)
+{
+    scan *sc = arg;
+    while (!__atomic_load_n(&sc->stop, __ATOMIC_RELAXED)) {
+        size_t c = __atomic_fetch_add(&sc->next, 1, __ATOMIC_RELAXED);
+        if (c >= sc->nchunks) break;
+        load_chunk(sc, c);
+        if (!sc->done) continue;
+        pthread_mutex_lock(&sc->mu);
+        sc->done[c] = 1;
+        pthread_cond_signal(&sc->cv);
+        pthread_mutex_unlock(&sc->mu);
     }
     return NULL;
 }
@@ -585,37 +614,102 @@ static int scan_threads(int want, size_t n)
     return want > 0 ? want : 1;
 }
 
-/* Starts slices 1..t-1 with every signal blocked, so that signals keep going
- * to the caller's thread; started[i] says which ones run. */
-static void start_slices(slice *sl, int t, pthread_t *tid, int *started)
+/* Starts up to t threads with every signal blocked, so that signals keep going
+ * to the caller's thread; returns how many run (their ids in tid). */
+static int start_threads(scan *sc, int t, pthread_t *tid)
 {
     sigset_t all, old;
+    int started = 0;
     sigfillset(&all);
-    int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
-    for (int i = 1; i < t; i++)
-        started[i] = masked && pthread_create(&tid[i], NULL, scan_slice, &sl[i]) == 0;
-    if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0) return 0;
+    while (started < t && pthread_create(&tid[started], NULL, scan_chunks, sc) == 0) started++;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return started;
+}
+
+static void join_threads(pthread_t *tid, int started)
+{
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+}
+
+static scan scan_of(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
+                    vq_disk_scan *out)
+{
+    return (scan){.d = d, .imgs = imgs, .out = out, .n = n,
+                  .nchunks = (n + SCAN_CHUNK - 1) / SCAN_CHUNK};
 }
 
 void vq_disk_load_many(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
                        int nthreads, vq_disk_scan *out)
 {
-    slice sl[VQ_DISK_SCAN_THREADS_MAX];
     pthread_t tid[VQ_DISK_SCAN_THREADS_MAX];
-    int started[VQ_DISK_SCAN_THREADS_MAX] = {0};
-    int t = scan_threads(nthreads, n);
-    for (int i = 0; i < t; i++) {
-        size_t lo = n * (size_t)i / (size_t)t, hi = n * (size_t)(i + 1) / (size_t)t;
-        sl[i] = (slice){.d = d, .imgs = imgs + lo, .out = out + lo, .n = hi - lo};
+    scan sc = scan_of(d, imgs, n, out);
+    int started = start_threads(&sc, scan_threads(nthreads, n) - 1, tid);
+    scan_chunks(&sc); /* the caller's thread takes chunks too, and every one left */
+    join_threads(tid, started);
+}
+
+/* The stream on the caller's thread alone: runs handed on as they double, so
+ * that a large scan makes few calls and the first comes early. */
+static int stream_alone(scan *sc, vq_disk_ready_fn ready, void *arg)
+{
+    size_t lo = 0;
+    for (size_t c = 0; c < sc->nchunks; c++) {
+        load_chunk(sc, c);
+        size_t hi = chunk_end(sc, c);
+        if (hi < sc->n && hi - lo < (lo > SCAN_CHUNK ? lo : SCAN_CHUNK)) continue;
+        int rc = ready(arg, lo, hi);
+        if (rc) return rc;
+        lo = hi;
     }
-    start_slices(sl, t, tid, started);
-    scan_slice(&sl[0]);
-    for (int i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            scan_slice(&sl[i]);
+    return 0;
+}
+
+/* The caller's thread hands on every loaded run from the front while the
+ * threads load the rest: a run is all that was loaded since the last call. */
+static int stream_helped(scan *sc, vq_disk_ready_fn ready, void *arg)
+{
+    size_t lo = 0; /* in chunks */
+    while (lo < sc->nchunks) {
+        pthread_mutex_lock(&sc->mu);
+        while (!sc->done[lo]) pthread_cond_wait(&sc->cv, &sc->mu);
+        size_t hi = lo;
+        while (hi < sc->nchunks && sc->done[hi]) hi++;
+        pthread_mutex_unlock(&sc->mu);
+        int rc = ready(arg, lo * SCAN_CHUNK, chunk_end(sc, hi - 1));
+        if (rc) {
+            __atomic_store_n(&sc->stop, 1, __ATOMIC_RELAXED);
+            return rc;
+        }
+        lo = hi;
     }
+    return 0;
+}
+
+int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
+                        int nthreads, vq_disk_scan *out, vq_disk_ready_fn ready, void *arg)
+{
+    pthread_t tid[VQ_DISK_SCAN_THREADS_MAX];
+    scan sc = scan_of(d, imgs, n, out);
+    if (n) memset(out, 0, n * sizeof *out); /* what a stopped scan leaves unloaded */
+    int t = scan_threads(nthreads, n), started = 0, rc;
+    /* A scan too small for a second thread gains nothing from one. */
+    if (n > SCAN_SLICE_MIN && (sc.done = calloc(sc.nchunks, 1)) &&
+        pthread_mutex_init(&sc.mu, NULL) == 0) {
+        if (pthread_cond_init(&sc.cv, NULL) == 0) {
+            started = start_threads(&sc, t, tid);
+            rc = started ? stream_helped(&sc, ready, arg) : stream_alone(&sc, ready, arg);
+            join_threads(tid, started);
+            pthread_cond_destroy(&sc.cv);
+        } else {
+            rc = stream_alone(&sc, ready, arg);
+        }
+        pthread_mutex_destroy(&sc.mu);
+    } else {
+        rc = stream_alone(&sc, ready, arg);
+    }
+    free(sc.done);
+    return rc;
 }
 
 /* ---- JSON ---- */

@@ -57,7 +57,7 @@ size_t vq_disk_count_v2(const vq_disk *disk);
 int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_done,
                         vq_error *err);
 
-/* One disk of vq_disk_load_many(): what vq_disk_load() and then
+/* One disk of vq_disk_load_many() and _stream(): what vq_disk_load() and then
  * vq_disk_check_amend() left, as a serial scan would. */
 typedef struct vq_disk_scan {
     vq_disk *disk;   /* new (free with vq_disk_free()), NULL when the load failed */
@@ -74,13 +74,29 @@ typedef struct vq_disk_scan {
 
 /* Loads and checks imgs[0..n) of d into out[0..n): vq_disk_load() then
  * vq_disk_check_amend() of each, on nthreads threads (<= 0: the online CPUs),
- * at most VQ_DISK_SCAN_THREADS_MAX and one per 64 disks; each thread takes a
- * contiguous slice, the caller's thread the first.  A thread that cannot be
- * started leaves its slice to the caller's thread: the same results, later.
+ * at most VQ_DISK_SCAN_THREADS_MAX and one per 64 disks, the caller's thread
+ * among them; they take chunks of 32 disks in order.  A thread that cannot be
+ * started leaves its chunks to the others: the same results, later.
  * Cannot fail as a whole; out[i] says how disk i went.  Free each out[i].disk
  * with vq_disk_free(). */
 void vq_disk_load_many(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
                        int nthreads, vq_disk_scan *out);
+
+/* Called on the caller's thread of vq_disk_load_stream() with out[lo..hi)
+ * loaded; a non-zero return stops the scan. */
+typedef int (*vq_disk_ready_fn)(void *arg, size_t lo, size_t hi);
+
+/* vq_disk_load_many() that hands the disks on as they are loaded: ready(arg,
+ * lo, hi) for each run loaded since the last call, runs adjacent and in order
+ * from 0 to n, while nthreads threads (the same count; not the caller's, which
+ * only calls ready) load the rest.  A bulk upgrade accepts its first disks
+ * while it still loads the others.  A scan of 64 disks or fewer runs on the
+ * caller's thread, handing on runs as they double.  Returns 0 once all of
+ * out[0..n) was handed on, or ready's non-zero return: then no new chunk is
+ * started and the disks never loaded are left zeroed.  Either way free each
+ * out[i].disk with vq_disk_free(). */
+int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
+                        int nthreads, vq_disk_scan *out, vq_disk_ready_fn ready, void *arg);
 
 /* The disk object of the HTTP API (SPEC §4), every field.  locked_by is the job
  * holding the disk lock or NULL (status becomes "locked").  New reference. */

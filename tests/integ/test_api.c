@@ -631,6 +631,55 @@ static void test_api_upgrade_idempotency_key(void)
     t_stack_stop(&S);
 }
 
+/* 150 disks: more than one scan thread's share, so the scan hands them on in
+ * several runs, each accepted while the next loads.  A disk locked before the
+ * bulk and one already amended sit late in the domain; every other disk gets
+ * exactly one job, and a repeat with the key answers the same jobs. */
+static void test_api_upgrade_in_runs(void)
+{
+    enum { N = 150 };
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 150 --data-mib 0");
+    char locked[64], done[64], path[128], held_by[64];
+    json_t *arr = disks(sd);
+    REQUIRE(json_array_size(arr) == N);
+    snprintf(locked, sizeof locked, "%s",
+             json_string_value(json_object_get(json_array_get(arr, 100), "id")));
+    snprintf(done, sizeof done, "%s",
+             json_string_value(json_object_get(json_array_get(arr, 140), "id")));
+    json_decref(arr);
+    t_resp h = amend(sd, locked, 202);
+    snprintf(held_by, sizeof held_by, "%s", json_string_value(json_object_get(h.json, "id")));
+    t_resp_free(&h);
+    amend_by_hand(sd, done);
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp a, b;
+    REQUIRE(t_req(&S, "POST", path, "{}", "Idempotency-Key: runs-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 202);
+    json_t *jobs = json_object_get(a.json, "jobs"), *skipped = json_object_get(a.json, "skipped");
+    CHECK_INT(json_array_size(jobs), N - 2);
+    CHECK_INT(json_array_size(skipped), 2);
+    CHECK_STR(skip_code_of(skipped, done), "already_amended");
+    CHECK_STR(skip_code_of(skipped, locked), "locked");
+    size_t i, dup = 0;
+    json_t *j;
+    json_array_foreach(jobs, i, j) {
+        const char *disk = json_string_value(json_object_get(j, "disk_id"));
+        dup += strcmp(disk, locked) == 0 || strcmp(disk, done) == 0;
+        for (size_t k = 0; k < i; k++)
+            dup += strcmp(disk, json_string_value(json_object_get(json_array_get(jobs, k),
+                                                                  "disk_id"))) == 0;
+    }
+    CHECK_INT(dup, 0);
+    REQUIRE(t_req(&S, "POST", path, "{}", "Idempotency-Key: runs-1\r\n", &b) == 0);
+    CHECK_INT(b.status, 200);
+    CHECK(json_equal(json_object_get(a.json, "jobs"), json_object_get(b.json, "jobs")));
+    CHECK_INT(count_jobs(), N - 1); /* the bulk's and the one amend before it */
+    t_resp_free(&a);
+    t_resp_free(&b);
+    t_stack_stop(&S);
+}
+
 /* ---- jobs ------------------------------------------------------------- */
 
 static const char *job_id(t_resp *h)
@@ -978,6 +1027,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_create_volume_new_and_existing_disk), T(test_api_create_volume_bad_input_400),
        T(test_api_upgrade_skips_with_reasons), T(test_api_upgrade_to_v4),
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
+       T(test_api_upgrade_in_runs),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),

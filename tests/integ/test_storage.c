@@ -1136,9 +1136,28 @@ static tally count(const vq_disk_scan *s, size_t n)
     return t;
 }
 
+/* What a stream handed on: runs must be adjacent from 0; stop_at > 0 stops
+ * the scan (returning 7) at the first run that reaches it. */
+typedef struct runs {
+    size_t next, calls, stop_at;
+    int bad;
+    const vq_disk_scan *out;
+} runs;
+
+static int on_run(void *arg, size_t lo, size_t hi)
+{
+    runs *r = arg;
+    r->bad += lo != r->next || hi <= lo;
+    for (size_t i = lo; i < hi; i++) r->bad += !r->out[i].disk && !r->out[i].rc; /* not loaded */
+    r->next = hi;
+    r->calls++;
+    return r->stop_at && hi >= r->stop_at ? 7 : 0;
+}
+
 /* 300 copies of a 0.10 disk (4 damaged, 1 amended), a raw disk, a template,
- * and two ids that are no disk, scanned on 1..4 threads and by default:
- * every result is what a serial load and check give, in the caller's order. */
+ * and two ids that are no disk, scanned on 1..4 threads and by default, all
+ * at once and as a stream: every result is what a serial load and check give,
+ * in the caller's order. */
 static void test_storage_load_many_matches_serial(void)
 {
     enum { COPIES = 300, EXTRA = 2 };
@@ -1175,11 +1194,21 @@ static void test_storage_load_many_matches_serial(void)
     vq_disk_scan *s = calloc(n, sizeof *s);
     REQUIRE(s);
     const int threads[] = {1, 2, 3, 4, 0, 64};
-    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
-        vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, n, threads[t], s);
+    for (size_t t = 0; t < 2 * sizeof threads / sizeof threads[0]; t++) {
+        size_t nt = sizeof threads / sizeof threads[0];
+        runs r = {.out = s};
+        if (t < nt) {
+            vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, n, threads[t], s);
+        } else {
+            CHECK_INT(vq_disk_load_stream(f.d, (const char(*)[VQ_UUID_SIZE])ids, n,
+                                          threads[t - nt], s, on_run, &r), 0);
+            CHECK_INT(r.bad, 0);
+            CHECK_INT(r.next, n);
+            CHECK(r.calls >= 1);
+        }
         int differ = 0;
         for (size_t i = 0; i < n; i++) differ += !same_as_serial(&f, ids[i], &s[i]);
-        if (differ) fprintf(stderr, "# %d threads\n", threads[t]);
+        if (differ) fprintf(stderr, "# %d threads, pass %zu\n", threads[t % nt], t);
         CHECK_INT(differ, 0);
         tally k = count(s, n);
         /* To amend: the original and 295 good copies; done: the amended
@@ -1197,11 +1226,35 @@ static void test_storage_load_many_matches_serial(void)
         CHECK(s[n - 1].disk == NULL);
         for (size_t i = 0; i < n; i++) vq_disk_free(s[i].disk);
     }
+    /* A stream stopped by its consumer: its answer comes back; each disk is
+     * either loaded as a serial scan would or left zeroed (how far the
+     * threads got meanwhile is theirs: not checked), never left as it was. */
+    for (int t = 1; t <= 2; t++) {
+        runs r = {.out = s, .stop_at = 40};
+        memset(s, 0xff, n * sizeof *s);
+        CHECK_INT(vq_disk_load_stream(f.d, (const char(*)[VQ_UUID_SIZE])ids, n, t, s, on_run,
+                                      &r), 7);
+        CHECK(r.next >= 40);
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; i++) {
+            int zero = !s[i].disk && !s[i].rc && !s[i].check_rc && !s[i].done && !s[i].err.text[0];
+            wrong += i < r.next ? !same_as_serial(&f, ids[i], &s[i])
+                                : !zero && !same_as_serial(&f, ids[i], &s[i]);
+        }
+        CHECK_INT(wrong, 0);
+        for (size_t i = 0; i < n; i++) vq_disk_free(s[i].disk);
+    }
     /* Fewer disks than a thread's share, and none at all. */
     vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, 1, 4, s);
     CHECK(same_as_serial(&f, ids[0], &s[0]));
     vq_disk_free(s[0].disk);
     vq_disk_load_many(f.d, (const char(*)[VQ_UUID_SIZE])ids, 0, 0, NULL);
+    runs r = {.out = s};
+    CHECK_INT(vq_disk_load_stream(f.d, (const char(*)[VQ_UUID_SIZE])ids, 50, 2, s, on_run, &r), 0);
+    CHECK_INT(r.next, 50);
+    CHECK_INT(r.calls, 2); /* alone: 32, then the rest */
+    for (size_t i = 0; i < 50; i++) vq_disk_free(s[i].disk);
+    CHECK_INT(vq_disk_load_stream(f.d, (const char(*)[VQ_UUID_SIZE])ids, 0, 0, NULL, on_run, &r), 0);
     free(s);
     free(ids);
     free(copies);
