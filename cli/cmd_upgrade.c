@@ -10,10 +10,10 @@
 
 /* Polls come every VQ_BULK_POLL_MS, and faster as the end nears: half the
  * time the rate so far says is left, at least VQ_BULK_POLL_MIN_MS apart, so the
- * command ends within a few tens of ms of the last job (a bulk of a few
+ * command ends within about ten ms of the last job (a bulk of a few
  * seconds lost a quarter of a second on average to the fixed poll). */
 #define VQ_BULK_POLL_MS 500
-#define VQ_BULK_POLL_MIN_MS 25
+#define VQ_BULK_POLL_MIN_MS 10
 #define VQ_BULK_PLAIN_EVERY_MS 2000  /* plain progress lines when not a terminal */
 #define VQ_BULK_SINGLE_MAX 20        /* jobs fetched one by one per round */
 #define VQ_BULK_FAILS_SHOWN 5
@@ -102,7 +102,10 @@ static void count(tracker *t)
     }
 }
 
-/* The jobs not yet seen ended, one by one (at most VQ_BULK_SINGLE_MAX). */
+/* The jobs not yet seen ended, one by one (at most VQ_BULK_SINGLE_MAX), up to
+ * the first still waiting or running: the workers take the jobs in the order
+ * of the answer, so the ones after it most likely are too (a poll near the
+ * end costs one request more than the jobs that ended since the last). */
 static int refresh_singles(const vq_cli *c, tracker *t)
 {
     char path[128];
@@ -116,6 +119,7 @@ static int refresh_singles(const vq_cli *c, tracker *t)
         update(t, j);
         json_decref(j);
         singles++;
+        if (!vq_job_ended(vq_jstr(t->job[i], "state"))) break;
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -558,6 +559,8 @@ int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_do
  * counter, so the loaded part grows from the front (what a stream hands on)
  * and a thread that meets slow folders does not hold the others up. */
 #define SCAN_CHUNK 32
+#define VQ_DISK_STREAM_NICE 10
+#define SCAN_RUN_WAIT_MAX 16 /* chunks: 512 disks */
 
 typedef struct scan {
     const vq_domain *d; /* only read: its fds are shared, openat() is thread-safe */
@@ -566,6 +569,7 @@ typedef struct scan {
     size_t n, nchunks;
     size_t next;         /* the next chunk to take (atomic) */
     int stop;            /* set by a stream's consumer: take no more (atomic) */
+    int nice;            /* added to the threads' nice value (a stream's: see below) */
     unsigned char *done; /* done[c]: chunk c loaded (under mu); NULL: nobody waits */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -590,6 +594,11 @@ static void load_chunk(const scan *sc, size_t c)
 static void *scan_chunks(void *arg)
 {
     scan *sc = arg;
+    if (sc->nice) { /* this thread only: a Linux thread has its own nice value */
+        errno = 0;
+        int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0) setpriority(PRIO_PROCESS, (id_t)gettid(), cur + sc->nice);
+    }
     while (!__atomic_load_n(&sc->stop, __ATOMIC_RELAXED)) {
         size_t c = __atomic_fetch_add(&sc->next, 1, __ATOMIC_RELAXED);
         if (c >= sc->nchunks) break;
@@ -665,16 +674,29 @@ static int stream_alone(scan *sc, vq_disk_ready_fn ready, void *arg)
     return 0;
 }
 
+/* The end (in chunks) of the loaded run that starts at chunk lo (under mu). */
+static size_t loaded_from(const scan *sc, size_t lo)
+{
+    size_t hi = lo;
+    while (hi < sc->nchunks && sc->done[hi]) hi++;
+    return hi;
+}
+
 /* The caller's thread hands on every loaded run from the front while the
- * threads load the rest: a run is all that was loaded since the last call. */
+ * threads load the rest: a run is all that was loaded since the last call,
+ * and at least half as much as was handed on before (up to
+ * SCAN_RUN_WAIT_MAX chunks): the first jobs start at once, and a large scan
+ * is handed on in tens of runs, not hundreds (each costs its consumer
+ * round trips). */
 static int stream_helped(scan *sc, vq_disk_ready_fn ready, void *arg)
 {
     size_t lo = 0; /* in chunks */
     while (lo < sc->nchunks) {
+        size_t want = lo / 2 < 1 ? 1 : lo / 2 > SCAN_RUN_WAIT_MAX ? SCAN_RUN_WAIT_MAX : lo / 2;
+        if (want > sc->nchunks - lo) want = sc->nchunks - lo;
         pthread_mutex_lock(&sc->mu);
-        while (!sc->done[lo]) pthread_cond_wait(&sc->cv, &sc->mu);
-        size_t hi = lo;
-        while (hi < sc->nchunks && sc->done[hi]) hi++;
+        size_t hi;
+        while ((hi = loaded_from(sc, lo)) - lo < want) pthread_cond_wait(&sc->cv, &sc->mu);
         pthread_mutex_unlock(&sc->mu);
         int rc = ready(arg, lo * SCAN_CHUNK, chunk_end(sc, hi - 1));
         if (rc) {
@@ -691,6 +713,11 @@ int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], si
 {
     pthread_t tid[VQ_DISK_SCAN_THREADS_MAX];
     scan sc = scan_of(d, imgs, n, out);
+    /* The threads yield the CPU to what consumes their runs: the caller's
+     * thread, Redis and the workers the first runs already feed.  At the same
+     * nice value, on 2 cores, each round trip of a run waited for a scan
+     * thread's time slice and the first job started only as the scan ended. */
+    sc.nice = VQ_DISK_STREAM_NICE;
     if (n) memset(out, 0, n * sizeof *out); /* what a stopped scan leaves unloaded */
     int t = scan_threads(nthreads, n), started = 0, rc;
     /* A scan too small for a second thread gains nothing from one. */

@@ -88,8 +88,8 @@ typedef int (*vq_disk_ready_fn)(void *arg, size_t lo, size_t hi);
 
 /* vq_disk_load_many() that hands the disks on as they are loaded: ready(arg,
  * lo, hi) for each run loaded since the last call, runs adjacent and in order
- * from 0 to n, while nthreads threads (the same count; not the caller's, which
- * only calls ready) load the rest.  A bulk upgrade accepts its first disks
+ * from 0 to n, while nthreads threads (the same count, at nice +10; not the
+ * caller's, which only calls ready) load the rest.  A bulk upgrade accepts its first disks
  * while it still loads the others.  A scan of 64 disks or fewer runs on the
  * caller's thread, handing on runs as they double.  Returns 0 once all of
  * out[0..n) was handed on, or ready's non-zero return: then no new chunk is
