@@ -680,6 +680,54 @@ static void test_api_upgrade_in_runs(void)
     t_stack_stop(&S);
 }
 
+/* The second run of a 50-disk upgrade (disks 32..49: a scan that small hands
+ * on 32, then the rest) fails in Redis: the first disk of that run has its
+ * idempotency key spoilt (a hash where a job id belongs), so accept.lua stops
+ * at its first step.  The answer is the error; the first run's 32 jobs stay
+ * queued with their locks; once the key is mended the repeat with the same
+ * key answers those and accepts the rest: one job per disk in all. */
+static void test_api_upgrade_fails_midway(void)
+{
+    enum { N = 50, FIRST = 32 };
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 50 --data-mib 0");
+    char path[128], bad[128], hdr[] = "Idempotency-Key: midway-1\r\n";
+    json_t *arr = disks(sd);
+    REQUIRE(json_array_size(arr) == N);
+    snprintf(bad, sizeof bad, "{volq}:idem:midway-1/%s",
+             json_string_value(json_object_get(json_array_get(arr, FIRST), "id")));
+    json_decref(arr);
+    freeReplyObject(t_redis_query(&S.redis, "HSET %s x y", bad));
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    t_resp a = {0};
+    REQUIRE(t_req(&S, "POST", path, "{}", hdr, &a) == 0);
+    CHECK_INT(a.status, 503);
+    CHECK_CONTAINS(a.body, "WRONGTYPE");
+    CHECK_INT(t_redis_int(&S.redis, "LLEN {volq}:q"), FIRST);
+    CHECK_INT(t_redis_int(&S.redis, "HLEN {volq}:locks"), FIRST);
+    freeReplyObject(t_redis_query(&S.redis, "DEL %s", bad));
+    long long deadline = t_now_ms() + 10000;
+    do {
+        t_resp_free(&a);
+        REQUIRE(t_req(&S, "POST", path, "{}", hdr, &a) == 0);
+    } while (a.status == 503 && t_now_ms() < deadline);
+    CHECK_INT(a.status, 202);
+    json_t *jobs = json_object_get(a.json, "jobs");
+    CHECK_INT(json_array_size(jobs), N);
+    CHECK_INT(json_array_size(json_object_get(a.json, "skipped")), 0);
+    size_t i, dup = 0;
+    json_t *j;
+    json_array_foreach(jobs, i, j)
+        for (size_t k = 0; k < i; k++)
+            dup += json_equal(json_object_get(j, "disk_id"),
+                              json_object_get(json_array_get(jobs, k), "disk_id"));
+    CHECK_INT(dup, 0);
+    t_resp_free(&a);
+    CHECK_INT(count_jobs(), N);
+    CHECK_INT(t_redis_int(&S.redis, "HLEN {volq}:locks"), N);
+    t_stack_stop(&S);
+}
+
 /* ---- jobs ------------------------------------------------------------- */
 
 static const char *job_id(t_resp *h)
@@ -1027,7 +1075,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_create_volume_new_and_existing_disk), T(test_api_create_volume_bad_input_400),
        T(test_api_upgrade_skips_with_reasons), T(test_api_upgrade_to_v4),
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
-       T(test_api_upgrade_in_runs),
+       T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
