@@ -2,6 +2,8 @@
  * its exit status (0 success, 1 failed/refused, 2 usage/input, 3 cannot reach
  * the scheduler or Redis), --json output, configuration precedence. */
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,6 +596,97 @@ static void test_cli_events_follow_json_lines(void)
     t_stack_stop(&S);
 }
 
+/* What a terminal shows of text: escape sequences (ESC [ ... final byte) left out. */
+static void plain_text(const char *in, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < outsz; i++) {
+        if (in[i] == '\033' && i + 1 < n && in[i + 1] == '[') {
+            for (i += 2; i < n && !(in[i] >= '@' && in[i] <= '~'); i++) {
+            }
+            continue;
+        }
+        out[o++] = in[i];
+    }
+    out[o] = '\0';
+}
+
+/* Reads what the terminal shows until want appears in what came from raw[from]
+ * on, or the deadline passes. */
+static int screen_until(int master, char *raw, size_t from, size_t *n, size_t cap, char *text,
+                        size_t textsz, const char *want, long long deadline)
+{
+    for (;;) {
+        plain_text(raw + from, *n - from, text, textsz);
+        if (strstr(text, want)) return 1;
+        long long left = deadline - t_now_ms();
+        struct pollfd p = {.fd = master, .events = POLLIN};
+        if (left <= 0 || *n + 1 >= cap || poll(&p, 1, (int)left) <= 0) return 0;
+        ssize_t r = read(master, raw + *n, cap - 1 - *n);
+        if (r <= 0) return 0;
+        *n += (size_t)r;
+    }
+}
+
+/* volq top on a pseudo-terminal: the screen shows the queue (a job waiting)
+ * and is drawn again each second; q quits with 0 and the cursor shown again.
+ * Without a terminal it refuses with exit 2. */
+static void test_cli_top_on_a_terminal(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    const char *sd = t_stack_mkdomain(&S, "--version 4 --disks 1 --data-mib 0");
+    REQUIRE(sd);
+    t_cmd c;
+    VOLQ(&c, "top");
+    CHECK_INT(c.status, 2);
+    CHECK_CONTAINS(c.err, "needs a terminal");
+    t_cmd_free(&c);
+    VOLQ(&c, "upgrade-domain", sd);
+    CHECK_INT(c.status, 0);
+    t_cmd_free(&c);
+
+    char volq[600];
+    snprintf(volq, sizeof volq, "%s/volq", t_bin_dir());
+    int master = -1;
+    struct winsize ws = {.ws_row = 40, .ws_col = 160};
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execl(volq, "volq", "--api", S.api, "top", (char *)NULL);
+        _exit(127);
+    }
+    static char raw[1 << 16], text[1 << 16];
+    size_t n = 0;
+    long long deadline = t_now_ms() + 10000;
+    CHECK(screen_until(master, raw, 0, &n, sizeof raw, text, sizeof text, "RUNNING JOB",
+                       deadline));
+    CHECK_CONTAINS(text, "volq top");
+    CHECK_CONTAINS(text, "queued 1");
+    CHECK_CONTAINS(text, "workers      0 alive");
+    /* The second frame: drawn again from the top left a second later. */
+    size_t first = n;
+    CHECK(screen_until(master, raw, first, &n, sizeof raw, text, sizeof text, "RUNNING JOB",
+                       deadline));
+    CHECK(memmem(raw + first, n - first, "\033[H", 3) != NULL);
+    CHECK_CONTAINS(text, "queued 1");
+    CHECK(write(master, "q", 1) == 1);
+    int st = -1;
+    while (waitpid(pid, &st, WNOHANG) == 0 && t_now_ms() < deadline) {
+        char sink[4096]; /* keep the terminal drained */
+        struct pollfd p = {.fd = master, .events = POLLIN};
+        if (poll(&p, 1, 20) > 0 && read(master, sink, sizeof sink) > 0) {
+        }
+    }
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        T_FAIL_("volq top did not quit on q");
+    }
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(master);
+    t_stack_stop(&S);
+}
+
 T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sending),
        T(test_cli_dead_api_exit_3_one_line), T(test_cli_config_precedence),
        T(test_cli_json_before_or_after), T(test_cli_disks_and_disk),
@@ -601,4 +694,4 @@ T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sen
        T(test_cli_jobs_job_cancel_retry), T(test_cli_events_status_upgrade_create),
        T(test_cli_token), T(test_cli_redis_down_exit_3), T(test_cli_e2e_amend_wait_and_upgrade),
        T(test_cli_e2e_upgrade_failures_exit_1), T(test_cli_up_runs_the_stack_and_stops_it),
-       T(test_cli_events_follow_json_lines))
+       T(test_cli_events_follow_json_lines), T(test_cli_top_on_a_terminal))
