@@ -163,6 +163,11 @@ static void process_metrics(struct evbuffer *b, const vq_sched *s)
                         (unsigned long long)t->refused_create);
     metric(b, "volq_lock_conflicts_total", "counter", "Requests refused: the disk was locked.");
     evbuffer_add_printf(b, "volq_lock_conflicts_total %llu\n", (unsigned long long)t->lock_conflicts);
+    metric(b, "volq_upgrade_skipped_total", "counter",
+           "Disks a bulk upgrade of this scheduler skipped, by code.");
+    for (int i = 0; i < VQ_SKIP_CODES; i++)
+        evbuffer_add_printf(b, "volq_upgrade_skipped_total{code=\"%s\"} %llu\n", vq_skip_codes_[i],
+                            (unsigned long long)t->upgrade_skipped[i]);
     metric(b, "volq_redis_connects_total", "counter", "Successful connects to Redis.");
     evbuffer_add_printf(b, "volq_redis_connects_total %llu\n",
                         (unsigned long long)t->redis_reconnects);

@@ -112,8 +112,13 @@ static const char *skip_code(const vq_domain *d, const vq_disk_scan *s, char *re
     return NULL;
 }
 
+const char *const vq_skip_codes_[VQ_SKIP_CODES] = {"template", "raw", "already_amended",
+                                                   "illegal", "in_use", "locked", "error"};
+
 static void add_skip(bulk *b, const vq_disk *disk, const char *code, const char *reason)
 {
+    for (int i = 0; i < VQ_SKIP_CODES; i++)
+        if (strcmp(code, vq_skip_codes_[i]) == 0) b->s->stats.upgrade_skipped[i]++;
     json_array_append_new(b->skipped, json_pack("{s:s,s:s,s:s,s:s}", "disk_id", disk->id, "alias",
                                                 disk->alias, "reason", reason, "code", code));
 }

@@ -34,12 +34,18 @@
 #define VQ_REDIS_TIMEOUT_MS 2000         /* connect timeout of one attempt */
 
 /* Counters of this process, for /metrics. */
+/* The codes of a bulk upgrade's skipped disks (docs/api.md), in the order of
+ * upgrade_skipped[] and of volq_upgrade_skipped_total's lines (api_upgrade.c). */
+enum { VQ_SKIP_CODES = 7 };
+extern const char *const vq_skip_codes_[VQ_SKIP_CODES];
+
 typedef struct vq_sched_stats {
     uint64_t requests[6];     /* by status class: 1xx..5xx (index 1..5) */
     uint64_t accepted_amend, accepted_create;
     uint64_t refused_amend, refused_create; /* refusals found at acceptance */
     uint64_t lock_conflicts;
     uint64_t redis_reconnects;
+    uint64_t upgrade_skipped[VQ_SKIP_CODES]; /* disks a bulk upgrade skipped, by code */
 } vq_sched_stats;
 
 struct vq_waiter;

@@ -569,6 +569,15 @@ static void test_api_upgrade_skips_with_reasons(void)
     CHECK_INT(json_array_size(json_object_get(h.json, "skipped")), 7);
     t_resp_free(&h);
     CHECK_INT(count_jobs(), 3);
+    /* /metrics counts the skips of both requests by code */
+    h = call("GET", "/metrics", NULL, 200);
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"template\"} 2\n");
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"raw\"} 2\n");
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"already_amended\"} 2\n");
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"illegal\"} 2\n");
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"locked\"} 3\n");
+    CHECK_CONTAINS(h.body, "volq_upgrade_skipped_total{code=\"in_use\"} 0\n");
+    t_resp_free(&h);
     t_stack_stop(&S);
 }
 
