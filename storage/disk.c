@@ -554,7 +554,7 @@ int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_do
 
 /* Fewer disks than this per thread are not worth a thread: a disk takes
  * ~20 us to load, a thread tens of us to start and join. */
-#define SCAN_SLICE_MIN 64
+#define SCAN_PER_THREAD_MIN 64
 /* Disks a thread loads at a time.  Threads take chunks in order from one
  * counter, so the loaded part grows from the front (what a stream hands on)
  * and a thread that meets slow folders does not hold the others up. */
@@ -619,7 +619,7 @@ static int scan_threads(int want, size_t n)
         want = cpus > 0 && cpus < VQ_DISK_SCAN_THREADS_MAX ? (int)cpus : VQ_DISK_SCAN_THREADS_MAX;
     }
     if (want > VQ_DISK_SCAN_THREADS_MAX) want = VQ_DISK_SCAN_THREADS_MAX;
-    if ((size_t)want > n / SCAN_SLICE_MIN) want = (int)(n / SCAN_SLICE_MIN);
+    if ((size_t)want > n / SCAN_PER_THREAD_MIN) want = (int)(n / SCAN_PER_THREAD_MIN);
     return want > 0 ? want : 1;
 }
 
@@ -721,7 +721,7 @@ int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], si
     if (n) memset(out, 0, n * sizeof *out); /* what a stopped scan leaves unloaded */
     int t = scan_threads(nthreads, n), started = 0, rc;
     /* A scan too small for a second thread gains nothing from one. */
-    if (n > SCAN_SLICE_MIN && (sc.done = calloc(sc.nchunks, 1)) &&
+    if (n > SCAN_PER_THREAD_MIN && (sc.done = calloc(sc.nchunks, 1)) &&
         pthread_mutex_init(&sc.mu, NULL) == 0) {
         if (pthread_cond_init(&sc.cv, NULL) == 0) {
             started = start_threads(&sc, t, tid);
