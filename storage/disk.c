@@ -559,7 +559,7 @@ int vq_disk_check_amend(const vq_domain *d, const vq_disk *disk, int *already_do
  * counter, so the loaded part grows from the front (what a stream hands on)
  * and a thread that meets slow folders does not hold the others up. */
 #define SCAN_CHUNK 32
-#define VQ_DISK_STREAM_NICE 10
+#define SCAN_STREAM_NICE 10
 #define SCAN_RUN_WAIT_MAX 16 /* chunks: 512 disks */
 
 typedef struct scan {
@@ -717,7 +717,7 @@ int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], si
      * thread, Redis and the workers the first runs already feed.  At the same
      * nice value, on 2 cores, each round trip of a run waited for a scan
      * thread's time slice and the first job started only as the scan ended. */
-    sc.nice = VQ_DISK_STREAM_NICE;
+    sc.nice = SCAN_STREAM_NICE;
     if (n) memset(out, 0, n * sizeof *out); /* what a stopped scan leaves unloaded */
     int t = scan_threads(nthreads, n), started = 0, rc;
     /* A scan too small for a second thread gains nothing from one. */
