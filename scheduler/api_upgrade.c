@@ -278,10 +278,15 @@ void vq_api_upgrade_(vq_req *r)
     }
     if (vq_disk_load_stream(d, (const char(*)[VQ_UUID_SIZE])b.ids, b.n, 0, b.disks, on_run,
                             &b)) {
-        if (b.fresh)
-            vq_log(VQ_LOG_WARN, "upgrade of %s stopped after %zu job(s) accepted: %s", d->id,
-                   b.fresh, b.err.text);
         r->s->stats.accepted_amend += b.fresh;
+        if (b.njobs) { /* the answer says what stays: an error alone would hide it */
+            vq_error e = {0};
+            vq_error_set(&e, b.err.code, "upgrade of %s stopped after %zu job(s) were accepted "
+                         "(they stay queued; run it again for the other disks): %s", d->id,
+                         b.njobs, b.err.text);
+            vq_log(VQ_LOG_WARN, "%s", e.text);
+            b.err = e;
+        }
         vq_reply_verror_(r, &b.err);
         goto out;
     }

@@ -717,6 +717,7 @@ static void test_api_upgrade_fails_midway(void)
     REQUIRE(t_req(&S, "POST", path, "{}", hdr, &a) == 0);
     CHECK_INT(a.status, 503);
     CHECK_CONTAINS(a.body, "WRONGTYPE");
+    CHECK_CONTAINS(a.body, "stopped after 32 job(s) were accepted");
     CHECK_INT(t_redis_int(&S.redis, "LLEN {volq}:q"), FIRST);
     CHECK_INT(t_redis_int(&S.redis, "HLEN {volq}:locks"), FIRST);
     freeReplyObject(t_redis_query(&S.redis, "DEL %s", bad));
