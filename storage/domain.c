@@ -289,17 +289,6 @@ int vq_domain_open_image(const vq_domain *d, const char *img, int *fd, vq_error 
     return 0;
 }
 
-/* The mode of the current metadata file, so that a rewrite keeps it. */
-static mode_t md_mode(const vq_domain *d)
-{
-    int fd;
-    struct stat st;
-    if (vq_fs_open(d->dirfd, MD_PATH, O_RDONLY | O_NONBLOCK, &fd, NULL) < 0) return MD_MODE;
-    mode_t m = fstat(fd, &st) == 0 ? st.st_mode & 07777 : MD_MODE;
-    close(fd);
-    return m;
-}
-
 int vq_domain_set_version(vq_domain *d, int version, vq_error *err)
 {
     if (version < 0 || version > VERSION_MAX)
@@ -316,7 +305,7 @@ int vq_domain_set_version(vq_domain *d, int version, vq_error *err)
     char *buf = vq_kv_format(&d->md, VQ_KV_CKSUM, &len);
     if (!buf) return vq_error_set(err, VQ_ENOMEM, "domain %s: out of memory", d->id);
     vq_error e = {0};
-    rc = vq_fs_write_atomic(d->dirfd, MD_PATH, buf, len, md_mode(d), &e);
+    rc = vq_fs_write_atomic(d->dirfd, MD_PATH, buf, len, MD_MODE | VQ_FS_KEEP_MODE, &e);
     free(buf);
     if (rc < 0) {
         load_md(d); /* the file is unchanged: so is d */

@@ -212,6 +212,13 @@ static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, cons
     return fd;
 }
 
+/* A temp file that failed (the run's kept one or a new one) goes. */
+static void discard_temp(int dir, vq_fs_run *run, const char *used)
+{
+    unlinkat(dir, used, 0);
+    run->spare[0] = '\0';
+}
+
 /* Writes and syncs the temp file (*used names it); removes it on failure.
  * The run's kept file is written over in place (no block freed and taken
  * again); when its owner and mode are already right, fdatasync is enough:
@@ -241,10 +248,7 @@ static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf,
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
-    if (rc < 0) {
-        unlinkat(dir, *used, 0);
-        run->spare[0] = '\0';
-    }
+    if (rc < 0) discard_temp(dir, run, *used);
     return rc;
 }
 
@@ -274,16 +278,17 @@ static int run_write(int dirfd, vq_fs_run *run, const char *name, const char *wh
         strcmp(name, "..") == 0 ||
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp)
         return vq_error_set(err, VQ_EINVAL, "%s: bad file name", what);
-    /* The file replaced, seen once: its owner is kept, and only a regular file is swapped. */
+    /* The file replaced, seen once: its owner (and with VQ_FS_KEEP_MODE its
+     * mode) is kept, and only a regular file is swapped. */
     struct stat st;
     const struct stat *target = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? &st : NULL;
+    if ((mode & VQ_FS_KEEP_MODE) && target) mode = target->st_mode;
     const char *used;
-    int rc = write_temp(dirfd, run, tmp, buf, len, mode, what, target, &used, err);
+    int rc = write_temp(dirfd, run, tmp, buf, len, mode & 07777, what, target, &used, err);
     if (rc < 0) return rc;
     if (replace(dirfd, run, used, name, target) != 0) {
         rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", what, strerror(errno));
-        unlinkat(dirfd, used, 0);
-        run->spare[0] = '\0';
+        discard_temp(dirfd, run, used);
         return rc;
     }
     run->written++;

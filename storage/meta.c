@@ -305,9 +305,7 @@ static int meta_write(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq
                           vol, len, VQ_META_MAX);
         goto out_free_buf;
     }
-    struct stat st;
-    mode_t mode = fstatat(imgfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_mode & 07777
-                                                                      : META_MODE;
+    mode_t mode = META_MODE | VQ_FS_KEEP_MODE; /* an existing file's mode is kept */
     rc = run ? vq_fs_run_write(imgfd, run, name, buf, len, mode, err)
              : vq_fs_write_atomic(imgfd, name, buf, len, mode, err);
 out_free_buf:

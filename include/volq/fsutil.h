@@ -26,7 +26,11 @@ int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len,
  * file it replaces (of the folder for a new file: VDSM's files stay vdsm:kvm),
  * fsyncs it, renames it over name, fsyncs the
  * folder.  name may hold folders ("dom_md/metadata"), opened as vq_fs_open()
- * does.  On any error the temp file is removed and name is untouched. */
+ * does.  On any error the temp file is removed and name is untouched.
+ * mode | VQ_FS_KEEP_MODE: mode is for a new file only; a file replaced keeps
+ * its own, as it keeps its owner (read from the one look at the file the
+ * rewrite makes anyway). */
+#define VQ_FS_KEEP_MODE 010000
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
                        vq_error *err);
 
