@@ -56,6 +56,15 @@ typedef struct child {
  * were two), but at most this long (ms) when the running job is a long one. */
 #define VQ_HOLD_END_MS 50
 
+/* Whether jobs are chained: the next claimed ahead, an end sent with the next
+ * start.  Not when stopping, not after a lost claim answer (the in-flight list
+ * is to be put back), not in a run of jobs with nothing to do (batch.c claims
+ * its own). */
+static int chaining(const child *w)
+{
+    return !vq_worker_stop_ && !w->stray && !w->batch.size;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -230,7 +239,7 @@ static void ahead(vq_job_ctx *c)
 {
     run_state *rs = c->priv;
     child *w = rs->w;
-    if (vq_worker_stop_ || w->ahead[0] || w->batch.size || w->stray || settle(rs)) return;
+    if (!chaining(w) || w->ahead[0] || settle(rs)) return;
     vq_error err = {0};
     if (vq_queue_claim(w->q, w->id, w->ahead, &err) == 0) return;
     vq_log(VQ_LOG_WARN, "worker %s: claim failed: %s", w->id, err.text);
@@ -304,7 +313,7 @@ static vq_job *start_ahead(child *w)
     vq_job *j = NULL;
     vq_error err = {0};
     char claimed[VQ_UUID_SIZE];
-    if (!w->ahead[0] || vq_worker_stop_ || w->stray || w->batch.size) end_held(w);
+    if (!w->ahead[0] || !chaining(w)) end_held(w);
     if (!w->ahead[0]) return NULL;
     memcpy(claimed, w->ahead, sizeof claimed);
     w->ahead[0] = '\0';
@@ -313,7 +322,7 @@ static vq_job *start_ahead(child *w)
         rc = vq_queue_unclaim(w->q, w->id, claimed, &err);
     else if (w->held.job)
         rc = end_held_start(w, claimed, &j, &err);
-    else if (w->stray || w->batch.size) /* no claim: the list is to be put back */
+    else if (!chaining(w)) /* no claim: the list is to be put back, or a run claims its own */
         rc = vq_queue_start_claimed(w->q, w->id, claimed, &j, &err);
     else
         rc = vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
@@ -352,7 +361,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
         int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray;
         /* The job before the running one: the running job's next is claimed
          * with its end (one write to Redis's file for both), not later. */
-        int claim = tail && !vq_worker_stop_ && !w->ahead[0] && !w->batch.size && !w->stray;
+        int claim = tail && chaining(w) && !w->ahead[0];
         vq_error err = {0};
         vq_job_state st = VQ_JOB_NSTATES;
         vq_job *next = NULL;
@@ -408,7 +417,7 @@ static void run_tail(child *w)
     step_free(&t);
     end_held(w);
     /* With the running job's next claimed, the end goes with its start. */
-    if (w->ahead[0] && !vq_worker_stop_ && !w->stray && !w->batch.size) {
+    if (w->ahead[0] && chaining(w)) {
         w->held.job = j;
         w->held.rc = rc;
         w->held.err = err;
