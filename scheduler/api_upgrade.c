@@ -24,7 +24,7 @@ typedef struct bulk {
     char (*ids)[VQ_UUID_SIZE];       /* the domain's image folders */
     vq_disk_scan *disks;             /* disks[i] once its run is handed on */
     size_t n;
-    const char **run_ids;            /* the run's disk ids, for the lock read */
+    const char **id_of;              /* id_of[i] = ids[i], for the lock reads */
     char (*holders)[VQ_UUID_SIZE];
     vq_accept_req *reqs;             /* the run's disks sent to vq_queue_accept */
     size_t *req_disk;                /* reqs[k] is for disks[req_disk[k]] */
@@ -182,7 +182,7 @@ static int alloc_bulk(bulk *b, vq_error *err)
 {
     size_t n = b->n ? b->n : 1;
     b->disks = calloc(n, sizeof *b->disks);
-    b->run_ids = calloc(n, sizeof *b->run_ids);
+    b->id_of = calloc(n, sizeof *b->id_of);
     b->holders = calloc(n, sizeof *b->holders);
     b->reqs = calloc(n, sizeof *b->reqs);
     b->req_disk = calloc(n, sizeof *b->req_disk);
@@ -191,9 +191,10 @@ static int alloc_bulk(bulk *b, vq_error *err)
     b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
     b->made = b->idem_key ? calloc(n, sizeof *b->made) : NULL;
     b->skipped = json_array();
-    if (!b->disks || !b->run_ids || !b->holders || !b->reqs || !b->req_disk || !b->res ||
+    if (!b->disks || !b->id_of || !b->holders || !b->reqs || !b->req_disk || !b->res ||
         !b->jobs || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
         return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
+    for (size_t i = 0; i < b->n; i++) b->id_of[i] = b->ids[i];
     return b->idem_key ? read_keys(b, err) : 0;
 }
 
@@ -201,7 +202,7 @@ static void free_bulk(bulk *b)
 {
     if (b->disks) vq_free_disks_(b->disks, b->n);
     free(b->ids);
-    free(b->run_ids);
+    free(b->id_of);
     free(b->holders);
     free(b->reqs);
     free(b->req_disk);
@@ -235,8 +236,7 @@ static int accept_run(bulk *b)
 static int on_run(void *arg, size_t lo, size_t hi)
 {
     bulk *b = arg;
-    for (size_t i = lo; i < hi; i++) b->run_ids[i - lo] = b->ids[i];
-    int rc = vq_queue_lock_holders(b->s->q, b->run_ids, hi - lo, b->holders + lo, &b->err);
+    int rc = vq_queue_lock_holders(b->s->q, b->id_of + lo, hi - lo, b->holders + lo, &b->err);
     if (rc) return rc;
     b->nreqs = 0;
     plan(b, lo, hi);
