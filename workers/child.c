@@ -34,6 +34,11 @@ typedef struct child {
                                  running one; started with its end ("" when none) */
     int stray;             /* a claim's answer was lost: the in-flight list may hold
                               a job we do not know of, put back after the next end */
+    vq_job *started;       /* owned: the claimed job, started during the running
+                              job's last qemu-img (NULL when none) */
+    int64_t started_lease; /* ms: its lease taken or last renewed */
+    int64_t lease_from;    /* ms: the lease of the job about to run, when taken
+                              before it ran (started ahead); 0: now */
     last_step tail;        /* the ended job whose last step runs during the next
                               job's first qemu-img */
     struct {
@@ -125,6 +130,7 @@ static int settle(run_state *rs)
 static int write_progress(run_state *rs);
 static void run_tail(child *w);
 static void end_held(child *w);
+static void renew_started(child *w, int64_t now);
 
 /* Spawn tick: renews the lease (with the progress when a write of it is due);
  * a fenced attempt kills qemu-img (returns non-zero). */
@@ -136,6 +142,7 @@ static int heartbeat(void *arg)
     run_tail(w);
     int64_t now = vq_now_ms();
     if (w->held.job && now - w->held.since >= VQ_HOLD_END_MS) end_held(w);
+    if (w->started && now - w->started_lease >= beat_interval_ms(w)) renew_started(w, now);
     if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
@@ -233,15 +240,27 @@ static int progress_later(vq_job_ctx *c, int done, int total)
     return 0;
 }
 
-/* Called while the job's last qemu-img runs: claims the next job (not started:
- * a worker that dies loses nothing), to start it with this one's end. */
+static void start_next(child *w);
+
+/* Called while the job's last qemu-img runs: starts the job claimed before
+ * (with the held end and the claim of the one after: Redis's fsync of that
+ * write then overlaps qemu-img, and the next job runs as soon as this one
+ * ends), else claims the next job (not started: a worker that dies loses
+ * nothing), to start it with this one's end. */
 static void ahead(vq_job_ctx *c)
 {
     run_state *rs = c->priv;
     child *w = rs->w;
-    if (!chaining(w) || w->ahead[0] || settle(rs)) return;
+    if (!chaining(w) || w->started || settle(rs)) return;
+    if (w->ahead[0]) {
+        start_next(w);
+        return;
+    }
     vq_error err = {0};
-    if (vq_queue_claim(w->q, w->id, w->ahead, &err) == 0) return;
+    if (vq_queue_claim(w->q, w->id, w->ahead, &err) == 0) {
+        if (w->ahead[0]) start_next(w);
+        return;
+    }
     vq_log(VQ_LOG_WARN, "worker %s: claim failed: %s", w->id, err.text);
     w->ahead[0] = '\0';
     w->stray = err.code == VQ_EREDIS;
@@ -286,8 +305,10 @@ static const char *reason_of(int rc, const vq_error *err)
 
 /* The held end, the start of the claimed job and the claim of the job after,
  * in one pipeline.  After a Redis outage the end is recorded alone once Redis
- * answers, and the in-flight list is put back after the running job (stray). */
-static int end_held_start(child *w, const char *claimed, vq_job **next, vq_error *err)
+ * answers (at the job boundary: not in a tick, where qemu-img runs), and the
+ * in-flight list is put back after the running job (stray). */
+static int end_held_start(child *w, const char *claimed, int in_tick, vq_job **next,
+                          vq_error *err)
 {
     vq_job *h = w->held.job;
     const char *reason = reason_of(w->held.rc, &w->held.err);
@@ -296,7 +317,7 @@ static int end_held_start(child *w, const char *claimed, vq_job **next, vq_error
                                          next, w->ahead, err);
     if (rc == VQ_EREDIS && !*next) {
         w->ahead[0] = '\0';
-        if (reconnect(w, err) == 0) end_held(w);
+        if (!in_tick && reconnect(w, err) == 0) end_held(w);
         return rc;
     }
     log_end(h, rc, st, reason, err);
@@ -305,23 +326,21 @@ static int end_held_start(child *w, const char *claimed, vq_job **next, vq_error
     return 0;
 }
 
-/* The job claimed ahead: started (new; vq_job_free()), with the held end
- * before it and the claim of the job after it, or handed back when stopping;
- * NULL when none or cancelled meanwhile.  No end stays held past this. */
-static vq_job *start_ahead(child *w)
+/* Starts the claimed job (w->ahead; new job, vq_job_free()), with the held
+ * end before it and the claim of the job after it, or hands it back when
+ * stopping; NULL when none or cancelled meanwhile. */
+static vq_job *start_claimed(child *w, int in_tick)
 {
     vq_job *j = NULL;
     vq_error err = {0};
     char claimed[VQ_UUID_SIZE];
-    if (!w->ahead[0] || !chaining(w)) end_held(w);
-    if (!w->ahead[0]) return NULL;
     memcpy(claimed, w->ahead, sizeof claimed);
     w->ahead[0] = '\0';
     int rc;
     if (vq_worker_stop_)
         rc = vq_queue_unclaim(w->q, w->id, claimed, &err);
     else if (w->held.job)
-        rc = end_held_start(w, claimed, &j, &err);
+        rc = end_held_start(w, claimed, in_tick, &j, &err);
     else if (!chaining(w)) /* no claim: the list is to be put back, or a run claims its own */
         rc = vq_queue_start_claimed(w->q, w->id, claimed, &j, &err);
     else
@@ -333,6 +352,59 @@ static vq_job *start_ahead(child *w)
     return j;
 }
 
+/* In a tick of the running job's last qemu-img: the claimed job started, to
+ * run the moment this one ends.  Its lease runs from now and is renewed with
+ * the running job's (renew_started); a worker that dies before running it
+ * counts a crash against it too. */
+static void start_next(child *w)
+{
+    w->started = start_claimed(w, 1);
+    w->started_lease = vq_now_ms();
+}
+
+/* Renews the lease of the job started ahead while the running job's last
+ * qemu-img goes on; a lost lease (another worker may have it now) drops it. */
+static void renew_started(child *w, int64_t now)
+{
+    vq_error err = {0};
+    int rc = vq_queue_heartbeat(w->q, w->started, &err);
+    if (rc == 0) {
+        w->started_lease = now;
+        return;
+    }
+    vq_log(VQ_LOG_WARN, "job %s: lease of the job started ahead %s: %s", w->started->id,
+           rc == VQ_ESTALE ? "lost, not run here" : "not renewed", err.text);
+    if (rc != VQ_ESTALE) return;
+    vq_job_free(w->started);
+    w->started = NULL;
+}
+
+/* The job started ahead (its lease checked first when it is older than a
+ * renewal: it must still be ours), else the job claimed ahead, started now
+ * (new; vq_job_free()), with the held end before it and the claim of the
+ * job after it, or handed back when stopping; NULL when none or cancelled
+ * meanwhile.  No end stays held past this. */
+static vq_job *start_ahead(child *w)
+{
+    if (w->started) {
+        int64_t now = vq_now_ms();
+        if (now - w->started_lease >= beat_interval_ms(w)) renew_started(w, now);
+        if (w->started && now - w->started_lease < beat_interval_ms(w)) {
+            vq_job *j = w->started;
+            w->started = NULL;
+            w->lease_from = w->started_lease;
+            return j;
+        }
+        if (w->started) { /* not renewed (Redis): left to its lease, not run unsure */
+            vq_job_free(w->started);
+            w->started = NULL;
+        }
+    }
+    if (!w->ahead[0] || !chaining(w)) end_held(w);
+    if (!w->ahead[0]) return NULL;
+    return start_claimed(w, 0);
+}
+
 /* After a lost claim answer, the in-flight list may hold a job this worker
  * does not know of: with the running job ended, whatever the list holds is
  * put back (not started: no crash counted). */
@@ -340,10 +412,13 @@ static void put_back_strays(child *w)
 {
     vq_error err = {0};
     if (!w->stray) return;
-    if (vq_queue_requeue_worker(w->q, w->id, NULL, &err))
+    if (vq_queue_requeue_worker(w->q, w->id, NULL, &err)) {
         vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
-    else
+    } else {
         w->stray = 0;
+        vq_job_free(w->started); /* put back with the list: not ours to run any more */
+        w->started = NULL;
+    }
     w->last_beat = 0; /* the put-back may have dropped the registration */
 }
 
@@ -358,7 +433,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
 {
     const char *reason = reason_of(rc, jerr);
     for (;;) {
-        int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray;
+        int fetch = !tail && !vq_worker_stop_ && !idle && !w->stray && !w->started;
         /* The job before the running one: the running job's next is claimed
          * with its end (one write to Redis's file for both), not later. */
         int claim = tail && chaining(w) && !w->ahead[0];
@@ -442,7 +517,7 @@ static int defer(vq_job_ctx *c, int (*fn)(void *arg, vq_error *err), void (*free
  * claimed ahead and starts now: 1 (the started job in *next), else 0. */
 static int hand_over(child *w, run_state *rs, vq_job **next)
 {
-    if (!rs->step.fn || vq_worker_stop_ || !w->ahead[0] || w->stray) return 0;
+    if (!rs->step.fn || vq_worker_stop_ || (!w->ahead[0] && !w->started) || w->stray) return 0;
     *next = start_ahead(w);
     if (!*next) return 0;
     w->tail = rs->step;
@@ -471,7 +546,10 @@ static vq_job *run_job(child *w, vq_job *j)
     };
     vq_error err = {0};
     w->fenced = 0;
-    renewed(w, vq_now_ms()); /* start.lua took the lease and registered us with the job */
+    /* start.lua took the lease and registered us with the job (before now
+     * when the job was started ahead) */
+    renewed(w, w->lease_from ? w->lease_from : vq_now_ms());
+    w->lease_from = 0;
     const vq_job_kind *k = vq_job_kind_find(j->kind);
     unsigned long spawns = vq_spawn_count();
     int64_t t0 = vq_now_ms();
@@ -542,7 +620,8 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     if (connect_queue(&w)) return vq_worker_stop_ ? 0 : 1;
     vq_log(VQ_LOG_INFO, "worker %s: ready", w.id);
     vq_job *j = NULL;
-    while (!vq_worker_stop_) {
+    /* A job started ahead is running: a stop lets it finish, as the job before. */
+    while (!vq_worker_stop_ || (j && w.lease_from)) {
         if (!j) end_held(&w);
         if (!j && !w.batch.size) put_back_strays(&w);
         worker_beat(&w, NULL);

@@ -510,74 +510,94 @@ static void test_worker_sigterm_finishes_running_job(void)
 /* Two plain 0.10 disks of two volumes each, both accepted; one worker process
  * with a slow qemu-img.  Waits until the first job runs its last volume and
  * the worker has claimed the second (in its in-flight list, still queued). */
-static vq_job *claimed_during_last_volume(fixture *f, char job1[VQ_UUID_SIZE],
-                                          char job2[VQ_UUID_SIZE], vq_disk **first)
+/* Three disks of two volumes, an amend each, one worker process: waits until
+ * the second job runs while the first one's last qemu-img has not amended
+ * its volume yet (started ahead), and the third is claimed (in the worker's
+ * list, still queued).  Returns the first job as it ran (new). */
+static vq_job *started_during_last_volume(fixture *f, char jobs[3][VQ_UUID_SIZE],
+                                          vq_disk **first, const char *const *worker_env)
 {
-    const char *env[] = {slow_qemu("0.4"), NULL};
+    const char *env[] = {slow_qemu("0.6"), NULL};
+    if (!worker_env) worker_env = env;
     start_redis(f);
-    make_domain(f, "--version 4 --disks 2 --chain 2 --data-mib 1");
-    REQUIRE(f->nimgs == 2);
-    vq_disk *d1 = reload(f, f->imgs[0]), *d2 = reload(f, f->imgs[1]);
-    REQUIRE(d1 && d2);
-    accept_amend(f, d1, job1);
-    accept_amend(f, d2, job2);
-    if (first) *first = d1;
-    else vq_disk_free(d1);
-    vq_disk_free(d2);
-    start_worker(f, 1, env);
-    vq_job *r = wait_running(f, job1, 1);
+    make_domain(f, "--version 4 --disks 3 --chain 2 --data-mib 1");
+    REQUIRE(f->nimgs == 3);
+    for (int i = 0; i < 3; i++) {
+        vq_disk *d = reload(f, f->imgs[i]);
+        REQUIRE(d);
+        accept_amend(f, d, jobs[i]);
+        if (i == 0 && first) *first = d;
+        else vq_disk_free(d);
+    }
+    start_worker(f, 1, worker_env);
+    vq_job *r = wait_running(f, jobs[0], 1);
     REQUIRE(r);
     int64_t deadline = vq_now_ms() + 30000;
-    long long pos = -1;
-    while (pos < 0 && vq_now_ms() < deadline) {
-        redisReply *rep = t_redis_cmd(&f->redis, "LPOS {volq}:proc:%s %s", r->worker, job2);
-        pos = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-        if (rep) freeReplyObject(rep);
-        if (pos < 0) t_sleep_ms(5);
-    }
-    CHECK(pos >= 0);
     vq_job *j2 = NULL;
-    REQUIRE(vq_queue_get(f->q, job2, &j2, NULL) == 0);
-    CHECK_STR(vq_job_state_name(j2->state), "queued");
+    while (!j2 && vq_now_ms() < deadline) {
+        if (vq_queue_get(f->q, jobs[1], &j2, NULL) == 0 && j2->state != VQ_JOB_RUNNING) {
+            vq_job_free(j2);
+            j2 = NULL;
+        }
+        if (!j2) t_sleep_ms(5);
+    }
+    REQUIRE(j2);
+    /* Read after the second job was seen running: the first one's leaf is
+     * still at 0.10, so its last qemu-img had not amended it yet. */
+    vq_disk *d1 = reload(f, f->imgs[0]);
+    REQUIRE(d1);
+    CHECK_INT(d1->vols[0].qcow_version, 2);
+    vq_disk_free(d1);
+    CHECK_STR(j2->worker, r->worker);
+    CHECK_INT(j2->done, 0);
     vq_job_free(j2);
+    redisReply *rep = t_redis_cmd(&f->redis, "LPOS {volq}:proc:%s %s", r->worker, jobs[2]);
+    CHECK(rep && rep->type == REDIS_REPLY_INTEGER);
+    if (rep) freeReplyObject(rep);
+    vq_job *j3 = NULL;
+    REQUIRE(vq_queue_get(f->q, jobs[2], &j3, NULL) == 0);
+    CHECK_STR(vq_job_state_name(j3->state), "queued");
+    vq_job_free(j3);
     return r;
 }
 
-/* A job claimed ahead starts with the end of the one before; its own end
- * carries the final progress. */
-static void test_worker_claims_next_during_last_volume(void)
+/* The next job starts during the last volume of the one before (with the
+ * claim of the one after it) and runs the moment that one ends; the first
+ * job's last bump is made during the second job's first qemu-img. */
+static void test_worker_starts_next_during_last_volume(void)
 {
     fixture f = {0};
-    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
+    char jobs[3][VQ_UUID_SIZE];
     vq_disk *before1 = NULL;
-    vq_job *r = claimed_during_last_volume(&f, job1, job2, &before1);
-    vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
-    REQUIRE(a && b);
-    /* The first job's last bump was made during the second job's first qemu-img. */
+    vq_job *r = started_during_last_volume(&f, jobs, &before1, NULL);
+    vq_job *a = wait_end(&f, jobs[0], 30000), *b = wait_end(&f, jobs[1], 30000);
+    vq_job *c = wait_end(&f, jobs[2], 30000);
+    REQUIRE(a && b && c);
     vq_disk *after1 = reload(&f, f.imgs[0]);
     REQUIRE(after1);
     for (size_t i = 0; i < after1->nvols; i++)
         CHECK_INT(after1->vols[i].meta.gen, (before1->vols[i].meta.gen + 1) % 1000);
     vq_disk_free(before1);
     vq_disk_free(after1);
-    CHECK_STR(vq_job_state_name(a->state), "succeeded");
-    CHECK_STR(vq_job_state_name(b->state), "succeeded");
-    CHECK_INT(b->attempts, 1);
-    CHECK_INT(b->crashes, 0);
-    CHECK_STR(b->worker, r->worker);
-    CHECK_INT(a->done, 2);
-    CHECK_INT(a->total, 2);
-    CHECK_INT(b->done, 2);
-    CHECK_INT(b->total, 2);
-    vq_disk *d2 = reload(&f, f.imgs[1]);
-    REQUIRE(d2);
-    check_all_v3_and_clean(&f, d2);
+    vq_job *all[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        CHECK_STR(vq_job_state_name(all[i]->state), "succeeded");
+        CHECK_INT(all[i]->attempts, 1);
+        CHECK_INT(all[i]->crashes, 0);
+        CHECK_STR(all[i]->worker, r->worker);
+        CHECK_INT(all[i]->done, 2);
+        CHECK_INT(all[i]->total, 2);
+        vq_disk *d = reload(&f, f.imgs[i]);
+        REQUIRE(d);
+        check_all_v3_and_clean(&f, d);
+        vq_disk_free(d);
+    }
     check_no_temp_files(&f, f.imgs[0]); /* its temp file moved on to the second disk */
-    vq_disk_free(d2);
     stop_worker(&f);
     vq_job_free(r);
     vq_job_free(a);
     vq_job_free(b);
+    vq_job_free(c);
 }
 
 /* Three jobs on one worker: the end of the first is held for the boundary
@@ -619,47 +639,127 @@ static void test_worker_held_end_waits_at_most_a_tick(void)
     vq_job_free(c);
 }
 
-/* SIGTERM during the last volume: the running job ends, the claimed one goes
- * back to the queue untouched (no attempt, no crash). */
-static void test_worker_sigterm_hands_back_claimed_job(void)
+/* SIGTERM during the last volume: the running job and the one started ahead
+ * (running too) both end, no crash counted; the claimed third goes back to
+ * the front of the queue untouched (no attempt, no crash). */
+static void test_worker_sigterm_finishes_started_hands_back_claimed(void)
 {
     fixture f = {0};
-    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
-    vq_job *r = claimed_during_last_volume(&f, job1, job2, NULL);
+    char jobs[3][VQ_UUID_SIZE];
+    vq_job *r = started_during_last_volume(&f, jobs, NULL, NULL);
     CHECK_INT(stop_worker(&f), 0);
-    vq_job *a = NULL, *b = NULL;
-    REQUIRE(vq_queue_get(f.q, job1, &a, NULL) == 0 && vq_queue_get(f.q, job2, &b, NULL) == 0);
+    vq_job *a = NULL, *b = NULL, *c = NULL;
+    REQUIRE(vq_queue_get(f.q, jobs[0], &a, NULL) == 0 &&
+            vq_queue_get(f.q, jobs[1], &b, NULL) == 0 &&
+            vq_queue_get(f.q, jobs[2], &c, NULL) == 0);
     CHECK_STR(vq_job_state_name(a->state), "succeeded");
-    CHECK_STR(vq_job_state_name(b->state), "queued");
-    CHECK_INT(b->attempts, 0);
-    CHECK_INT(b->crashes, 0);
+    CHECK_STR(vq_job_state_name(b->state), "succeeded");
+    CHECK_INT(a->crashes + b->crashes, 0);
+    CHECK_STR(vq_job_state_name(c->state), "queued");
+    CHECK_INT(c->attempts, 0);
+    CHECK_INT(c->crashes, 0);
     redisReply *rep = t_redis_cmd(&f.redis, "LINDEX {volq}:q -1");
-    CHECK(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, job2) == 0);
+    CHECK(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, jobs[2]) == 0);
     if (rep) freeReplyObject(rep);
     vq_job_free(r);
     vq_job_free(a);
     vq_job_free(b);
+    vq_job_free(c);
 }
 
-/* SIGKILL during the last volume: the parent puts both back; only the
- * started one counts a crash, and both end succeeded. */
-static void test_worker_sigkill_with_claimed_job(void)
+/* SIGKILL during the last volume: the parent puts all three back.  The
+ * running job and the one started ahead count a crash each (the price of
+ * starting ahead: the worker died while both were running), the claimed one
+ * none; all three end succeeded. */
+static void test_worker_sigkill_with_started_and_claimed(void)
 {
     fixture f = {0};
-    char job1[VQ_UUID_SIZE], job2[VQ_UUID_SIZE];
-    vq_job *r = claimed_during_last_volume(&f, job1, job2, NULL);
+    char jobs[3][VQ_UUID_SIZE];
+    vq_job *r = started_during_last_volume(&f, jobs, NULL, NULL);
     CHECK_INT(kill(pid_of_worker(r->worker), SIGKILL), 0);
-    vq_job *a = wait_end(&f, job1, 30000), *b = wait_end(&f, job2, 30000);
-    REQUIRE(a && b);
+    vq_job *a = wait_end(&f, jobs[0], 30000), *b = wait_end(&f, jobs[1], 30000);
+    vq_job *c = wait_end(&f, jobs[2], 30000);
+    REQUIRE(a && b && c);
     CHECK_STR(vq_job_state_name(a->state), "succeeded");
     CHECK_STR(vq_job_state_name(b->state), "succeeded");
+    CHECK_STR(vq_job_state_name(c->state), "succeeded");
     CHECK_INT(a->crashes, 1);
-    CHECK_INT(b->crashes, 0);
-    CHECK_INT(b->attempts, 1);
+    CHECK_INT(b->crashes, 1);
+    CHECK_INT(c->crashes, 0);
+    CHECK_INT(c->attempts, 1);
+    for (int i = 0; i < 3; i++) {
+        vq_disk *d = reload(&f, f.imgs[i]);
+        REQUIRE(d);
+        check_all_v3_and_clean(&f, d);
+        vq_disk_free(d);
+    }
     stop_worker(&f);
     vq_job_free(r);
     vq_job_free(a);
     vq_job_free(b);
+    vq_job_free(c);
+}
+
+/* qemu-img runs (by any worker) in the folder of disk img, as logged by the
+ * wrapper of paused_with_started_job. */
+static int runs_in(const char *log, const char *img)
+{
+    FILE *f = fopen(log, "r");
+    char line[2048];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n += strstr(line, img) != NULL;
+    if (f) fclose(f);
+    return n;
+}
+
+/* A worker paused past its leases while a job is started ahead: both jobs
+ * are requeued; once resumed, the worker finds the started job's lease lost
+ * and does not run it (no qemu-img spawned for it with the old token); it
+ * runs again, once, as a new attempt. */
+static void test_worker_paused_with_started_job_runs_it_once(void)
+{
+    fixture f = {0};
+    char jobs[3][VQ_UUID_SIZE], env0[1200], log[1100];
+    setenv("VOLQ_LEASE_MS", "600", 1);
+    snprintf(log, sizeof log, "%s/qemu-runs.log", t_dir());
+    FILE *w = fopen("logging-qemu-img", "w");
+    REQUIRE(w);
+    fprintf(w, "#!/bin/sh\necho \"$PPID $(pwd)\" >> %s\nsleep 0.6\nexec /usr/bin/qemu-img \"$@\"\n",
+            log);
+    fclose(w);
+    chmod("logging-qemu-img", 0755);
+    snprintf(env0, sizeof env0, "VOLQ_QEMU_IMG=%s/logging-qemu-img", t_dir());
+    const char *env[] = {env0, "VOLQ_LEASE_MS=600", NULL};
+    vq_job *r = started_during_last_volume(&f, jobs, NULL, env);
+    pid_t paused = pid_of_worker(r->worker);
+    CHECK_INT(kill(paused, SIGSTOP), 0);
+    /* Housekeeping requeues both running jobs once their leases run out. */
+    int64_t deadline = vq_now_ms() + 30000;
+    vq_job *b = NULL;
+    while (vq_now_ms() < deadline) {
+        vq_queue_housekeep(f.q, NULL, NULL);
+        if (vq_queue_get(f.q, jobs[1], &b, NULL) == 0 && b->state != VQ_JOB_RUNNING) break;
+        vq_job_free(b);
+        b = NULL;
+        t_sleep_ms(20);
+    }
+    REQUIRE(b);
+    CHECK_INT(b->crashes, 1);
+    vq_job_free(b);
+    CHECK_INT(kill(paused, SIGCONT), 0);
+    vq_job *all[3];
+    for (int i = 0; i < 3; i++) all[i] = wait_end(&f, jobs[i], 30000);
+    REQUIRE(all[0] && all[1] && all[2]);
+    for (int i = 0; i < 3; i++) CHECK_STR(vq_job_state_name(all[i]->state), "succeeded");
+    /* The second disk's two volumes were amended by one attempt alone. */
+    CHECK_INT(runs_in(log, f.imgs[1]), 2);
+    vq_disk *d2 = reload(&f, f.imgs[1]);
+    REQUIRE(d2);
+    check_all_v3_and_clean(&f, d2);
+    vq_disk_free(d2);
+    stop_worker(&f);
+    vq_job_free(r);
+    for (int i = 0; i < 3; i++) vq_job_free(all[i]);
 }
 
 static void test_worker_paused_past_lease_is_fenced(void)
@@ -734,5 +834,5 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
 T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_snapshots_under_new_leaf),
        T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
        T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
-       T(test_worker_paused_past_lease_is_fenced), T(test_worker_claims_next_during_last_volume),
-       T(test_worker_sigterm_hands_back_claimed_job), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_claimed_job), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
+       T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
