@@ -25,8 +25,9 @@ static const char usage[] =
     "  --log-format FORMAT  text or json (default text)\n"
     "  --help, --version\n"
     "\n"
-    "SIGTERM: each process finishes its running job, then exits; a second SIGTERM\n"
-    "stops at once (the jobs run again). A killed process's job is put back at once.\n";
+    "SIGTERM: each process finishes its running job (and the next, when already\n"
+    "started), then exits; a second SIGTERM stops at once (the jobs run again).\n"
+    "A killed process's jobs are put back at once.\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
