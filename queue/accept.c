@@ -50,29 +50,41 @@ typedef struct seen {
     redisReply *idem;    /* MGET idem keys (only requests with a key), or NULL */
 } seen;
 
+/* Whether every request carries what the caller read: holders (field 0) or
+ * the jobs of its idempotency key (field 1). */
+static int all_seen(const vq_accept_req *reqs, size_t n, int field)
+{
+    for (size_t i = 0; i < n; i++)
+        if (field == 0 ? !reqs[i].holder_seen : reqs[i].idem_key && !reqs[i].idem_job_seen)
+            return 0;
+    return 1;
+}
+
+/* Reads what the requests do not carry (s->holders, s->idem stay NULL for
+ * what they do). */
 static int read_seen(vq_queue *q, const vq_accept_req *reqs, size_t n, seen *s, vq_error *err)
 {
+    int holders = !all_seen(reqs, n, 0), idem = !all_seen(reqs, n, 1);
     /* HMGET's arguments point into the requests: 20,000 ids are not copied. */
-    const char **h = calloc(n + 2, sizeof *h);
+    const char **h = holders ? calloc(n + 2, sizeof *h) : NULL;
     vq_strv m = {0};
     vq_strv_add_(&m, "MGET");
-    for (size_t i = 0; h && i < n; i++) {
-        h[i + 2] = reqs[i].disk_id;
-        if (reqs[i].idem_key) add_key(&m, VQ_K_IDEM, reqs[i].idem_key);
+    for (size_t i = 0; i < n; i++) {
+        if (h) h[i + 2] = reqs[i].disk_id;
+        if (idem && reqs[i].idem_key) add_key(&m, VQ_K_IDEM, reqs[i].idem_key);
     }
-    int rc = !h || m.oom ? vq_error_set(err, VQ_ENOMEM, "accept: out of memory") : 0;
+    int rc = (holders && !h) || m.oom ? vq_error_set(err, VQ_ENOMEM, "accept: out of memory") : 0;
     int sent = 0; /* every appended command's reply is read, even after an error */
-    if (!rc) {
+    if (!rc && h) {
         h[0] = "HMGET";
         h[1] = VQ_K_LOCKS;
+        if (!(rc = vq_redis_append_argv(q->r, (int)(n + 2), h, NULL, err))) sent++;
     }
-    if (!rc && !(rc = vq_redis_append_argv(q->r, (int)(n + 2), h, NULL, err))) sent++;
-    if (!rc && m.n > 1 &&
-        !(rc = vq_redis_append_argv(q->r, (int)m.n, (const char **)m.v, m.len, err)))
-        sent++;
-    if (sent > 0) s->holders = vq_redis_get_reply(q->r, err);
-    if (sent > 1) s->idem = vq_redis_get_reply(q->r, err);
-    if (!rc && (!s->holders || (m.n > 1 && !s->idem))) rc = VQ_EREDIS;
+    int mget = !rc && m.n > 1 &&
+               !(rc = vq_redis_append_argv(q->r, (int)m.n, (const char **)m.v, m.len, err));
+    if (h && sent) s->holders = vq_redis_get_reply(q->r, err);
+    if (mget) s->idem = vq_redis_get_reply(q->r, err);
+    if (!rc && ((h && !s->holders) || (m.n > 1 && !s->idem))) rc = VQ_EREDIS;
     free(h);
     vq_strv_free_(&m);
     return rc;
@@ -145,9 +157,11 @@ static int build(vq_queue *q, const vq_accept_req *reqs, size_t n, const seen *s
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         vq_uuid_new(ids[i]);
-        const char *idem_job = reqs[i].idem_key ? as_id(vq_reply_str_(s->idem, m++)) : "";
-        add_req(k, a, &reqs[0], &reqs[i], ids[i], as_id(vq_reply_str_(s->holders, i)),
-                idem_job);
+        const char *idem_job = !reqs[i].idem_key ? ""
+                               : s->idem        ? as_id(vq_reply_str_(s->idem, m++))
+                                                : as_id(reqs[i].idem_job_seen);
+        const char *holder = s->holders ? vq_reply_str_(s->holders, i) : reqs[i].holder_seen;
+        add_req(k, a, &reqs[0], &reqs[i], ids[i], as_id(holder), idem_job);
     }
     return k->oom || a->oom ? VQ_ENOMEM : 0;
 }

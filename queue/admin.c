@@ -311,10 +311,18 @@ static int raw_holders(vq_queue *q, const char *const *disk_ids, size_t n,
     return 0;
 }
 
-int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
-                          char (*holders)[VQ_UUID_SIZE], vq_error *err)
+int vq_queue_lock_holders_raw(vq_queue *q, const char *const *disk_ids, size_t n,
+                              char (*raw)[VQ_UUID_SIZE], char (*holders)[VQ_UUID_SIZE],
+                              vq_error *err)
 {
     if (n == 0) return 0;
     int rc = raw_holders(q, disk_ids, n, holders, err);
+    if (rc == 0 && raw) memcpy(raw, holders, n * sizeof *raw);
     return rc ? rc : keep_live(q, n, holders, err);
+}
+
+int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
+                          char (*holders)[VQ_UUID_SIZE], vq_error *err)
+{
+    return vq_queue_lock_holders_raw(q, disk_ids, n, NULL, holders, err);
 }

@@ -25,7 +25,8 @@ typedef struct bulk {
     vq_disk_scan *disks;             /* disks[i] once its run is handed on */
     size_t n;
     const char **id_of;              /* id_of[i] = ids[i], for the lock reads */
-    char (*holders)[VQ_UUID_SIZE];
+    char (*holders)[VQ_UUID_SIZE];   /* the live job holding disk i's lock, or "" */
+    char (*raw)[VQ_UUID_SIZE];       /* its lock entry as read (for acceptance) */
     vq_accept_req *reqs;             /* the run's disks sent to vq_queue_accept */
     size_t *req_disk;                /* reqs[k] is for disks[req_disk[k]] */
     vq_accept_res *res;
@@ -134,9 +135,14 @@ static void add_req(bulk *b, size_t i)
 {
     b->req_disk[b->nreqs] = i;
     vq_accept_req *a = &b->reqs[b->nreqs++];
+    /* What was read for the plan goes with the request: acceptance does not
+     * read it again. */
     *a = (vq_accept_req){.kind = "amend", .domain_id = b->d->id, .disk_id = b->disks[i].disk->id,
-                         .alias = b->disks[i].disk->alias};
-    if (b->keys && b->keys[i][0]) a->idem_key = b->keys[i];
+                         .alias = b->disks[i].disk->alias, .holder_seen = b->raw[i]};
+    if (b->keys && b->keys[i][0]) {
+        a->idem_key = b->keys[i];
+        a->idem_job_seen = b->made[i];
+    }
 }
 
 /* A locked disk goes to acceptance only with an Idempotency-Key: its lock may
@@ -184,6 +190,7 @@ static int alloc_bulk(bulk *b, vq_error *err)
     b->disks = calloc(n, sizeof *b->disks);
     b->id_of = calloc(n, sizeof *b->id_of);
     b->holders = calloc(n, sizeof *b->holders);
+    b->raw = calloc(n, sizeof *b->raw);
     b->reqs = calloc(n, sizeof *b->reqs);
     b->req_disk = calloc(n, sizeof *b->req_disk);
     b->res = calloc(n, sizeof *b->res);
@@ -191,7 +198,7 @@ static int alloc_bulk(bulk *b, vq_error *err)
     b->keys = b->idem_key ? calloc(n, sizeof *b->keys) : NULL;
     b->made = b->idem_key ? calloc(n, sizeof *b->made) : NULL;
     b->skipped = json_array();
-    if (!b->disks || !b->id_of || !b->holders || !b->reqs || !b->req_disk || !b->res ||
+    if (!b->disks || !b->id_of || !b->holders || !b->raw || !b->reqs || !b->req_disk || !b->res ||
         !b->jobs || (b->idem_key && (!b->keys || !b->made)) || !b->skipped)
         return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
     for (size_t i = 0; i < b->n; i++) b->id_of[i] = b->ids[i];
@@ -204,6 +211,7 @@ static void free_bulk(bulk *b)
     free(b->ids);
     free(b->id_of);
     free(b->holders);
+    free(b->raw);
     free(b->reqs);
     free(b->req_disk);
     free(b->res);
@@ -236,7 +244,8 @@ static int accept_run(bulk *b)
 static int on_run(void *arg, size_t lo, size_t hi)
 {
     bulk *b = arg;
-    int rc = vq_queue_lock_holders(b->s->q, b->id_of + lo, hi - lo, b->holders + lo, &b->err);
+    int rc = vq_queue_lock_holders_raw(b->s->q, b->id_of + lo, hi - lo, b->raw + lo,
+                                       b->holders + lo, &b->err);
     if (rc) return rc;
     b->nreqs = 0;
     plan(b, lo, hi);

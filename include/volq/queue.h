@@ -60,6 +60,13 @@ typedef struct vq_accept_req {
                                 job with this reason and the failure event, no lock
                                 (unless the disk is locked: then VQ_ACCEPT_LOCKED) */
     const char *idem_key;    /* Idempotency-Key or NULL */
+    /* What the caller read just before, for accept.lua to check again (it reads
+     * every value itself): the raw lock entry of the disk ("" for none) and
+     * the job idem_key made ("" for none).  When every request of a call has
+     * them, vq_queue_accept does not read them again (one round trip less);
+     * else it reads them all.  NULL: not read. */
+    const char *holder_seen;
+    const char *idem_job_seen;
 } vq_accept_req;
 
 typedef enum vq_accept_status {
@@ -265,6 +272,11 @@ int vq_queue_cancel(vq_queue *q, const char *job_id, vq_error *err);
  * "" (a lock whose job is missing or ended is free).  Two round trips. */
 int vq_queue_lock_holders(vq_queue *q, const char *const *disk_ids, size_t n,
                           char (*holders)[VQ_UUID_SIZE], vq_error *err);
+/* The same, and raw[i] the lock's entry as read, ended job or not (what
+ * vq_accept_req.holder_seen takes). */
+int vq_queue_lock_holders_raw(vq_queue *q, const char *const *disk_ids, size_t n,
+                              char (*raw)[VQ_UUID_SIZE], char (*holders)[VQ_UUID_SIZE],
+                              vq_error *err);
 
 /* The status object of SPEC §4 (jobs per state, workers, oldest_waiting_s,
  * jobs_per_min, redis "up").  New reference. */

@@ -232,15 +232,18 @@ static void test_queue_accept_single(void)
     CHECK_STR(e.text, want);
 }
 
-/* Calls of EVALSHA so far (INFO commandstats). */
-static long long evalsha_calls(void)
+/* Calls of a command so far (INFO commandstats; cmd in lower case). */
+static long long calls_of(const char *cmd)
 {
-    char *info = rstr("INFO commandstats");
-    const char *p = strstr(info, "cmdstat_evalsha:calls=");
-    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    char *info = rstr("INFO commandstats"), key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(info, key);
+    long long n = p ? atoll(p + strlen(key)) : 0;
     free(info);
     return n;
 }
+
+static long long evalsha_calls(void) { return calls_of("evalsha"); }
 
 static long long used_memory(void)
 {
@@ -299,6 +302,41 @@ static void test_queue_memory_per_queued_job(void)
     long long per_job = (used_memory() - before) / N;
     printf("# %lld bytes of Redis memory per queued job\n", per_job);
     CHECK(per_job <= 512);
+}
+
+/* Requests that carry what their caller read (holder_seen, idem_job_seen)
+ * are not read again, and the script still checks them: a lock the caller
+ * did not see answers locked. */
+static void test_queue_accept_seen_not_read_again(void)
+{
+    setup();
+    made a = amend();
+    char disk[VQ_UUID_SIZE];
+    vq_uuid_new(disk);
+    vq_accept_req r[2] = {req("amend", a.disk, NULL, "a"), req("amend", disk, NULL, "b")};
+    for (int i = 0; i < 2; i++) {
+        r[i].holder_seen = "";
+        r[i].idem_job_seen = "";
+    }
+    r[0].idem_key = "seen-a";
+    r[1].idem_key = "seen-b";
+    long long hmget = calls_of("hmget"), mget = calls_of("mget");
+    vq_accept_res res[2];
+    CHECK_INT(vq_queue_accept(Q, r, 2, res, NULL), 0);
+    CHECK_INT(calls_of("hmget"), hmget);
+    CHECK_INT(calls_of("mget"), mget);
+    CHECK_INT(res[0].status, VQ_ACCEPT_LOCKED);
+    CHECK_STR(res[0].job_id, a.id);
+    CHECK_INT(res[1].status, VQ_ACCEPT_QUEUED);
+    /* Without them, both are read (one pipeline): the same key answers its job. */
+    vq_accept_req again = req("amend", disk, NULL, "b");
+    again.idem_key = "seen-b";
+    vq_accept_res ares;
+    CHECK_INT(vq_queue_accept(Q, &again, 1, &ares, NULL), 0);
+    CHECK_INT(calls_of("hmget"), hmget + 1);
+    CHECK_INT(calls_of("mget"), mget + 1);
+    CHECK_INT(ares.status, VQ_ACCEPT_IDEMPOTENT);
+    CHECK_STR(ares.job_id, res[1].job_id);
 }
 
 static void test_queue_accept_locked_disk_refused(void)
@@ -1816,7 +1854,7 @@ static void test_queue_scripts_reload_after_flush(void)
 }
 
 T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
-       T(test_queue_memory_per_queued_job), T(test_queue_accept_locked_disk_refused),
+       T(test_queue_memory_per_queued_job), T(test_queue_accept_locked_disk_refused), T(test_queue_accept_seen_not_read_again),
        T(test_queue_accept_refusal_recorded), T(test_queue_accept_idempotency_key),
        T(test_queue_accept_invalid_records_nothing), T(test_queue_fetch_progress_success),
        T(test_queue_fetch_waits_then_times_out), T(test_queue_create_volume_events),
