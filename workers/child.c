@@ -130,7 +130,7 @@ static int settle(run_state *rs)
 static int write_progress(run_state *rs);
 static void run_tail(child *w);
 static void end_held(child *w);
-static void renew_started(child *w, int64_t now);
+static int keep_started(child *w, int64_t now);
 
 /* Spawn tick: renews the lease (with the progress when a write of it is due);
  * a fenced attempt kills qemu-img (returns non-zero). */
@@ -142,7 +142,7 @@ static int heartbeat(void *arg)
     run_tail(w);
     int64_t now = vq_now_ms();
     if (w->held.job && now - w->held.since >= VQ_HOLD_END_MS) end_held(w);
-    if (w->started && now - w->started_lease >= beat_interval_ms(w)) renew_started(w, now);
+    if (w->started) keep_started(w, now);
     if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
     if (now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
@@ -354,7 +354,7 @@ static vq_job *start_claimed(child *w, int in_tick)
 
 /* In a tick of the running job's last qemu-img: the claimed job started, to
  * run the moment this one ends.  Its lease runs from now and is renewed with
- * the running job's (renew_started); a worker that dies before running it
+ * the running job's (keep_started); a worker that dies before running it
  * counts a crash against it too. */
 static void start_next(child *w)
 {
@@ -362,43 +362,44 @@ static void start_next(child *w)
     w->started_lease = vq_now_ms();
 }
 
-/* Renews the lease of the job started ahead while the running job's last
- * qemu-img goes on; a lost lease (another worker may have it now) drops it. */
-static void renew_started(child *w, int64_t now)
+/* The job started ahead is not ours to run (any more). */
+static void drop_started(child *w)
 {
-    vq_error err = {0};
-    int rc = vq_queue_heartbeat(w->q, w->started, &err);
-    if (rc == 0) {
-        w->started_lease = now;
-        return;
-    }
-    vq_log(VQ_LOG_WARN, "job %s: lease of the job started ahead %s: %s", w->started->id,
-           rc == VQ_ESTALE ? "lost, not run here" : "not renewed", err.text);
-    if (rc != VQ_ESTALE) return;
     vq_job_free(w->started);
     w->started = NULL;
 }
 
-/* The job started ahead (its lease checked first when it is older than a
- * renewal: it must still be ours), else the job claimed ahead, started now
- * (new; vq_job_free()), with the held end before it and the claim of the
- * job after it, or handed back when stopping; NULL when none or cancelled
- * meanwhile.  No end stays held past this. */
+/* The lease of the job started ahead, renewed when a renewal is due (in the
+ * running job's ticks, and before it runs): 1 while it is fresh.  A lost
+ * lease (another worker may have the job now) drops the job. */
+static int keep_started(child *w, int64_t now)
+{
+    if (now - w->started_lease < beat_interval_ms(w)) return 1;
+    vq_error err = {0};
+    int rc = vq_queue_heartbeat(w->q, w->started, &err);
+    if (rc == 0) {
+        w->started_lease = now;
+        return 1;
+    }
+    vq_log(VQ_LOG_WARN, "job %s: lease of the job started ahead %s: %s", w->started->id,
+           rc == VQ_ESTALE ? "lost, not run here" : "not renewed", err.text);
+    if (rc == VQ_ESTALE) drop_started(w);
+    return 0;
+}
+
+/* The job started ahead (its lease kept first: it must still be ours), else
+ * the job claimed ahead, started now (new; vq_job_free()), with the held end
+ * before it and the claim of the job after it, or handed back when stopping;
+ * NULL when none or cancelled meanwhile.  No end stays held past this. */
 static vq_job *start_ahead(child *w)
 {
+    if (w->started && !keep_started(w, vq_now_ms()))
+        drop_started(w); /* not renewed (Redis): left to its lease, not run unsure */
     if (w->started) {
-        int64_t now = vq_now_ms();
-        if (now - w->started_lease >= beat_interval_ms(w)) renew_started(w, now);
-        if (w->started && now - w->started_lease < beat_interval_ms(w)) {
-            vq_job *j = w->started;
-            w->started = NULL;
-            w->lease_from = w->started_lease;
-            return j;
-        }
-        if (w->started) { /* not renewed (Redis): left to its lease, not run unsure */
-            vq_job_free(w->started);
-            w->started = NULL;
-        }
+        vq_job *j = w->started;
+        w->started = NULL;
+        w->lease_from = w->started_lease;
+        return j;
     }
     if (!w->ahead[0] || !chaining(w)) end_held(w);
     if (!w->ahead[0]) return NULL;
@@ -416,8 +417,7 @@ static void put_back_strays(child *w)
         vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
     } else {
         w->stray = 0;
-        vq_job_free(w->started); /* put back with the list: not ours to run any more */
-        w->started = NULL;
+        drop_started(w); /* put back with the list: not ours to run any more */
     }
     w->last_beat = 0; /* the put-back may have dropped the registration */
 }
