@@ -645,7 +645,8 @@ static scan scan_of(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t
                     vq_disk_scan *out)
 {
     return (scan){.d = d, .imgs = imgs, .out = out, .n = n,
-                  .nchunks = (n + SCAN_CHUNK - 1) / SCAN_CHUNK};
+                  .nchunks = (n + SCAN_CHUNK - 1) / SCAN_CHUNK,
+                  .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 }
 
 void vq_disk_load_many(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], size_t n,
@@ -719,22 +720,12 @@ int vq_disk_load_stream(const vq_domain *d, const char (*imgs)[VQ_UUID_SIZE], si
      * thread's time slice and the first job started only as the scan ended. */
     sc.nice = SCAN_STREAM_NICE;
     if (n) memset(out, 0, n * sizeof *out); /* what a stopped scan leaves unloaded */
-    int t = scan_threads(nthreads, n), started = 0, rc;
+    int started = 0;
     /* A scan too small for a second thread gains nothing from one. */
-    if (n > SCAN_PER_THREAD_MIN && (sc.done = calloc(sc.nchunks, 1)) &&
-        pthread_mutex_init(&sc.mu, NULL) == 0) {
-        if (pthread_cond_init(&sc.cv, NULL) == 0) {
-            started = start_threads(&sc, t, tid);
-            rc = started ? stream_helped(&sc, ready, arg) : stream_alone(&sc, ready, arg);
-            join_threads(tid, started);
-            pthread_cond_destroy(&sc.cv);
-        } else {
-            rc = stream_alone(&sc, ready, arg);
-        }
-        pthread_mutex_destroy(&sc.mu);
-    } else {
-        rc = stream_alone(&sc, ready, arg);
-    }
+    if (n > SCAN_PER_THREAD_MIN && (sc.done = calloc(sc.nchunks, 1)))
+        started = start_threads(&sc, scan_threads(nthreads, n), tid);
+    int rc = started ? stream_helped(&sc, ready, arg) : stream_alone(&sc, ready, arg);
+    join_threads(tid, started);
     free(sc.done);
     return rc;
 }
