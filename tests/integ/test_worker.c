@@ -402,17 +402,23 @@ static void test_worker_refuses_template_raw_and_v3(void)
 
 /* A qemu-img that waits before doing its work: long enough to kill a worker
  * mid-job.  Returns the "VOLQ_QEMU_IMG=..." setting that selects it (static). */
-static const char *slow_qemu(const char *delay)
+/* VOLQ_QEMU_IMG=... for a wrapper that sleeps delay seconds before the real
+ * qemu-img; with log, it first appends "PARENT-PID FOLDER" to that file. */
+static const char *slow_qemu_logged(const char *delay, const char *log)
 {
     static char env[1200];
     FILE *w = fopen("slow-qemu-img", "w");
     REQUIRE(w);
-    fprintf(w, "#!/bin/sh\nsleep %s\nexec /usr/bin/qemu-img \"$@\"\n", delay);
+    fprintf(w, "#!/bin/sh\n");
+    if (log) fprintf(w, "echo \"$PPID $(pwd)\" >> %s\n", log);
+    fprintf(w, "sleep %s\nexec /usr/bin/qemu-img \"$@\"\n", delay);
     fclose(w);
     chmod("slow-qemu-img", 0755);
     snprintf(env, sizeof env, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
     return env;
 }
+
+static const char *slow_qemu(const char *delay) { return slow_qemu_logged(delay, NULL); }
 
 /* Redis, a domain made with mkargs, and an amend accepted for its first plain
  * 0.10 chain; returns that disk (new). */
@@ -517,8 +523,11 @@ static void test_worker_sigterm_finishes_running_job(void)
 static vq_job *started_during_last_volume(fixture *f, char jobs[3][VQ_UUID_SIZE],
                                           vq_disk **first, const char *const *worker_env)
 {
-    const char *env[] = {slow_qemu("0.6"), NULL};
-    if (!worker_env) worker_env = env;
+    const char *env[] = {NULL, NULL};
+    if (!worker_env) { /* (slow_qemu rewrites the one wrapper file: not when given one) */
+        env[0] = slow_qemu("0.6");
+        worker_env = env;
+    }
     start_redis(f);
     make_domain(f, "--version 4 --disks 3 --chain 2 --data-mib 1");
     REQUIRE(f->nimgs == 3);
@@ -719,17 +728,10 @@ static int runs_in(const char *log, const char *img)
 static void test_worker_paused_with_started_job_runs_it_once(void)
 {
     fixture f = {0};
-    char jobs[3][VQ_UUID_SIZE], env0[1200], log[1100];
+    char jobs[3][VQ_UUID_SIZE], log[1100];
     setenv("VOLQ_LEASE_MS", "600", 1);
     snprintf(log, sizeof log, "%s/qemu-runs.log", t_dir());
-    FILE *w = fopen("logging-qemu-img", "w");
-    REQUIRE(w);
-    fprintf(w, "#!/bin/sh\necho \"$PPID $(pwd)\" >> %s\nsleep 0.6\nexec /usr/bin/qemu-img \"$@\"\n",
-            log);
-    fclose(w);
-    chmod("logging-qemu-img", 0755);
-    snprintf(env0, sizeof env0, "VOLQ_QEMU_IMG=%s/logging-qemu-img", t_dir());
-    const char *env[] = {env0, "VOLQ_LEASE_MS=600", NULL};
+    const char *env[] = {slow_qemu_logged("0.6", log), "VOLQ_LEASE_MS=600", NULL};
     vq_job *r = started_during_last_volume(&f, jobs, NULL, env);
     pid_t paused = pid_of_worker(r->worker);
     CHECK_INT(kill(paused, SIGSTOP), 0);
