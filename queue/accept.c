@@ -1,5 +1,6 @@
 /* Acceptance: n requests -> jobs, disk locks, refusals, idempotency, in one
- * script call after one read of the current lock holders and keys. */
+ * script call after one read of the current lock holders and keys (none when
+ * the requests carry what their caller read of them). */
 #include <stdlib.h>
 #include <string.h>
 
