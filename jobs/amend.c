@@ -352,4 +352,4 @@ static int amend_noop(const vq_job *j, const char *root, vq_domain **dp)
     return idle;
 }
 
-const vq_job_kind vq_kind_amend_ = {"amend", amend_check, amend_run, amend_noop};
+const vq_job_kind vq_kind_amend_ = {"amend", amend_check, amend_run, amend_noop, NULL};

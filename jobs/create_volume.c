@@ -387,6 +387,9 @@ static int create_steps(create_run_state *s, vq_job_ctx *c, vq_error *err)
     if ((rc = write_lease(s, err))) return rc;
     if ((rc = c->progress(c, 0, 1))) return rc;
     if ((rc = make_volume(s, c, err))) return rc;
+    /* The parent's .meta is not this volume's: a lease check before it (and
+     * the new .meta's LEGAL, which ends the job's work) are written. */
+    if ((rc = c->fence(c))) return rc;
     if (is_snapshot(s) && (rc = set_volume_field(s, s->cp.parent, -1, VQ_VOLTYPE_INTERNAL, err)))
         return rc;
     if ((rc = set_volume_field(s, s->job->volume_id, VQ_LEGAL, -1, err))) return rc;
@@ -394,11 +397,14 @@ static int create_steps(create_run_state *s, vq_job_ctx *c, vq_error *err)
 }
 
 /* What an earlier attempt left: 1 done (LEGAL), 0 nothing or a half-made
- * volume (removed now), <0 error. */
+ * volume (removed now, with the temp files of a rewrite it did not end), <0 error. */
 static int earlier_attempt(create_run_state *s, vq_error *err)
 {
     vq_meta m = {0};
     vq_error e = {0};
+    int n = vq_meta_remove_temps(s->dfd);
+    if (n > 0)
+        vq_log(VQ_LOG_INFO, "job %s: removed %d temp file(s) of an attempt that died", s->job->id, n);
     int rc = vq_meta_read(s->dfd, s->job->volume_id, &m, &e);
     int legal = rc == 0 && m.legality == VQ_LEGAL;
     vq_meta_free(&m);
@@ -432,23 +438,25 @@ static void undo(create_run_state *s)
     }
 }
 
+/* The domain (*d, owned by the caller: vq_domain_free) and the job's
+ * parameters, for an attempt: VQ_EREFUSED when either is gone or wrong (the
+ * caller sets err's code to the one returned). */
+static int open_attempt(vq_job_ctx *c, create_run_state *s, vq_domain **d, vq_error *err)
+{
+    int rc = vq_domain_open(c->domains_root, c->job->domain_id, d, err);
+    if (rc) return rc == VQ_ENOENT || rc == VQ_EINVAL ? VQ_EREFUSED : rc;
+    s->d = *d;
+    if ((*d)->status != VQ_STATUS_OK)
+        return vq_error_set(err, VQ_EREFUSED, "domain %s is illegal: %s", (*d)->id, (*d)->reason);
+    return read_params(c->job->params, &s->cp, err) ? VQ_EREFUSED : 0;
+}
+
 static int create_run(vq_job_ctx *c, vq_error *err)
 {
     vq_domain *d = NULL;
     create_run_state s = {.job = c->job, .dfd = -1};
-    int rc = vq_domain_open(c->domains_root, c->job->domain_id, &d, err);
-    if (rc == VQ_ENOENT || rc == VQ_EINVAL) rc = VQ_EREFUSED;
-    if (rc) goto out;
-    s.d = d;
-    if (d->status != VQ_STATUS_OK) {
-        rc = vq_error_set(err, VQ_EREFUSED, "domain %s is illegal: %s", d->id, d->reason);
-        goto out;
-    }
-    if ((rc = read_params(c->job->params, &s.cp, err))) {
-        rc = VQ_EREFUSED;
-        goto out;
-    }
-    if ((rc = open_or_make_image(&s, err))) goto out;
+    int rc = open_attempt(c, &s, &d, err);
+    if (rc || (rc = open_or_make_image(&s, err))) goto out;
     rc = earlier_attempt(&s, err);
     if (rc == 1) { rc = 0; goto out; }
     if (is_thin(&s) && (rc = link_template(&s, err))) goto out_undo;
@@ -462,4 +470,36 @@ out:
     return rc;
 }
 
-const vq_job_kind vq_kind_create_volume_ = {"create-volume", create_check, create_run, NULL};
+/* The clean-up attempt (vq_job_kind.clean): a volume found LEGAL was
+ * finished and is kept; anything else of this volume is removed, and the
+ * parent put back, as a failed attempt's undo does. */
+static int create_clean(vq_job_ctx *c, vq_error *err)
+{
+    vq_domain *d = NULL;
+    create_run_state s = {.job = c->job, .dfd = -1};
+    int rc = open_attempt(c, &s, &d, err);
+    if (rc) goto out;
+    if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, err))) {
+        /* No folder: an attempt never got as far as making one. */
+        if (rc == VQ_ENOENT) rc = vq_error_set(err, VQ_EREFUSED, "nothing was left to remove");
+        goto out;
+    }
+    if ((rc = c->fence(c))) goto out;
+    if ((rc = earlier_attempt(&s, err)) == 1) {
+        vq_log(VQ_LOG_NOTICE, "job %s: volume %s was finished before the crashes; kept",
+               c->job->id, c->job->volume_id);
+        rc = 0;
+        goto out;
+    }
+    undo(&s);
+    rc = vq_error_set(err, VQ_EREFUSED, "what it left of volume %s was removed",
+                      c->job->volume_id);
+out:
+    if (err && rc && err->code != rc) err->code = rc;
+    if (s.dfd >= 0) close(s.dfd);
+    vq_domain_free(d);
+    return rc;
+}
+
+const vq_job_kind vq_kind_create_volume_ = {"create-volume", create_check, create_run, NULL,
+                                            create_clean};

@@ -263,6 +263,10 @@ int vq_queue_cancel(vq_queue *q, const char *job_id, vq_error *err)
     else if (strcmp(st, "state") == 0)
         rc = vq_error_set(err, VQ_ESTATE, "job %s: is %s; only a queued or retrying job can be "
                           "cancelled", job_id, vq_reply_str_(rep, 1));
+    else if (strcmp(st, "cleanup") == 0)
+        rc = vq_error_set(err, VQ_ESTATE, "job %s: its workers died %s times; it is removing "
+                          "what they left half-made and cannot be cancelled", job_id,
+                          vq_reply_str_(rep, 1));
     freeReplyObject(rep);
     return rc;
 }

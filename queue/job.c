@@ -57,7 +57,8 @@ static int set_field(vq_job *j, const char *f, const char *v, size_t len)
     case 'a': return strcmp(f, "a") == 0 ? to_int(v, &j->attempts)
                    : strcmp(f, "al") == 0 ? copy_str(j->alias, sizeof j->alias, v, len) : 0;
     case 'c': return strcmp(f, "c") == 0 ? to_i64(v, &j->created)
-                   : strcmp(f, "cr") == 0 ? to_int(v, &j->crashes) : 0;
+                   : strcmp(f, "cr") == 0 ? to_int(v, &j->crashes)
+                   : strcmp(f, "cu") == 0 ? to_int(v, &j->cleanup) : 0;
     case 'd': return strcmp(f, "d") == 0 ? to_int(v, &j->done)
                    : strcmp(f, "dm") == 0 ? copy_str(j->domain_id, sizeof j->domain_id, v, len)
                    : strcmp(f, "dk") == 0 ? copy_str(j->disk_id, sizeof j->disk_id, v, len) : 0;

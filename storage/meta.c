@@ -323,17 +323,21 @@ int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq
     return meta_write(imgfd, vol, m, run, err);
 }
 
-/* "<uuid>.meta.tmp.<digits>", as vq_fs_run_write() names its temp files. */
+/* "<uuid>.meta.tmp.<digits>" or "<uuid>.lease.tmp.<digits>", as the atomic
+ * writes (vq_fs_run_write, vq_fs_write_atomic) name their temp files. */
 static int is_meta_temp(const char *name)
 {
-    static const char suffix[] = ".meta.tmp.";
-    size_t n = strlen(name), s = sizeof suffix - 1;
-    if (n <= VQ_UUID_LEN + s || !vq_uuid_valid_n(name, VQ_UUID_LEN) ||
-        memcmp(name + VQ_UUID_LEN, suffix, s) != 0)
-        return 0;
-    for (const char *p = name + VQ_UUID_LEN + s; *p; p++)
-        if (*p < '0' || *p > '9') return 0;
-    return 1;
+    static const char *const suffixes[] = {".meta.tmp.", ".lease.tmp."};
+    size_t n = strlen(name);
+    if (n <= VQ_UUID_LEN || !vq_uuid_valid_n(name, VQ_UUID_LEN)) return 0;
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t s = strlen(suffixes[i]);
+        if (n <= VQ_UUID_LEN + s || memcmp(name + VQ_UUID_LEN, suffixes[i], s) != 0) continue;
+        const char *p = name + VQ_UUID_LEN + s;
+        while (*p >= '0' && *p <= '9') p++;
+        return *p == '\0';
+    }
+    return 0;
 }
 
 int vq_meta_remove_temps(int imgfd)

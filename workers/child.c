@@ -526,6 +526,23 @@ static int hand_over(child *w, run_state *rs, vq_job **next)
     return 1;
 }
 
+/* The kind's run(), or, once the job's workers died max_crashes times, its
+ * clean(): nothing new is started; the job fails with the crashes' reason
+ * unless an earlier attempt had finished it. */
+static int run_attempt(const vq_job_kind *k, vq_job_ctx *c, vq_error *err)
+{
+    const vq_job *j = c->job;
+    if (!k) return vq_error_set(err, VQ_EREFUSED, "unknown job kind %s", j->kind);
+    if (!j->cleanup) return k->run(c, err);
+    vq_error e = {0};
+    int rc = k->clean ? k->clean(c, &e) : VQ_EREFUSED;
+    if (rc == VQ_EREFUSED)
+        return vq_error_set(err, rc, "worker died %d times during this job%s%s", j->crashes,
+                            e.text[0] ? "; " : "", e.text);
+    if (rc) vq_error_set(err, rc, "%s", e.text);
+    return rc;
+}
+
 /* Runs one attempt of j (owned: freed here, or kept with its last step) and
  * ends it; returns the next job already started, or NULL. */
 static vq_job *run_job(child *w, vq_job *j)
@@ -553,8 +570,7 @@ static vq_job *run_job(child *w, vq_job *j)
     const vq_job_kind *k = vq_job_kind_find(j->kind);
     unsigned long spawns = vq_spawn_count();
     int64_t t0 = vq_now_ms();
-    int rc = k ? k->run(&c, &err)
-               : vq_error_set(&err, VQ_EREFUSED, "unknown job kind %s", j->kind);
+    int rc = run_attempt(k, &c, &err);
     int64_t ran = vq_now_ms() - t0;
     j->run_ms = ran > 0 ? ran : 1; /* sent with the end */
     settle(&rs); /* the fences' answers, before the end's own pipeline */

@@ -65,6 +65,13 @@ typedef struct vq_job_kind {
      * *domain is a domain an earlier call opened: reused when it is the job's,
      * else replaced (the caller frees the last with vq_domain_free()). */
     int (*noop)(const vq_job *job, const char *domains_root, vq_domain **domain);
+    /* Optional (NULL: the job just fails).  Runs instead of run() once the
+     * job's workers died max_crashes times (job->cleanup): starts nothing new;
+     * keeps what an earlier attempt finished (0: the job succeeds) or removes
+     * what one left half-made, as a failed attempt would (VQ_EREFUSED, err
+     * saying what was removed: the job fails with the crashes' reason); any
+     * other code is transient (retried).  Call fence() before changing a file. */
+    int (*clean)(vq_job_ctx *c, vq_error *err);
 } vq_job_kind;
 
 /* NULL for an unknown kind.  Borrowed static entry. */

@@ -51,7 +51,8 @@ int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * waits for vq_fs_run_end(), and the volumes of a disk share one temp file. */
 int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err);
 
-/* Removes the temp files of .meta rewrites ("<vol>.meta.tmp.<pid>") that a
+/* Removes the temp files of .meta and .lease writes ("<vol>.meta.tmp.<pid>",
+ * "<vol>.lease.tmp.<pid>") that a
  * process which died left in the image folder imgfd; the number removed, or
  * -1 when the folder cannot be listed.  Only for a caller that alone may
  * rewrite these files (it holds the disk's lock): a live writer's temp file

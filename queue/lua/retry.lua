@@ -1,5 +1,5 @@
 -- retry.lua: failed -> queued by hand (LPUSH: the back of the queue), with
--- attempts, crashes and reason reset (errors keep their history), taking the
+-- attempts, crashes, reason and clean-up mark reset (errors keep their history), taking the
 -- disk lock again unless a live job holds it.
 -- KEYS: common, per job: job key [, holder's job key when holder is set]
 -- ARGV: common, n, per job: id, holder (the lock holder the caller read, or '')
@@ -16,7 +16,7 @@ local function retry_one(jk, id, expected, hk)
   local h = holder_of(j.dk, expected, hk)
   if h and h ~= id then return 'locked', h end
   redis.call('HSET', jk, 's', 'queued', 'a', 0, 'cr', 0, 'u', int(now))
-  redis.call('HDEL', jk, 'r', 'n')
+  redis.call('HDEL', jk, 'r', 'n', 'cu')
   redis.call('ZREM', ENDIDX.failed, id)
   redis.call('HSET', LOCKS, j.dk, id)
   redis.call('LPUSH', Q, id)

@@ -454,6 +454,194 @@ static void test_create_crash_mid_create_completes_cleanly(void)
     t_stack_stop(&S);
 }
 
+/* The names in a disk's folder, sorted, one per line (new string). */
+static char *folder_names(const char *img)
+{
+    return slurp("ls -1a %s/%s/images/%s 2>&1 | sort", S.domains, S.sd, img);
+}
+
+static int file_exists(const char *img, const char *vol, const char *suffix)
+{
+    char p[1024];
+    struct stat st;
+    vol_path(p, sizeof p, img, vol, suffix);
+    return stat(p, &st) == 0;
+}
+
+/* VOLQ_MAX_CRASHES=1: the worker dies right after qemu-img made the
+ * snapshot's volume (its .meta still ILLEGAL); the job's clean-up attempt
+ * removes the volume, its .meta and .lease, puts the parent back to LEAF, and
+ * the job fails saying so: the disk is as it was before the job. */
+static void test_create_crash_cap_removes_half_made_volume(void)
+{
+    FILE *w = fopen("slow-qemu-img", "w");
+    REQUIRE(w);
+    /* slow after its work: the worker is killed once the volume exists */
+    fprintf(w, "#!/bin/sh\n/usr/bin/qemu-img \"$@\"\nrc=$?\nsleep 1\nexit $rc\n");
+    fclose(w);
+    chmod("slow-qemu-img", 0755);
+    static char env_qemu[1200];
+    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
+    static const char *env[3];
+    env[0] = env_qemu;
+    env[1] = "VOLQ_MAX_CRASHES=1";
+    S.env = env;
+    start("--version 4 --disks 1 --chain 1");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    const char *img = str(d, "id");
+    const char *leaf = str(d, "image_id");
+    char *before = folder_names(img);
+    char *leaf_meta = meta(img, leaf);
+    CHECK_CONTAINS(leaf_meta, "VOLTYPE=LEAF\n");
+    char path[128], jpath[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", img);
+    json_t *j = create(path, "{}", 202);
+    REQUIRE(j);
+    const char *vol = str(j, "volume_id");
+    snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
+    int64_t deadline = time(NULL) + 30;
+    while (!file_exists(img, vol, "") && time(NULL) < deadline) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    REQUIRE(file_exists(img, vol, ""));
+    json_t *run = req("GET", jpath, NULL, 200);
+    const char *wk = str(run, "worker");
+    REQUIRE(wk && strchr(wk, ':'));
+    CHECK_INT(kill(atoi(strrchr(wk, ':') + 1), SIGKILL), 0);
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "failed");
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker died 1 times during this job; what it left of volume %s was removed", vol);
+    CHECK_STR(str(end, "reason"), want);
+    CHECK(!file_exists(img, vol, ""));
+    CHECK(!file_exists(img, vol, ".meta"));
+    CHECK(!file_exists(img, vol, ".lease"));
+    char *after = folder_names(img);
+    CHECK_STR(after, before);
+    char *m = meta(img, leaf);
+    CHECK_CONTAINS(m, "VOLTYPE=LEAF\n");
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    char dpath[128];
+    snprintf(dpath, sizeof dpath, "/api/disks/%s", img);
+    json_t *disk = req("GET", dpath, NULL, 200);
+    CHECK_STR(str(disk, "status"), "ok");
+    CHECK_STR(str(disk, "image_id"), leaf);
+    CHECK_INT(json_array_size(json_object_get(disk, "volumes")), 1);
+    /* The lock went with the job: a new snapshot is taken and succeeds. */
+    json_t *again = create(path, "{}", 202);
+    REQUIRE(again);
+    json_t *end2 = wait_job(str(again, "id"));
+    CHECK_STR(str(end2, "state"), "succeeded");
+    json_decref(end2);
+    json_decref(again);
+    json_decref(disk);
+    free(m);
+    free(after);
+    free(leaf_meta);
+    free(before);
+    json_decref(end);
+    json_decref(run);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+/* Writes the volume files of job j's new disk by hand, as a dead attempt
+ * would have left them: the volume (a few bytes), its .meta (a copy of
+ * another volume's, IMAGE and LEGALITY set), and two temp files. */
+static void stage_volume(const json_t *j, const char *meta_from_img, const char *meta_from_vol,
+                         const char *legality)
+{
+    const char *img = str(j, "disk_id"), *vol = str(j, "volume_id");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s/images/%s", S.domains, S.sd, img);
+    REQUIRE(mkdir(p, 0755) == 0);
+    vol_path(p, sizeof p, img, vol, "");
+    FILE *f = fopen(p, "w");
+    REQUIRE(f);
+    fputs("not a qcow2 file", f);
+    fclose(f);
+    char *m = meta(meta_from_img, meta_from_vol);
+    vol_path(p, sizeof p, img, vol, ".meta");
+    f = fopen(p, "w");
+    REQUIRE(f);
+    for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "IMAGE=", 6)) fprintf(f, "IMAGE=%s\n", img);
+        else if (!strncmp(line, "LEGALITY=", 9)) fprintf(f, "LEGALITY=%s\n", legality);
+        else fprintf(f, "%s\n", line);
+    }
+    fclose(f);
+    free(m);
+    const char *temps[] = {".meta.tmp.4242", ".lease.tmp.4243"};
+    for (size_t i = 0; i < 2; i++) {
+        vol_path(p, sizeof p, img, vol, temps[i]);
+        f = fopen(p, "w");
+        REQUIRE(f);
+        fclose(f);
+    }
+}
+
+/* The clean-up attempt, staged without a kill (jobs accepted with no worker
+ * running, marked cu in Redis, files left by hand): a volume found LEGAL was
+ * finished and is kept (the job succeeds, nothing spawned); one found ILLEGAL
+ * is removed with its temp files and the new disk's folder. */
+static void test_create_cleanup_keeps_finished_removes_half_made(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    REQUIRE(t_stack_mkdomain(&S, "--version 4 --disks 1"));
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    json_t *done = create("/disks/volumes", "{\"size\":1048576,\"alias\":\"kept\"}", 202);
+    json_t *half = create("/disks/volumes", "{\"size\":1048576,\"alias\":\"gone\"}", 202);
+    REQUIRE(done && half);
+    const json_t *js[] = {done, half};
+    for (size_t i = 0; i < 2; i++) {
+        redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s cu 1 cr 5", str(js[i], "id"));
+        REQUIRE(r);
+        freeReplyObject(r);
+    }
+    stage_volume(done, str(d, "id"), str(d, "image_id"), "LEGAL");
+    stage_volume(half, str(d, "id"), str(d, "image_id"), "ILLEGAL");
+    REQUIRE(t_stack_start_workers(&S, 1) == 0);
+    json_t *e1 = wait_job(str(done, "id"));
+    json_t *e2 = wait_job(str(half, "id"));
+    CHECK_STR(str(e1, "state"), "succeeded");
+    CHECK_STR(str(e2, "state"), "failed");
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker died 5 times during this job; what it left of volume %s was removed",
+             str(half, "volume_id"));
+    CHECK_STR(str(e2, "reason"), want);
+    /* Kept as found (nothing rewrote it), its temp files gone. */
+    char *m = slurp("cat %s/%s/images/%s/%s", S.domains, S.sd, str(done, "disk_id"),
+                    str(done, "volume_id"));
+    CHECK_STR(m, "not a qcow2 file");
+    free(m);
+    char *names = folder_names(str(done, "disk_id"));
+    char want_names[512];
+    snprintf(want_names, sizeof want_names, ".\n..\n%s\n%s.meta\n", str(done, "volume_id"),
+             str(done, "volume_id"));
+    CHECK_STR(names, want_names);
+    free(names);
+    char p[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s/images/%s", S.domains, S.sd, str(half, "disk_id"));
+    CHECK(stat(p, &st) != 0);
+    t_resp h;
+    REQUIRE(t_req(&S, "GET", "/metrics", NULL, NULL, &h) == 0);
+    CHECK_CONTAINS(h.body, "volq_qemu_img_runs_total 0\n");
+    t_resp_free(&h);
+    json_decref(e1);
+    json_decref(e2);
+    json_decref(done);
+    json_decref(half);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 static void test_create_on_v3_then_upgrade_to_v4_amends_it(void)
 {
     start("--version 3 --disks 1");
@@ -493,4 +681,6 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_thin_disk_hard_links_template),
        T(test_create_refusals_leave_domain_identical),
        T(test_create_crash_mid_create_completes_cleanly),
+       T(test_create_crash_cap_removes_half_made_volume),
+       T(test_create_cleanup_keeps_finished_removes_half_made),
        T(test_create_on_v3_then_upgrade_to_v4_amends_it))

@@ -990,6 +990,52 @@ static void test_queue_requeue_fails_at_max_crashes(void)
     json_decref(ev);
 }
 
+/* At max_crashes a create-volume goes back once more, marked for its
+ * clean-up (cu, seen by the worker as job->cleanup), keeping its lock, with
+ * no event; the clean-up cannot be cancelled; it has two tries, then the job
+ * fails saying the volume may be half-made; a retry by hand clears the mark. */
+static void test_queue_requeue_create_volume_cleans_up_at_max_crashes(void)
+{
+    setup();
+    CFG.max_crashes = 2;
+    reconfig();
+    made m = create_volume();
+    for (int crash = 1; crash <= 4; crash++) {
+        vq_job *j = fetch(W1);
+        REQUIRE(j);
+        CHECK_STR(j->id, m.id);
+        CHECK_INT(j->cleanup, crash >= 3);
+        CHECK_INT(j->crashes, crash - 1);
+        vq_job_free(j);
+        int n = -1;
+        CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
+        CHECK_INT(n, crash < 4 ? 1 : 0);
+        if (crash == 2) {
+            CHECK_R(state_of(m.id), "queued");
+            CHECK_INT(field_int(m.id, "cu"), 1);
+            CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
+            CHECK_INT(event_count(), 0);
+            vq_error e = {0};
+            CHECK_INT(vq_queue_cancel(Q, m.id, &e), VQ_ESTATE);
+            CHECK_CONTAINS(e.text, "cannot be cancelled");
+            CHECK_R(state_of(m.id), "queued");
+        }
+    }
+    CHECK_R(state_of(m.id), "failed");
+    const char *want = "worker died 4 times during this job; its clean-up did not end: the "
+                       "volume may be half-made";
+    CHECK_R(rstr("HGET {volq}:job:%s r", m.id), want);
+    CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
+    CHECK_INT(event_count(), 1);
+    CHECK_INT(vq_queue_retry(Q, m.id, NULL), 0);
+    CHECK_INT(rint_("HEXISTS {volq}:job:%s cu", m.id), 0);
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_INT(j->cleanup, 0);
+    CHECK_INT(j->crashes, 0);
+    vq_job_free(j);
+}
+
 /* A job moved into a worker's list but not started when it died goes back
  * without counting a crash; so does everything of a clean worker_gone. */
 static void test_queue_worker_gone_and_unstarted(void)
@@ -1864,6 +1910,7 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_manual_retry), T(test_queue_retry_refused_while_disk_locked),
        T(test_queue_retry_all_failed), T(test_queue_fencing_stale_token),
        T(test_queue_requeue_worker_front), T(test_queue_requeue_fails_at_max_crashes),
+       T(test_queue_requeue_create_volume_cleans_up_at_max_crashes),
        T(test_queue_worker_gone_and_unstarted), T(test_queue_lease_expiry_requeues),
        T(test_queue_dead_worker_registration), T(test_queue_housekeep_two_schedulers),
        T(test_queue_trim_by_count_and_age), T(test_queue_trim_across_end_states),

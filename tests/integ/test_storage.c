@@ -323,20 +323,21 @@ static void test_storage_fs_run(void)
     close(dfd);
 }
 
-/* Only names vq_fs_run_write() gives its temp files go. */
+/* Only names the atomic writes give their temp files (.meta and .lease) go. */
 static void test_storage_meta_remove_temps(void)
 {
     const char *u = "0467acf3-92ef-4fe0-b334-39193368490b";
     sh("mkdir m && cd m && touch %s.meta.tmp.123 %s.meta.tmp.9 %s.meta %s %s.meta.tmp. "
-       "%s.meta.tmp.12a %s.lease.tmp.1 x.meta.tmp.1 0467ACF3-92EF-4FE0-B334-39193368490B.meta.tmp.1",
-       u, "9574b911-66ac-4094-afcd-e467a0a8acb1", u, u, u, u, u);
+       "%s.meta.tmp.12a %s.lease.tmp.1 %s.lease.tmp.1x x.meta.tmp.1 "
+       "0467ACF3-92EF-4FE0-B334-39193368490B.meta.tmp.1",
+       u, "9574b911-66ac-4094-afcd-e467a0a8acb1", u, u, u, u, u, u);
     int dfd = open("m", O_RDONLY | O_DIRECTORY);
     REQUIRE(dfd >= 0);
-    CHECK_INT(vq_meta_remove_temps(dfd), 2);
+    CHECK_INT(vq_meta_remove_temps(dfd), 3);
     CHECK_INT(vq_meta_remove_temps(dfd), 0);
     close(dfd);
     CHECK_INT(system("ls m | wc -l | grep -qx 7"), 0);
-    CHECK_INT(system("ls m | grep -q '^[0-9a-f-]*[.]meta[.]tmp[.][0-9][0-9]*$'"), 256); /* both went */
+    CHECK_INT(system("ls m | grep -q '^[0-9a-f-]*[.]\\(meta\\|lease\\)[.]tmp[.][0-9][0-9]*$'"), 256); /* all three went */
 }
 
 /* ---- domains ---- */
