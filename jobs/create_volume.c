@@ -479,9 +479,11 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
     create_run_state s = {.job = c->job, .dfd = -1};
     int rc = open_attempt(c, &s, &d, err);
     if (rc) goto out;
-    if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, err))) {
+    vq_error e = {0};
+    if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, &e))) {
         /* No folder: an attempt never got as far as making one. */
-        if (rc == VQ_ENOENT) rc = vq_error_set(err, VQ_EREFUSED, "nothing was left to remove");
+        rc = rc == VQ_ENOENT ? vq_error_set(err, VQ_EREFUSED, "nothing was left to remove")
+                             : vq_error_set(err, rc, "%s", e.text);
         goto out;
     }
     if ((rc = c->fence(c))) goto out;

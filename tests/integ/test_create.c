@@ -587,7 +587,8 @@ static void stage_volume(const json_t *j, const char *meta_from_img, const char 
 /* The clean-up attempt, staged without a kill (jobs accepted with no worker
  * running, marked cu in Redis, files left by hand): a volume found LEGAL was
  * finished and is kept (the job succeeds, nothing spawned); one found ILLEGAL
- * is removed with its temp files and the new disk's folder. */
+ * is removed with its temp files and the new disk's folder; a job that never
+ * made its folder fails saying nothing was left. */
 static void test_create_cleanup_keeps_finished_removes_half_made(void)
 {
     REQUIRE(t_stack_start(&S, 0) == 0);
@@ -596,9 +597,10 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
     const json_t *d = first_disk(arr, 0);
     json_t *done = create("/disks/volumes", "{\"size\":1048576,\"alias\":\"kept\"}", 202);
     json_t *half = create("/disks/volumes", "{\"size\":1048576,\"alias\":\"gone\"}", 202);
-    REQUIRE(done && half);
-    const json_t *js[] = {done, half};
-    for (size_t i = 0; i < 2; i++) {
+    json_t *none = create("/disks/volumes", "{\"size\":1048576,\"alias\":\"never\"}", 202);
+    REQUIRE(done && half && none);
+    const json_t *js[] = {done, half, none};
+    for (size_t i = 0; i < 3; i++) {
         redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s cu 1 cr 5", str(js[i], "id"));
         REQUIRE(r);
         freeReplyObject(r);
@@ -615,6 +617,11 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
              "worker died 5 times during this job; what it left of volume %s was removed",
              str(half, "volume_id"));
     CHECK_STR(str(e2, "reason"), want);
+    json_t *e3 = wait_job(str(none, "id"));
+    CHECK_STR(str(e3, "state"), "failed");
+    CHECK_STR(str(e3, "reason"), "worker died 5 times during this job; nothing was left to remove");
+    json_decref(e3);
+    json_decref(none);
     /* Kept as found (nothing rewrote it), its temp files gone. */
     char *m = slurp("cat %s/%s/images/%s/%s", S.domains, S.sd, str(done, "disk_id"),
                     str(done, "volume_id"));
