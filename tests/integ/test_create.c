@@ -401,18 +401,38 @@ static void test_create_refusals_leave_domain_identical(void)
     t_stack_stop(&S);
 }
 
-static void test_create_crash_mid_create_completes_cleanly(void)
+/* The stack's workers will run qemu-img through a wrapper (body: its shell
+ * lines), with one more setting when extra is given. */
+static void use_wrapper(const char *body, const char *extra)
 {
     FILE *w = fopen("slow-qemu-img", "w");
     REQUIRE(w);
-    fprintf(w, "#!/bin/sh\nsleep 1\nexec /usr/bin/qemu-img \"$@\"\n");
+    fprintf(w, "#!/bin/sh\n%s", body);
     fclose(w);
     chmod("slow-qemu-img", 0755);
     static char env_qemu[1200];
+    static const char *env[3];
     snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    static const char *env[2];
     env[0] = env_qemu;
+    env[1] = extra;
+    env[2] = NULL;
     S.env = env;
+}
+
+/* SIGKILL to the worker process running the job at jpath; the job as read
+ * then (new reference). */
+static json_t *kill_its_worker(const char *jpath)
+{
+    json_t *run = req("GET", jpath, NULL, 200);
+    const char *wk = str(run, "worker");
+    REQUIRE(wk && strchr(wk, ':'));
+    CHECK_INT(kill(atoi(strrchr(wk, ':') + 1), SIGKILL), 0);
+    return run;
+}
+
+static void test_create_crash_mid_create_completes_cleanly(void)
+{
+    use_wrapper("sleep 1\nexec /usr/bin/qemu-img \"$@\"\n", NULL);
     start("--version 4 --disks 1 --chain 1");
     json_t *arr = disks();
     const json_t *d = first_disk(arr, 0);
@@ -431,10 +451,7 @@ static void test_create_crash_mid_create_completes_cleanly(void)
         nanosleep(&ts, NULL);
     }
     REQUIRE(stat(mp, &st) == 0);
-    json_t *run = req("GET", jpath, NULL, 200);
-    const char *w2 = str(run, "worker");
-    REQUIRE(w2 && strchr(w2, ':'));
-    CHECK_INT(kill(atoi(strrchr(w2, ':') + 1), SIGKILL), 0);
+    json_t *run = kill_its_worker(jpath);
     json_t *end = wait_job(str(j, "id"));
     CHECK_STR(str(end, "state"), "succeeded");
     char *m = meta(str(d, "id"), str(j, "volume_id"));
@@ -474,18 +491,8 @@ static int file_exists(const char *img, const char *vol, const char *suffix)
  * the job fails saying so: the disk is as it was before the job. */
 static void test_create_crash_cap_removes_half_made_volume(void)
 {
-    FILE *w = fopen("slow-qemu-img", "w");
-    REQUIRE(w);
     /* slow after its work: the worker is killed once the volume exists */
-    fprintf(w, "#!/bin/sh\n/usr/bin/qemu-img \"$@\"\nrc=$?\nsleep 1\nexit $rc\n");
-    fclose(w);
-    chmod("slow-qemu-img", 0755);
-    static char env_qemu[1200];
-    snprintf(env_qemu, sizeof env_qemu, "VOLQ_QEMU_IMG=%s/slow-qemu-img", t_dir());
-    static const char *env[3];
-    env[0] = env_qemu;
-    env[1] = "VOLQ_MAX_CRASHES=1";
-    S.env = env;
+    use_wrapper("/usr/bin/qemu-img \"$@\"\nrc=$?\nsleep 1\nexit $rc\n", "VOLQ_MAX_CRASHES=1");
     start("--version 4 --disks 1 --chain 1");
     json_t *arr = disks();
     const json_t *d = first_disk(arr, 0);
@@ -506,10 +513,7 @@ static void test_create_crash_cap_removes_half_made_volume(void)
         nanosleep(&ts, NULL);
     }
     REQUIRE(file_exists(img, vol, ""));
-    json_t *run = req("GET", jpath, NULL, 200);
-    const char *wk = str(run, "worker");
-    REQUIRE(wk && strchr(wk, ':'));
-    CHECK_INT(kill(atoi(strrchr(wk, ':') + 1), SIGKILL), 0);
+    json_t *run = kill_its_worker(jpath);
     json_t *end = wait_job(str(j, "id"));
     CHECK_STR(str(end, "state"), "failed");
     char want[256];

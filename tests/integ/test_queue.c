@@ -964,21 +964,27 @@ static void test_queue_requeue_worker_front(void)
     vq_job_free(again);
 }
 
+/* W1 takes job id (it must be the next) and dies with it: the jobs put back
+ * by the requeue.  *taken (may be NULL) is the job as W1 got it (new). */
+static int crash_with(const char *id, vq_job **taken)
+{
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, id);
+    if (taken) *taken = j;
+    else vq_job_free(j);
+    int n = -1;
+    CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
+    return n;
+}
+
 static void test_queue_requeue_fails_at_max_crashes(void)
 {
     setup();
     CFG.max_crashes = 2;
     reconfig();
     made m = amend();
-    for (int crash = 1; crash <= 2; crash++) {
-        vq_job *j = fetch(W1);
-        REQUIRE(j);
-        CHECK_STR(j->id, m.id);
-        vq_job_free(j);
-        int n = -1;
-        CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
-        CHECK_INT(n, crash < 2 ? 1 : 0);
-    }
+    for (int crash = 1; crash <= 2; crash++) CHECK_INT(crash_with(m.id, NULL), crash < 2 ? 1 : 0);
     CHECK_R(state_of(m.id), "failed");
     CHECK_R(rstr("HGET {volq}:job:%s r", m.id), "worker died 2 times during this job");
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
@@ -1001,15 +1007,11 @@ static void test_queue_requeue_create_volume_cleans_up_at_max_crashes(void)
     reconfig();
     made m = create_volume();
     for (int crash = 1; crash <= 4; crash++) {
-        vq_job *j = fetch(W1);
-        REQUIRE(j);
-        CHECK_STR(j->id, m.id);
+        vq_job *j = NULL;
+        CHECK_INT(crash_with(m.id, &j), crash < 4 ? 1 : 0);
         CHECK_INT(j->cleanup, crash >= 3);
         CHECK_INT(j->crashes, crash - 1);
         vq_job_free(j);
-        int n = -1;
-        CHECK_INT(vq_queue_requeue_worker(Q, W1, &n, NULL), 0);
-        CHECK_INT(n, crash < 4 ? 1 : 0);
         if (crash == 2) {
             CHECK_R(state_of(m.id), "queued");
             CHECK_INT(field_int(m.id, "cu"), 1);
