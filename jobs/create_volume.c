@@ -54,6 +54,10 @@ static int read_params(const json_t *p, create_params *cp, vq_error *err)
         cp->parent = json_string_value(parent);
         cp->parent_image = json_string_value(json_object_get(p, "parent_image"));
         cp->parent_raw = json_is_true(json_object_get(p, "parent_raw"));
+        /* Both name files in the domain: never anything but UUIDs (the check
+         * wrote them; a record changed by hand must not lead elsewhere). */
+        if (!vq_uuid_valid(cp->parent) || !cp->parent_image || !vq_uuid_valid(cp->parent_image))
+            return vq_error_set(err, VQ_EINVAL, "parent and parent_image must be UUIDs");
     }
     cp->alias = json_is_string(alias) ? json_string_value(alias) : "";
     return 0;
@@ -339,11 +343,18 @@ static int write_lease(create_run_state *s, vq_error *err)
     return vq_fs_write_atomic(s->dfd, name, "", 0, VOLUME_MODE, err);
 }
 
+/* Sets LEGALITY and/or VOLTYPE (-1: left as it is) of vol's .meta; a file
+ * that already says so is not rewritten. */
 static int set_volume_field(create_run_state *s, const char *vol, int legality, int voltype,
                             vq_error *err)
 {
     vq_meta m = {0};
     int rc = vq_meta_read(s->dfd, vol, &m, err);
+    if (rc == 0 && (legality < 0 || (int)m.legality == legality) &&
+        (voltype < 0 || (int)m.voltype == voltype)) {
+        vq_meta_free(&m);
+        return 0;
+    }
     if (rc == 0) {
         if (legality >= 0) {
             m.legality = (enum vq_legality)legality;
@@ -397,7 +408,8 @@ static int create_steps(create_run_state *s, vq_job_ctx *c, vq_error *err)
 }
 
 /* What an earlier attempt left: 1 done (LEGAL), 0 nothing or a half-made
- * volume (removed now, with the temp files of a rewrite it did not end), <0 error. */
+ * volume (removed now, with the temp files of a rewrite it did not end), <0
+ * when its .meta cannot be read (nothing removed: it may be whole). */
 static int earlier_attempt(create_run_state *s, vq_error *err)
 {
     vq_meta m = {0};
@@ -414,8 +426,26 @@ static int earlier_attempt(create_run_state *s, vq_error *err)
                s->job->id, s->job->volume_id);
         remove_volume_files(s);
     }
-    (void)err;
-    return 0;
+    if (rc == 0 || rc == VQ_EINVAL || rc == VQ_ENOENT) return 0;
+    return vq_error_set(err, rc, "volume %s: %s", s->job->volume_id, e.text);
+}
+
+/* Whether an attempt left anything to remove: a new or thin disk's folder
+ * was made by one; on a snapshot, the volume's files or the parent set
+ * INTERNAL. */
+static int anything_left(create_run_state *s)
+{
+    if (!is_snapshot(s)) return 1;
+    struct stat st;
+    for (size_t i = 0; i < 3; i++) {
+        char name[VQ_UUID_SIZE + 8];
+        snprintf(name, sizeof name, "%s%s", s->job->volume_id, suffixes[i]);
+        if (fstatat(s->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return 1;
+    }
+    vq_meta m = {0};
+    int left = vq_meta_read(s->dfd, s->cp.parent, &m, NULL) != 0 || m.voltype != VQ_VOLTYPE_LEAF;
+    vq_meta_free(&m);
+    return left;
 }
 
 static void undo(create_run_state *s)
@@ -459,6 +489,7 @@ static int create_run(vq_job_ctx *c, vq_error *err)
     if (rc || (rc = open_or_make_image(&s, err))) goto out;
     rc = earlier_attempt(&s, err);
     if (rc == 1) { rc = 0; goto out; }
+    if (rc) goto out;
     if (is_thin(&s) && (rc = link_template(&s, err))) goto out_undo;
     if ((rc = create_steps(&s, c, err)) == 0) goto out;
 out_undo:
@@ -472,14 +503,20 @@ out:
 
 /* The clean-up attempt (vq_job_kind.clean): a volume found LEGAL was
  * finished and is kept; anything else of this volume is removed, and the
- * parent put back, as a failed attempt's undo does. */
+ * parent put back, as a failed attempt's undo does.  One fence, before the
+ * first change: the rest takes milliseconds. */
 static int create_clean(vq_job_ctx *c, vq_error *err)
 {
     vq_domain *d = NULL;
     create_run_state s = {.job = c->job, .dfd = -1};
-    int rc = open_attempt(c, &s, &d, err);
-    if (rc) goto out;
     vq_error e = {0};
+    int rc = open_attempt(c, &s, &d, &e);
+    if (rc) {
+        rc = vq_error_set(err, rc, "%s%s%s%s", e.text, rc == VQ_EREFUSED ? "; volume " : "",
+                          rc == VQ_EREFUSED ? c->job->volume_id : "",
+                          rc == VQ_EREFUSED ? " may be half-made" : "");
+        goto out;
+    }
     if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, &e))) {
         /* No folder: an attempt never got as far as making one. */
         rc = rc == VQ_ENOENT ? vq_error_set(err, VQ_EREFUSED, "nothing was left to remove")
@@ -487,10 +524,16 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
         goto out;
     }
     if ((rc = c->fence(c))) goto out;
+    int left = anything_left(&s);
     if ((rc = earlier_attempt(&s, err)) == 1) {
         vq_log(VQ_LOG_NOTICE, "job %s: volume %s was finished before the crashes; kept",
                c->job->id, c->job->volume_id);
-        rc = 0;
+        rc = c->progress(c, 1, 1);
+        goto out;
+    }
+    if (rc) goto out; /* its .meta unreadable: maybe whole; retried */
+    if (!left) {
+        rc = vq_error_set(err, VQ_EREFUSED, "nothing was left to remove");
         goto out;
     }
     undo(&s);

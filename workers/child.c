@@ -536,11 +536,10 @@ static int run_attempt(const vq_job_kind *k, vq_job_ctx *c, vq_error *err)
     if (!j->cleanup) return k->run(c, err);
     vq_error e = {0};
     int rc = k->clean ? k->clean(c, &e) : VQ_EREFUSED;
-    if (rc == VQ_EREFUSED)
-        return vq_error_set(err, rc, "worker died %d times during this job%s%s", j->crashes,
-                            e.text[0] ? "; " : "", e.text);
-    if (rc) vq_error_set(err, rc, "%s", e.text);
-    return rc;
+    if (rc == 0 || rc == VQ_ESTALE) return rc;
+    return vq_error_set(err, rc, "worker died %d times during this job%s%s%s", j->crashes,
+                        e.text[0] ? "; " : "", rc == VQ_EREFUSED ? "" : "its clean-up failed: ",
+                        e.text);
 }
 
 /* Runs one attempt of j (owned: freed here, or kept with its last step) and

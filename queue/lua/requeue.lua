@@ -3,7 +3,7 @@
 -- A running job goes back to the FRONT of the queue (RPUSH: the end workers
 -- take from) with crashes+1 and its attempt not counted, or fails at
 -- max_crashes ("worker died N times during this job": lock released, event;
--- a create-volume first gets its clean-up attempt, see crash()).
+-- a create-volume first gets its clean-up attempts, see crash()).
 -- A job moved but not started yet (still queued) just goes back to the front.
 -- Every job is checked again here, so two schedulers may run this at once:
 --   mode 'worker': the job must still be in the worker's list, and the
@@ -36,23 +36,29 @@ local function eligible(j, id, proc, worker)
   return redis.call('LPOS', proc, id) ~= false and dead(worker)
 end
 
--- At max_crashes a job fails, but a create-volume first goes back once more
--- marked cu (clean up): a dead worker may have left its volume half-made, and
--- that attempt, which starts nothing, removes it (or keeps a volume it finds
--- whole) before the job ends and its lock goes.  It has two tries.
+-- At max_crashes a job fails, but a create-volume first goes back marked cu
+-- (clean up: the number of clean-up tries so far): a dead worker may have
+-- left its volume half-made, and that attempt, which starts nothing, removes
+-- it (or keeps a volume it finds whole) before the job ends and its lock
+-- goes.  It has CLEAN_TRIES tries, counted in cu (not from cr, so that a
+-- max_crashes changed meanwhile cannot skip them), with attempts of its own.
+local CLEAN_TRIES = 3
 local function crash(jk, id, j)
   redis.call('ZREM', RUN, id)
   local cr = (tonumber(j.cr) or 0) + 1
   redis.call('HSET', jk, 'cr', cr)
-  local clean = j.k == 'create-volume' and cr < MAX_CRASHES + 2
-  if cr >= MAX_CRASHES and not clean then
-    local reason = 'worker died ' .. cr .. ' times during this job'
-    if j.cu then reason = reason .. '; its clean-up did not end: the volume may be half-made' end
-    add_error(jk, j, reason)
-    finish_job(jk, id, j, 'failed', reason, now)
-    return 'failed'
+  local cu = tonumber(j.cu) or 0
+  if cr >= MAX_CRASHES or cu > 0 then
+    if j.k ~= 'create-volume' or cu >= CLEAN_TRIES then
+      local reason = 'worker died ' .. cr .. ' times during this job'
+      if cu > 0 then reason = reason .. '; its clean-up did not end: the volume may be half-made' end
+      add_error(jk, j, reason)
+      finish_job(jk, id, j, 'failed', reason, now)
+      return 'failed'
+    end
+    if cu == 0 then j.a = 1 end -- the clean-up's attempts start from 0
+    redis.call('HSET', jk, 'cu', cu + 1)
   end
-  if cr >= MAX_CRASHES then redis.call('HSET', jk, 'cu', 1) end
   local a = math.max((tonumber(j.a) or 1) - 1, 0)
   redis.call('HSET', jk, 's', 'queued', 'a', a, 'u', int(now))
   redis.call('RPUSH', Q, id)

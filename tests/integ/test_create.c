@@ -645,6 +645,34 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
     REQUIRE(t_req(&S, "GET", "/metrics", NULL, NULL, &h) == 0);
     CHECK_CONTAINS(h.body, "volq_qemu_img_runs_total 0\n");
     t_resp_free(&h);
+    /* A snapshot no attempt got to: nothing removed, the leaf's .meta not
+     * even rewritten (same inode). */
+    json_t *sarr = disks();
+    const json_t *sd = NULL;
+    size_t si;
+    json_t *sv;
+    json_array_foreach(sarr, si, sv) if (!strcmp(str(sv, "id"), str(d, "id"))) sd = sv;
+    REQUIRE(sd);
+    char spath[128], mp[1024];
+    snprintf(spath, sizeof spath, "/disks/%s/volumes", str(sd, "id"));
+    REQUIRE(t_stack_stop_workers(&S) == 0);
+    json_t *snap = create(spath, "{}", 202);
+    REQUIRE(snap);
+    redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s cu 1 cr 5", str(snap, "id"));
+    REQUIRE(r);
+    freeReplyObject(r);
+    vol_path(mp, sizeof mp, str(sd, "id"), str(sd, "image_id"), ".meta");
+    struct stat m0, m1;
+    REQUIRE(stat(mp, &m0) == 0);
+    REQUIRE(t_stack_start_workers(&S, 1) == 0);
+    json_t *e4 = wait_job(str(snap, "id"));
+    CHECK_STR(str(e4, "state"), "failed");
+    CHECK_STR(str(e4, "reason"), "worker died 5 times during this job; nothing was left to remove");
+    REQUIRE(stat(mp, &m1) == 0);
+    CHECK_INT(m1.st_ino, m0.st_ino);
+    json_decref(e4);
+    json_decref(snap);
+    json_decref(sarr);
     json_decref(e1);
     json_decref(e2);
     json_decref(done);

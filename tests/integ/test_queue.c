@@ -996,25 +996,27 @@ static void test_queue_requeue_fails_at_max_crashes(void)
     json_decref(ev);
 }
 
-/* At max_crashes a create-volume goes back once more, marked for its
- * clean-up (cu, seen by the worker as job->cleanup), keeping its lock, with
- * no event; the clean-up cannot be cancelled; it has two tries, then the job
- * fails saying the volume may be half-made; a retry by hand clears the mark. */
+/* At max_crashes a create-volume goes back marked for its clean-up (cu, the
+ * tries so far, seen by the worker as job->cleanup), keeping its lock, its
+ * attempts reset, with no event; the clean-up cannot be cancelled; it has
+ * three tries, then the job fails saying the volume may be half-made; a
+ * retry by hand clears the mark. */
 static void test_queue_requeue_create_volume_cleans_up_at_max_crashes(void)
 {
     setup();
     CFG.max_crashes = 2;
     reconfig();
     made m = create_volume();
-    for (int crash = 1; crash <= 4; crash++) {
+    for (int crash = 1; crash <= 5; crash++) {
         vq_job *j = NULL;
-        CHECK_INT(crash_with(m.id, &j), crash < 4 ? 1 : 0);
-        CHECK_INT(j->cleanup, crash >= 3);
+        CHECK_INT(crash_with(m.id, &j), crash < 5 ? 1 : 0);
+        CHECK_INT(j->cleanup, crash >= 3 ? crash - 2 : 0);
         CHECK_INT(j->crashes, crash - 1);
         vq_job_free(j);
         if (crash == 2) {
             CHECK_R(state_of(m.id), "queued");
             CHECK_INT(field_int(m.id, "cu"), 1);
+            CHECK_INT(field_int(m.id, "a"), 0);
             CHECK_R(rstr("HGET {volq}:locks %s", m.disk), m.id);
             CHECK_INT(event_count(), 0);
             vq_error e = {0};
@@ -1024,13 +1026,20 @@ static void test_queue_requeue_create_volume_cleans_up_at_max_crashes(void)
         }
     }
     CHECK_R(state_of(m.id), "failed");
-    const char *want = "worker died 4 times during this job; its clean-up did not end: the "
+    const char *want = "worker died 5 times during this job; its clean-up did not end: the "
                        "volume may be half-made";
     CHECK_R(rstr("HGET {volq}:job:%s r", m.id), want);
     CHECK_INT(rint_("HEXISTS {volq}:locks %s", m.disk), 0);
     CHECK_INT(event_count(), 1);
     CHECK_INT(vq_queue_retry(Q, m.id, NULL), 0);
     CHECK_INT(rint_("HEXISTS {volq}:job:%s cu", m.id), 0);
+    /* Crashes past a max_crashes lowered meanwhile still give the clean-up. */
+    freeReplyObject(rcmd("HSET {volq}:job:%s cr 9", m.id));
+    CHECK_INT(crash_with(m.id, NULL), 1);
+    CHECK_INT(field_int(m.id, "cu"), 1);
+    CHECK_R(state_of(m.id), "queued");
+    freeReplyObject(rcmd("HSET {volq}:job:%s cr 0", m.id));
+    freeReplyObject(rcmd("HDEL {volq}:job:%s cu", m.id));
     vq_job *j = fetch(W1);
     REQUIRE(j);
     CHECK_INT(j->cleanup, 0);
