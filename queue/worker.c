@@ -77,7 +77,9 @@ static int read_proc(vq_queue *q, const char *worker, vq_strv *ids, vq_error *er
     return ids->oom ? vq_error_set(err, VQ_ENOMEM, "queue: out of memory") : 0;
 }
 
-int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *err)
+/* The jobs in worker's in-flight list back to the queue (mode: "worker" for
+ * a dead one, "gone" for a clean exit), its registration dropped. */
+static int put_back(vq_queue *q, const char *mode, const char *worker, int *n, vq_error *err)
 {
     if (n) *n = 0;
     int rc = vq_queue_worker_valid_(worker, err);
@@ -87,7 +89,7 @@ int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *e
     for (size_t i = 0; i < ids.n; i++) vq_strv_add_(&ws, worker);
     vq_requeue_count c = {0};
     char *drop[] = {(char *)worker};
-    rc = vq_queue_requeue_(q, "worker", CUTOFF_DEAD, ids.v, ws.v, ids.n, drop, 1, &c, err);
+    rc = vq_queue_requeue_(q, mode, CUTOFF_DEAD, ids.v, ws.v, ids.n, drop, 1, &c, err);
     if (!rc && n) *n = (int)c.requeued;
 out_free:
     vq_strv_free_(&ids);
@@ -95,9 +97,14 @@ out_free:
     return rc;
 }
 
+int vq_queue_requeue_worker(vq_queue *q, const char *worker, int *n, vq_error *err)
+{
+    return put_back(q, "worker", worker, n, err);
+}
+
 int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err)
 {
-    return vq_queue_requeue_worker(q, worker, NULL, err);
+    return put_back(q, "gone", worker, NULL, err);
 }
 
 /* ---- fetch --------------------------------------------------------------- */

@@ -655,9 +655,9 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     }
     run_tail(&w); /* stopping between a job's hand-over and the next one's run */
     end_held(&w);
-    /* A job fetched together with the last end, when a stop came meanwhile:
-     * give it back at once rather than leave it to the lease. */
-    if (j) vq_queue_requeue_worker(w.q, w.id, NULL, NULL);
+    /* A job fetched together with the last end, when a stop came meanwhile,
+     * goes back with the rest below (worker_gone: no crash counted), at once
+     * rather than left to the lease. */
     vq_job_free(j);
     vq_job_free(start_ahead(&w)); /* stopping: handed back */
     vq_wbatch_end_(&w.batch, w.q, w.id, NULL);

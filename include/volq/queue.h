@@ -109,7 +109,8 @@ int vq_queue_idem_jobs(vq_queue *q, const char *const *keys, size_t n,
  * idle); the record expires after 3 leases without a refresh. */
 int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq_error *err);
 /* Removes the worker's record (clean exit); a job still in its in-flight list
- * is put back first, as vq_queue_requeue_worker() does. */
+ * is put back first, as vq_queue_requeue_worker() does, but one it started
+ * and did not run counts no crash (call it only when nothing runs). */
 int vq_queue_worker_gone(vq_queue *q, const char *worker, vq_error *err);
 
 /* Waits up to block_ms for a queued job, moves it into the worker's in-flight

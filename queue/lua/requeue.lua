@@ -8,7 +8,10 @@
 -- Every job is checked again here, so two schedulers may run this at once:
 --   mode 'worker': the job must still be in the worker's list, and the
 --                  worker's last beat must be <= cutoff (dead);
---   mode 'lease':  the job's lease must still be expired and its worker the same.
+--   mode 'lease':  the job's lease must still be expired and its worker the same;
+--   mode 'gone':   as 'worker', for a worker that says it is going (a clean
+--                  exit): a job it started but did not run goes back
+--                  without a crash counted (its attempt not counted either).
 -- KEYS: common, per job: job key, its worker's in-flight list;
 --       then per worker to drop: its in-flight list
 -- ARGV: common, mode, cutoff_ms, njobs, per job: id, worker;
@@ -36,6 +39,15 @@ local function eligible(j, id, proc, worker)
   return redis.call('LPOS', proc, id) ~= false and dead(worker)
 end
 
+-- A running job back to the front of the queue, its attempt not counted.
+local function back(jk, id, j)
+  redis.call('ZREM', RUN, id)
+  local a = math.max((tonumber(j.a) or 1) - 1, 0)
+  redis.call('HSET', jk, 's', 'queued', 'a', a, 'u', int(now))
+  redis.call('RPUSH', Q, id)
+  return 'requeued'
+end
+
 -- At max_crashes a job fails, but a create-volume first goes back marked cu
 -- (clean up: the number of clean-up tries so far): a dead worker may have
 -- left its volume half-made, and that attempt, which starts nothing, removes
@@ -59,10 +71,7 @@ local function crash(jk, id, j)
     if cu == 0 then j.a = 1 end -- the clean-up's attempts start from 0
     redis.call('HSET', jk, 'cu', cu + 1)
   end
-  local a = math.max((tonumber(j.a) or 1) - 1, 0)
-  redis.call('HSET', jk, 's', 'queued', 'a', a, 'u', int(now))
-  redis.call('RPUSH', Q, id)
-  return 'requeued'
+  return back(jk, id, j)
 end
 
 local function requeue_one(jk, proc, id, worker)
@@ -70,7 +79,10 @@ local function requeue_one(jk, proc, id, worker)
   if not eligible(j, id, proc, worker) then return nil end
   redis.call('LREM', proc, 0, id)
   if not j then return nil end
-  if j.s == 'running' and j.w == worker then return crash(jk, id, j) end
+  if j.s == 'running' and j.w == worker then
+    if mode == 'gone' then return back(jk, id, j) end
+    return crash(jk, id, j)
+  end
   if j.s == 'queued' then
     redis.call('RPUSH', Q, id)
     return 'requeued'

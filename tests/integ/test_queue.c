@@ -1048,7 +1048,8 @@ static void test_queue_requeue_create_volume_cleans_up_at_max_crashes(void)
 }
 
 /* A job moved into a worker's list but not started when it died goes back
- * without counting a crash; so does everything of a clean worker_gone. */
+ * without counting a crash; so does everything of a clean worker_gone, a job
+ * started there too. */
 static void test_queue_worker_gone_and_unstarted(void)
 {
     setup();
@@ -1061,6 +1062,19 @@ static void test_queue_worker_gone_and_unstarted(void)
     CHECK_R(rstr("LINDEX {volq}:q -1"), m.id);
     CHECK_INT(rint_("ZSCORE {volq}:workers " W1), -1);
     CHECK_INT(rint_("EXISTS {volq}:proc:" W1), 0);
+    /* A job it started but did not run (a stop during the fetch) goes back
+     * without a crash, its attempt not counted. */
+    vq_job *j = fetch(W1);
+    REQUIRE(j);
+    CHECK_STR(j->id, m.id);
+    CHECK_INT(j->attempts, 1);
+    CHECK_INT(vq_queue_worker_gone(Q, W1, NULL), 0);
+    CHECK_R(state_of(m.id), "queued");
+    CHECK_INT(field_int(m.id, "cr"), -1);
+    CHECK_INT(field_int(m.id, "a"), 0);
+    CHECK_INT(rint_("ZCARD {volq}:running"), 0);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), m.id);
+    vq_job_free(j);
     vq_error e = {0};
     CHECK_INT(vq_queue_worker_beat(Q, "bad worker", "", &e), VQ_EINVAL);
     CHECK_STR(e.text, "worker id bad worker: spaces or control characters");
