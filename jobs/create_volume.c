@@ -248,11 +248,19 @@ static void own_like_folder(int dirfd, const char *folder, const char *name)
         vq_log(VQ_LOG_WARN, "%s: cannot set its owner: %s", path, strerror(errno));
 }
 
-static int open_or_make_image(create_run_state *s, vq_error *err)
+/* s->imgdir: the absolute path qemu-img is given. */
+static int image_path(create_run_state *s, vq_error *err)
 {
     int n = snprintf(s->imgdir, sizeof s->imgdir, "%s/images/%s", s->d->path, s->job->disk_id);
     if (n < 0 || (size_t)n >= sizeof s->imgdir)
         return vq_error_set(err, VQ_EINVAL, "disk %s: image path too long", s->job->disk_id);
+    return 0;
+}
+
+static int open_or_make_image(create_run_state *s, vq_error *err)
+{
+    int rc = image_path(s, err);
+    if (rc) return rc;
     char rel[VQ_UUID_SIZE + 8];
     snprintf(rel, sizeof rel, "images/%s", s->job->disk_id);
     if (mkdirat(s->d->dirfd, rel, IMAGE_DIR_MODE) == 0) {
@@ -422,6 +430,12 @@ static int earlier_attempt(create_run_state *s, vq_error *err)
     vq_meta_free(&m);
     if (legal) return 1;
     if (rc == 0 || rc == VQ_EINVAL) {
+        /* A worker killed during qemu-img create leaves it to finish: never
+         * remove the volume from under it (nor make it again beside it). */
+        if (vq_qemu_in_use(s->imgdir, s->job->volume_id, NULL) == 1)
+            return vq_error_set(err, VQ_EBUSY, "volume %s is still open in a qemu process (the "
+                                "qemu-img of an attempt that died?): retried later",
+                                s->job->volume_id);
         vq_log(VQ_LOG_NOTICE, "job %s: removing half-made volume %s of an earlier attempt",
                s->job->id, s->job->volume_id);
         remove_volume_files(s);
@@ -517,6 +531,7 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
                           rc == VQ_EREFUSED ? " may be half-made" : "");
         goto out;
     }
+    if ((rc = image_path(&s, err))) goto out;
     if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, &e))) {
         /* No folder: an attempt never got as far as making one. */
         rc = rc == VQ_ENOENT ? vq_error_set(err, VQ_EREFUSED, "nothing was left to remove")

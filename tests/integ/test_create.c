@@ -591,10 +591,26 @@ static void stage_volume(const json_t *j, const char *meta_from_img, const char 
 /* The clean-up attempt, staged without a kill (jobs accepted with no worker
  * running, marked cu in Redis, files left by hand): a volume found LEGAL was
  * finished and is kept (the job succeeds, nothing spawned); one found ILLEGAL
- * is removed with its temp files and the new disk's folder; a job that never
- * made its folder fails saying nothing was left. */
+ * is removed with its temp files and the new disk's folder, but only once no
+ * qemu process holds it; a job that never made its folder fails saying
+ * nothing was left. */
+static int job_state_is(const char *id, const char *state)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    t_resp h;
+    int is = t_req(&S, "GET", path, NULL, NULL, &h) == 0 && h.json &&
+             str(h.json, "state") && !strcmp(str(h.json, "state"), state);
+    t_resp_free(&h);
+    return is;
+}
+
+static int half_retrying(void *arg) { return job_state_is(arg, "retrying"); }
+
 static void test_create_cleanup_keeps_finished_removes_half_made(void)
 {
+    static const char *env[] = {"VOLQ_BACKOFF_MS=100", "VOLQ_BACKOFF_MAX_MS=200", NULL};
+    S.env = env;
     REQUIRE(t_stack_start(&S, 0) == 0);
     REQUIRE(t_stack_mkdomain(&S, "--version 4 --disks 1"));
     json_t *arr = disks();
@@ -611,8 +627,30 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
     }
     stage_volume(done, str(d, "id"), str(d, "image_id"), "LEGAL");
     stage_volume(half, str(d, "id"), str(d, "image_id"), "ILLEGAL");
+    redisReply *ma = t_redis_cmd(&S.redis, "HSET {volq}:job:%s ma 1000", str(half, "id"));
+    REQUIRE(ma);
+    freeReplyObject(ma);
+    /* The half-made volume held open as a qemu process holds it (an OFD
+     * lock in qemu's range): a qemu-img create of the attempt that died,
+     * still running.  Nothing is removed under it: the clean-up retries. */
+    char hp[1024];
+    vol_path(hp, sizeof hp, str(half, "disk_id"), str(half, "volume_id"), "");
+    int lfd = open(hp, O_RDONLY | O_CLOEXEC); /* not inherited by the workers */
+    REQUIRE(lfd >= 0);
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
     REQUIRE(t_stack_start_workers(&S, 1) == 0);
     json_t *e1 = wait_job(str(done, "id"));
+    REQUIRE(t_poll(half_retrying, (void *)str(half, "id"), 30000));
+    CHECK(file_exists(str(half, "disk_id"), str(half, "volume_id"), ""));
+    char jp[128];
+    snprintf(jp, sizeof jp, "/api/jobs/%s", str(half, "id"));
+    json_t *hj = req("GET", jp, NULL, 200);
+    const char *line = json_string_value(json_array_get(json_object_get(hj, "errors"), 0));
+    CHECK(line && strstr(line, "its clean-up failed: volume ") &&
+          strstr(line, "still open in a qemu process"));
+    json_decref(hj);
+    close(lfd);
     json_t *e2 = wait_job(str(half, "id"));
     CHECK_STR(str(e1, "state"), "succeeded");
     CHECK_STR(str(e2, "state"), "failed");
