@@ -254,10 +254,9 @@ static int defer_last(vq_job_ctx *c, vq_domain **dp, bump *b)
  * bumps' run in the image folder; the disk's lock is this attempt's now. */
 static void remove_leftovers(const vq_domain *d, const vq_job *j)
 {
-    int dfd = -1, n;
+    int dfd = -1;
     if (vq_domain_open_image(d, j->disk_id, &dfd, NULL) != 0) return;
-    if ((n = vq_meta_remove_temps(dfd)) > 0)
-        vq_log(VQ_LOG_INFO, "job %s: removed %d temp file(s) of an attempt that died", j->id, n);
+    vq_job_remove_leftovers(j, dfd);
     close(dfd);
 }
 

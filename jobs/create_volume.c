@@ -422,9 +422,8 @@ static int earlier_attempt(create_run_state *s, vq_error *err)
 {
     vq_meta m = {0};
     vq_error e = {0};
-    int n = vq_meta_remove_temps(s->dfd);
-    if (n > 0)
-        vq_log(VQ_LOG_INFO, "job %s: removed %d temp file(s) of an attempt that died", s->job->id, n);
+    /* every time: a retry by hand resets crashes, not what they left */
+    vq_job_remove_leftovers(s->job, s->dfd);
     int rc = vq_meta_read(s->dfd, s->job->volume_id, &m, &e);
     int legal = rc == 0 && m.legality == VQ_LEGAL;
     vq_meta_free(&m);
@@ -525,12 +524,11 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
     create_run_state s = {.job = c->job, .dfd = -1};
     vq_error e = {0};
     int rc = open_attempt(c, &s, &d, &e);
-    if (rc) {
-        rc = vq_error_set(err, rc, "%s%s%s%s", e.text, rc == VQ_EREFUSED ? "; volume " : "",
-                          rc == VQ_EREFUSED ? c->job->volume_id : "",
-                          rc == VQ_EREFUSED ? " may be half-made" : "");
-        goto out;
-    }
+    if (rc == VQ_EREFUSED)
+        rc = vq_error_set(err, rc, "%s; volume %s may be half-made", e.text, c->job->volume_id);
+    else if (rc)
+        rc = vq_error_set(err, rc, "%s", e.text);
+    if (rc) goto out;
     if ((rc = image_path(&s, err))) goto out;
     if ((rc = vq_domain_open_image(d, c->job->disk_id, &s.dfd, &e))) {
         /* No folder: an attempt never got as far as making one. */

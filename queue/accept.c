@@ -75,17 +75,18 @@ static int read_seen(vq_queue *q, const vq_accept_req *reqs, size_t n, seen *s, 
         if (idem && reqs[i].idem_key) add_key(&m, VQ_K_IDEM, reqs[i].idem_key);
     }
     int rc = (holders && !h) || m.oom ? vq_error_set(err, VQ_ENOMEM, "accept: out of memory") : 0;
-    int sent = 0; /* every appended command's reply is read, even after an error */
+    /* every appended command's reply is read, even after an error */
+    int hmget = 0, mget = 0;
     if (!rc && h) {
         h[0] = "HMGET";
         h[1] = VQ_K_LOCKS;
-        if (!(rc = vq_redis_append_argv(q->r, (int)(n + 2), h, NULL, err))) sent++;
+        hmget = !(rc = vq_redis_append_argv(q->r, (int)(n + 2), h, NULL, err));
     }
-    int mget = !rc && m.n > 1 &&
-               !(rc = vq_redis_append_argv(q->r, (int)m.n, (const char **)m.v, m.len, err));
-    if (h && sent) s->holders = vq_redis_get_reply(q->r, err);
+    if (!rc && m.n > 1)
+        mget = !(rc = vq_redis_append_argv(q->r, (int)m.n, (const char **)m.v, m.len, err));
+    if (hmget) s->holders = vq_redis_get_reply(q->r, err);
     if (mget) s->idem = vq_redis_get_reply(q->r, err);
-    if (!rc && ((h && !s->holders) || (m.n > 1 && !s->idem))) rc = VQ_EREDIS;
+    if (!rc && ((hmget && !s->holders) || (mget && !s->idem))) rc = VQ_EREDIS;
     free(h);
     vq_strv_free_(&m);
     return rc;

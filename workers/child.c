@@ -659,7 +659,8 @@ int vq_worker_child_run_(const vq_worker_opts *o)
      * goes back with the rest below (worker_gone: no crash counted), at once
      * rather than left to the lease. */
     vq_job_free(j);
-    vq_job_free(start_ahead(&w)); /* stopping: handed back */
+    drop_started(&w); /* not run: worker_gone puts it back (no lease renewal first) */
+    vq_job_free(start_ahead(&w)); /* stopping: the claimed job handed back */
     vq_wbatch_end_(&w.batch, w.q, w.id, NULL);
     vq_queue_worker_gone(w.q, w.id, NULL);
     vq_log(VQ_LOG_INFO, "worker %s: stopped", w.id);

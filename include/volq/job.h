@@ -33,8 +33,9 @@ typedef struct vq_job {
     json_t *params;                  /* kind-specific parameters (owned; object or NULL) */
     int attempts, max_attempts;
     int crashes;                     /* attempts ended by a dead worker (not error retries) */
-    int cleanup;                     /* 1: crashes reached max_crashes; this attempt only
-                                        cleans up (vq_job_kind.clean) */
+    int cleanup;                     /* clean-up tries (1-3) once crashes reached
+                                        max_crashes: the attempt only cleans up
+                                        (vq_job_kind.clean); 0 otherwise */
     int done, total;                 /* progress */
     char *reason;                    /* why it failed, NULL otherwise (owned) */
     json_t *errors;                  /* array of one string per failed attempt (owned) */

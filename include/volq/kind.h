@@ -74,6 +74,11 @@ typedef struct vq_job_kind {
     int (*clean)(vq_job_ctx *c, vq_error *err);
 } vq_job_kind;
 
+/* After a crash of job j: removes the temp files the attempt that died left
+ * in its image folder imgfd (vq_meta_remove_temps; the disk's lock is the
+ * caller's now), and says so in the log. */
+void vq_job_remove_leftovers(const vq_job *j, int imgfd);
+
 /* NULL for an unknown kind.  Borrowed static entry. */
 const vq_job_kind *vq_job_kind_find(const char *name);
 

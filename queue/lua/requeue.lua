@@ -39,13 +39,17 @@ local function eligible(j, id, proc, worker)
   return redis.call('LPOS', proc, id) ~= false and dead(worker)
 end
 
--- A running job back to the front of the queue, its attempt not counted.
-local function back(jk, id, j)
+-- A running job back to the front of the queue with a attempts recorded.
+local function back(jk, id, a)
   redis.call('ZREM', RUN, id)
-  local a = math.max((tonumber(j.a) or 1) - 1, 0)
   redis.call('HSET', jk, 's', 'queued', 'a', a, 'u', int(now))
   redis.call('RPUSH', Q, id)
   return 'requeued'
+end
+
+-- The attempts of j without the one that did not end.
+local function undone(j)
+  return math.max((tonumber(j.a) or 1) - 1, 0)
 end
 
 -- At max_crashes a job fails, but a create-volume first goes back marked cu
@@ -56,7 +60,6 @@ end
 -- max_crashes changed meanwhile cannot skip them), with attempts of its own.
 local CLEAN_TRIES = 3
 local function crash(jk, id, j)
-  redis.call('ZREM', RUN, id)
   local cr = (tonumber(j.cr) or 0) + 1
   redis.call('HSET', jk, 'cr', cr)
   local cu = tonumber(j.cu) or 0
@@ -68,10 +71,10 @@ local function crash(jk, id, j)
       finish_job(jk, id, j, 'failed', reason, now)
       return 'failed'
     end
-    if cu == 0 then j.a = 1 end -- the clean-up's attempts start from 0
     redis.call('HSET', jk, 'cu', cu + 1)
+    if cu == 0 then return back(jk, id, 0) end -- the clean-up's attempts start from 0
   end
-  return back(jk, id, j)
+  return back(jk, id, undone(j))
 end
 
 local function requeue_one(jk, proc, id, worker)
@@ -80,7 +83,7 @@ local function requeue_one(jk, proc, id, worker)
   redis.call('LREM', proc, 0, id)
   if not j then return nil end
   if j.s == 'running' and j.w == worker then
-    if mode == 'gone' then return back(jk, id, j) end
+    if mode == 'gone' then return back(jk, id, undone(j)) end
     return crash(jk, id, j)
   end
   if j.s == 'queued' then
