@@ -13,7 +13,7 @@
  * command ends within about ten ms of the last job (a bulk of a few
  * seconds lost a quarter of a second on average to the fixed poll). */
 #define VQ_BULK_POLL_MS 500
-#define VQ_BULK_POLL_MIN_MS 10
+#define VQ_BULK_POLL_MIN_MS 3
 #define VQ_BULK_PLAIN_EVERY_MS 2000  /* plain progress lines when not a terminal */
 #define VQ_BULK_SINGLE_MAX 20        /* jobs fetched one by one per round */
 #define VQ_BULK_FAILS_SHOWN 5
