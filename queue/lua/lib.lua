@@ -28,8 +28,12 @@ local function int(n)
   return string.format('%d', n)
 end
 
--- RFC 3339 UTC with milliseconds (H. Hinnant's civil_from_days).
+-- RFC 3339 UTC with milliseconds (H. Hinnant's civil_from_days).  The last
+-- one is kept: a script's events share its time (a run of no-op jobs posts
+-- two per job).
+local rfc_ms, rfc_str
 local function rfc3339(ms)
+  if ms == rfc_ms then return rfc_str end
   local s = math.floor(ms / 1000)
   local days = math.floor(s / 86400)
   local rem = s - days * 86400
@@ -43,8 +47,10 @@ local function rfc3339(ms)
   local d = doy - math.floor((153 * mp + 2) / 5) + 1
   local m = mp < 10 and mp + 3 or mp - 9
   local y = yoe + era * 400 + (m <= 2 and 1 or 0)
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+  rfc_ms = ms
+  rfc_str = string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
     math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms - s * 1000)
+  return rfc_str
 end
 
 local function live(s)

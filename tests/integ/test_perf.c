@@ -212,7 +212,9 @@ static char *cmd_str(fixture *f, const char *fmt, const char *arg)
 }
 
 /* "TYPE" of each event of job, one per line (a new string). */
-static char *events_of(fixture *f, const char *job)
+/* The types of j's events, one a line; each event must name j's domain and
+ * disk and carry the message the SPEC gives for its type, with j's alias. */
+static char *events_of(fixture *f, const vq_job *j)
 {
     json_t *ev = NULL;
     char last[64] = "";
@@ -220,10 +222,24 @@ static char *events_of(fixture *f, const char *job)
     size_t i, len = 0;
     json_t *e;
     char *out = calloc(1, 4096);
+    const char *alias = j->alias[0] ? j->alias : j->disk_id;
     json_array_foreach(ev, i, e) {
-        if (strcmp(json_string_value(json_object_get(e, "job_id")), job)) continue;
-        len += (size_t)snprintf(out + len, 4096 - len, "%s\n",
-                                json_string_value(json_object_get(e, "type")));
+        if (strcmp(json_string_value(json_object_get(e, "job_id")), j->id)) continue;
+        const char *type = json_string_value(json_object_get(e, "type"));
+        char want[256];
+        int failed = strcmp(type, "USER_AMEND_IMAGE_FINISH_FAILURE") == 0;
+        if (strcmp(type, "USER_AMEND_IMAGE_START") == 0)
+            snprintf(want, sizeof want, "Started to amend %s", alias);
+        else if (failed)
+            snprintf(want, sizeof want, "Failed to amend %s.", alias);
+        else
+            snprintf(want, sizeof want, "%s has been amended successfully.", alias);
+        CHECK_STR(json_string_value(json_object_get(e, "message")), want);
+        CHECK_STR(json_string_value(json_object_get(e, "domain_id")), j->domain_id);
+        CHECK_STR(json_string_value(json_object_get(e, "disk_id")), j->disk_id);
+        CHECK(failed ? json_is_string(json_object_get(e, "reason"))
+                     : json_is_null(json_object_get(e, "reason")));
+        len += (size_t)snprintf(out + len, 4096 - len, "%s\n", type);
     }
     json_decref(ev);
     return out;
@@ -271,10 +287,10 @@ static void test_perf_batch_steps(void)
     CHECK_STR(a->worker, W1);
     CHECK(a->token > 0);
     long long ended = (long long)a->updated;
-    vq_job_free(a);
-    char *ev = events_of(&f, ids[0]);
+    char *ev = events_of(&f, a);
     CHECK_STR(ev, "USER_AMEND_IMAGE_START\nUSER_AMEND_IMAGE_FINISH_SUCCESS\n");
     free(ev);
+    vq_job_free(a);
     CHECK_INT(cmd_int(&f, "HEXISTS {volq}:locks %s", f.imgs[0]), 0);
     /* Indexed by end time, as finish.lua would. */
     CHECK(ended > 0);
@@ -286,9 +302,12 @@ static void test_perf_batch_steps(void)
     char *st = cmd_str(&f, "HGET {volq}:job:%s s", ids[3]);
     CHECK_STR(st, "cancelled");
     free(st);
-    ev = events_of(&f, ids[3]);
+    vq_job *c = wait_end(&f, ids[3]);
+    REQUIRE(c);
+    ev = events_of(&f, c);
     CHECK_STR(ev, "USER_AMEND_IMAGE_FINISH_FAILURE\n");
     free(ev);
+    vq_job_free(c);
     /* The started one is running and alone in the list; the handed-back one
      * is at the front again, before the one never claimed. */
     REQUIRE(s.started);
@@ -336,11 +355,15 @@ static void test_perf_runs_of_noop_jobs_then_real_ones(void)
     REQUIRE(vq_domain_images(d2, &imgs2, &n2, NULL) == 0 && n2 == 4);
     vq_accept_req reqs[16];
     vq_accept_res res[16];
+    char alias[16][32];
     size_t n = 0;
-    for (size_t i = 0; i < f.nimgs; i++)
-        reqs[n++] = (vq_accept_req){.kind = "amend", .domain_id = f.sd, .disk_id = f.imgs[i]};
-    for (size_t i = 0; i < n2; i++)
-        reqs[n++] = (vq_accept_req){.kind = "amend", .domain_id = sd2, .disk_id = imgs2[i]};
+    for (size_t i = 0; i < f.nimgs + n2; i++) snprintf(alias[i], sizeof alias[i], "vm-%zu_Disk1", i);
+    for (size_t i = 0; i < f.nimgs; i++, n++)
+        reqs[n] = (vq_accept_req){.kind = "amend", .domain_id = f.sd, .disk_id = f.imgs[i],
+                                  .alias = alias[n]};
+    for (size_t i = 0; i < n2; i++, n++)
+        reqs[n] = (vq_accept_req){.kind = "amend", .domain_id = sd2, .disk_id = imgs2[i],
+                                  .alias = alias[n]};
     REQUIRE(vq_queue_accept(f.q, reqs, n, res, NULL) == 0);
     for (size_t i = 0; i < n; i++) {
         vq_job *j = wait_end(&f, res[i].job_id);
@@ -348,10 +371,11 @@ static void test_perf_runs_of_noop_jobs_then_real_ones(void)
         CHECK_STR(vq_job_state_name(j->state), "succeeded");
         CHECK_INT(j->attempts, 1);
         CHECK_INT(j->total, i < f.nimgs ? 0 : 2);
-        vq_job_free(j);
-        char *ev = events_of(&f, res[i].job_id);
+        CHECK_STR(j->alias, alias[i]);
+        char *ev = events_of(&f, j);
         CHECK_STR(ev, "USER_AMEND_IMAGE_START\nUSER_AMEND_IMAGE_FINISH_SUCCESS\n");
         free(ev);
+        vq_job_free(j);
     }
     CHECK_INT(runs(&f), 12 + 8);
     CHECK_INT(cmd_int(&f, "HLEN {volq}:locks%s", ""), 0);
