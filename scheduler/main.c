@@ -1,6 +1,5 @@
 /* volq-scheduler: options, then the HTTP API and housekeeping on one
  * libevent loop until SIGTERM or SIGINT. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,44 +28,18 @@ static const char usage[] =
     "VOLQ_TOKEN, when set, is the bearer token every changing request must carry.\n"
     "SIGTERM or SIGINT stops it cleanly; jobs stay in Redis.\n";
 
-enum { OPT_REDIS = 1, OPT_STATE, OPT_DOMAINS, OPT_LISTEN, OPT_LEVEL, OPT_FORMAT, OPT_HELP,
-       OPT_VERSION };
-
-static const struct option longopts[] = {
-    {"redis", required_argument, NULL, OPT_REDIS},
-    {"state", required_argument, NULL, OPT_STATE},
-    {"domains", required_argument, NULL, OPT_DOMAINS},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"log-level", required_argument, NULL, OPT_LEVEL},
-    {"log-format", required_argument, NULL, OPT_FORMAT},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
 typedef struct flags {
     const char *redis, *state, *domains, *listen, *level, *format;
 } flags;
 
 static int parse_flags(int argc, char **argv, flags *f)
 {
-    const char **slot[] = {NULL, &f->redis, &f->state, &f->domains, &f->listen, &f->level,
-                           &f->format};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == OPT_HELP) {
-            fputs(usage, stdout);
-            exit(0);
-        }
-        if (c == OPT_VERSION) {
-            printf("volq-scheduler %s\n", VOLQ_VERSION);
-            exit(0);
-        }
-        if (c < OPT_REDIS || c > OPT_FORMAT) return -1;
-        *slot[c] = optarg;
-    }
-    return optind < argc ? -1 : 0;
+    const vq_flag table[] = {
+        {"redis", &f->redis},       {"state", &f->state},       {"domains", &f->domains},
+        {"listen", &f->listen},     {"log-level", &f->level},   {"log-format", &f->format},
+        {NULL, NULL},
+    };
+    return vq_config_flags(argc, argv, table, "volq-scheduler", usage);
 }
 
 static int fail(const char *msg, const char *arg, int code)

@@ -1,4 +1,6 @@
-/* Flag > environment > default, and the daemons' logging set-up. */
+/* Flag > environment > default, the daemons' flags and their logging set-up. */
+#include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,4 +27,33 @@ int vq_config_log(const char *component, const char *level_flag, const char *for
         return vq_error_set(err, VQ_EINVAL, "unknown log format %s (text, json)", format);
     vq_log_init(component, l, strcmp(format, "json") == 0);
     return 0;
+}
+
+int vq_config_flags(int argc, char **argv, const vq_flag *flags, const char *prog,
+                    const char *usage)
+{
+    enum { HELP = VQ_FLAGS_MAX, VERSION };
+    struct option opts[VQ_FLAGS_MAX + 3] = {{0}};
+    int n = 0;
+    for (; flags[n].name; n++) {
+        if (n == VQ_FLAGS_MAX) return -1;
+        opts[n] = (struct option){flags[n].name, required_argument, NULL, n};
+    }
+    opts[n] = (struct option){"help", no_argument, NULL, HELP};
+    opts[n + 1] = (struct option){"version", no_argument, NULL, VERSION};
+    int c;
+    opterr = 0; /* the caller's one-line error says it */
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == HELP) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (c == VERSION) {
+            printf("%s %s\n", prog, VOLQ_VERSION);
+            exit(0);
+        }
+        if (c < 0 || c >= n) return -1;
+        *flags[c].slot = optarg;
+    }
+    return optind < argc ? -1 : 0;
 }

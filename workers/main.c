@@ -1,5 +1,4 @@
 /* volq-worker: options, then the pool of worker processes. */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,44 +37,18 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-enum { OPT_REDIS = 1, OPT_STATE, OPT_DOMAINS, OPT_PROCS, OPT_TIMEOUT, OPT_LEVEL, OPT_FORMAT,
-       OPT_HELP, OPT_VERSION };
-
-static const struct option longopts[] = {
-    {"redis", required_argument, NULL, OPT_REDIS},
-    {"state", required_argument, NULL, OPT_STATE},
-    {"domains", required_argument, NULL, OPT_DOMAINS},
-    {"processes", required_argument, NULL, OPT_PROCS},
-    {"qemu-timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"log-level", required_argument, NULL, OPT_LEVEL},
-    {"log-format", required_argument, NULL, OPT_FORMAT},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
 typedef struct flags {
     const char *redis, *state, *domains, *procs, *timeout, *level, *format;
 } flags;
 
 static int parse_flags(int argc, char **argv, flags *f)
 {
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_REDIS: f->redis = optarg; break;
-        case OPT_STATE: f->state = optarg; break;
-        case OPT_DOMAINS: f->domains = optarg; break;
-        case OPT_PROCS: f->procs = optarg; break;
-        case OPT_TIMEOUT: f->timeout = optarg; break;
-        case OPT_LEVEL: f->level = optarg; break;
-        case OPT_FORMAT: f->format = optarg; break;
-        case OPT_HELP: fputs(usage, stdout); exit(0);
-        case OPT_VERSION: printf("volq-worker %s\n", VOLQ_VERSION); exit(0);
-        default: return -1;
-        }
-    }
-    return optind < argc ? -1 : 0;
+    const vq_flag table[] = {
+        {"redis", &f->redis},         {"state", &f->state},       {"domains", &f->domains},
+        {"processes", &f->procs},     {"qemu-timeout", &f->timeout},
+        {"log-level", &f->level},     {"log-format", &f->format}, {NULL, NULL},
+    };
+    return vq_config_flags(argc, argv, table, "volq-worker", usage);
 }
 
 static int fail(const char *msg, const char *arg)

@@ -15,4 +15,20 @@ const char *vq_config_str(const char *flag, const char *env, const char *def);
 int vq_config_log(const char *component, const char *level_flag, const char *format_flag,
                   vq_error *err);
 
+/* A daemon's long option that takes a value: --NAME VALUE or --NAME=VALUE,
+ * stored in *slot (borrowed from argv). */
+typedef struct vq_flag {
+    const char *name;
+    const char **slot;
+} vq_flag;
+
+#define VQ_FLAGS_MAX 16
+
+/* Parses argv against flags (ended by {NULL, NULL}; at most VQ_FLAGS_MAX),
+ * and --help (prints usage, exits 0) and --version (prints "prog VERSION",
+ * exits 0).  0, or -1 for an unknown flag, a missing value or an argument
+ * left over (the caller says how to get help). */
+int vq_config_flags(int argc, char **argv, const vq_flag *flags, const char *prog,
+                    const char *usage);
+
 #endif

@@ -1,4 +1,5 @@
 /* Unit tests of the settings order (flag > environment > default) and logging set-up. */
+#include <getopt.h>
 #include <stdlib.h>
 
 #include "t.h"
@@ -36,4 +37,40 @@ static void test_config_log_levels_and_formats(void)
     CHECK_STR(e.text, "unknown log format xml (text, json)");
 }
 
-T_MAIN(T(test_config_flag_env_default), T(test_config_log_levels_and_formats))
+/* Parses argv (copied: getopt permutes) with the flags a and b; 0 or -1. */
+static int parse(int argc, const char *const *in, const char **a, const char **b)
+{
+    char *argv[8];
+    for (int i = 0; i < argc; i++) argv[i] = (char *)in[i];
+    argv[argc] = NULL;
+    *a = *b = NULL;
+    const vq_flag table[] = {{"alpha", a}, {"beta", b}, {NULL, NULL}};
+    optind = 0; /* getopt starts afresh */
+    return vq_config_flags(argc, argv, table, "t", "usage: t\n");
+}
+
+static void test_config_flags(void)
+{
+    const char *a, *b;
+    const char *both[] = {"t", "--alpha", "1", "--beta=two"};
+    CHECK_INT(parse(4, both, &a, &b), 0);
+    CHECK_STR(a, "1");
+    CHECK_STR(b, "two");
+    const char *none[] = {"t"};
+    CHECK_INT(parse(1, none, &a, &b), 0);
+    CHECK(a == NULL && b == NULL);
+    const char *last_wins[] = {"t", "--beta", "x", "--beta", "y"};
+    CHECK_INT(parse(5, last_wins, &a, &b), 0);
+    CHECK_STR(b, "y");
+    const char *unknown[] = {"t", "--gamma", "1"};
+    CHECK_INT(parse(3, unknown, &a, &b), -1);
+    const char *no_value[] = {"t", "--alpha"};
+    CHECK_INT(parse(2, no_value, &a, &b), -1);
+    const char *extra[] = {"t", "--alpha", "1", "stray"};
+    CHECK_INT(parse(4, extra, &a, &b), -1);
+    const char *short_opt[] = {"t", "-a", "1"};
+    CHECK_INT(parse(3, short_opt, &a, &b), -1);
+}
+
+T_MAIN(T(test_config_flag_env_default), T(test_config_log_levels_and_formats),
+       T(test_config_flags))
