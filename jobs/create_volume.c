@@ -383,8 +383,9 @@ static int make_volume(create_run_state *s, vq_job_ctx *c, vq_error *err)
     const create_params *cp = &s->cp;
     const char *compat = s->d->version >= 4 ? "1.1" : "0.10";
     const char *bfmt = cp->parent ? (cp->parent_raw ? "raw" : "qcow2") : NULL;
+    /* Its ticks renew the lease: a large preallocated volume takes minutes. */
     int rc = vq_qemu_create(s->imgdir, s->job->volume_id, cp->raw, compat, cp->size, cp->parent,
-                            bfmt, c->qemu_timeout_ms, err);
+                            bfmt, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
     if (rc) return rc;
     if (fchmodat(s->dfd, s->job->volume_id, VOLUME_MODE, 0) != 0)
         return vq_error_set(err, VQ_EIO, "volume %s: chmod: %s", s->job->volume_id, strerror(errno));

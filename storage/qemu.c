@@ -136,7 +136,7 @@ static void remove_partial(const char *imgdir, const char *vol)
 
 int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *compat,
                    uint64_t size, const char *backing, const char *backing_fmt, int timeout_ms,
-                   vq_error *err)
+                   vq_spawn_tick tick, void *arg, vq_error *err)
 {
     int rc = check_create(imgdir, vol, raw, compat, size, backing, backing_fmt, err);
     if (rc == 0) rc = must_not_exist(imgdir, vol, err);
@@ -147,9 +147,9 @@ int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *com
     const char *argv[ARGV_MAX];
     create_argv(argv, vol, raw, opts, backing, backing_fmt, size ? num : NULL);
     vq_error e = {0};
-    rc = vq_spawn_run(argv, imgdir, timeout_ms, NULL, NULL, 0, NULL, &e);
+    rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, 100, NULL, &e);
     if (rc != 0) {
-        remove_partial(imgdir, vol); /* it did not exist before: it is ours */
+        if (rc != VQ_ESTALE) remove_partial(imgdir, vol); /* it did not exist before: ours */
         return vq_error_set(err, rc, "volume %s: %s", vol, e.text);
     }
     return 0;

@@ -18,10 +18,13 @@ int vq_qemu_amend(const char *imgdir, const char *vol, int timeout_ms, vq_spawn_
 
 /* qemu-img create.  compat is "1.1" or "0.10" (ignored for raw); backing and
  * backing_fmt are a bare volume name and "qcow2"/"raw", or NULL. size in bytes
- * (0 with a backing file: the backing file's size). */
+ * (0 with a backing file: the backing file's size).  tick (may be NULL) as for
+ * vq_qemu_amend.  A failed create removes the file it made, except when tick
+ * stopped it with VQ_ESTALE (the attempt lost its lease: what is there may be
+ * another attempt's to clean by then). */
 int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *compat,
                    uint64_t size, const char *backing, const char *backing_fmt, int timeout_ms,
-                   vq_error *err);
+                   vq_spawn_tick tick, void *arg, vq_error *err);
 
 /* 1 when qemu's image lock on imgdir/vol is held by another process (a running
  * VM), probed with OFD locks as qemu takes them; 0 when free; <0 on error. */

@@ -471,6 +471,31 @@ static void test_create_crash_mid_create_completes_cleanly(void)
     t_stack_stop(&S);
 }
 
+/* qemu-img create slower than the lease (a large preallocated volume): its
+ * ticks renew the lease, so the job is neither requeued nor run twice. */
+static void test_create_slow_create_keeps_its_lease(void)
+{
+    use_wrapper("sleep 3\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=600");
+    start("--version 4 --disks 1 --chain 1");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    char path[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
+    json_t *j = create(path, "{}", 202);
+    REQUIRE(j);
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "succeeded");
+    CHECK_INT(json_integer_value(json_object_get(end, "attempts")), 1);
+    CHECK_INT(json_array_size(json_object_get(end, "errors")), 0);
+    char *m = meta(str(d, "id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    free(m);
+    json_decref(end);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 /* The names in a disk's folder, sorted, one per line (new string). */
 static char *folder_names(const char *img)
 {
@@ -758,6 +783,7 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_thin_disk_hard_links_template),
        T(test_create_refusals_leave_domain_identical),
        T(test_create_crash_mid_create_completes_cleanly),
+       T(test_create_slow_create_keeps_its_lease),
        T(test_create_crash_cap_removes_half_made_volume),
        T(test_create_cleanup_keeps_finished_removes_half_made),
        T(test_create_on_v3_then_upgrade_to_v4_amends_it))

@@ -177,36 +177,36 @@ static void test_qemu_create(void)
 {
     char buf[4096];
     vq_error e = {0};
-    CHECK_INT(vq_qemu_create(t_dir(), BASE, 0, "0.10", 1 << 20, NULL, NULL, 30000, &e), 0);
+    CHECK_INT(vq_qemu_create(t_dir(), BASE, 0, "0.10", 1 << 20, NULL, NULL, 30000, NULL, NULL, &e), 0);
     info(BASE, buf, sizeof buf);
     CHECK_CONTAINS(buf, "\"format\":\"qcow2\"");
     CHECK_CONTAINS(buf, "\"virtual-size\":1048576");
     CHECK_CONTAINS(buf, "\"compat\":\"0.10\"");
     /* overlay without a size: the backing file's */
-    CHECK_INT(vq_qemu_create(t_dir(), VOL, 0, "1.1", 0, BASE, "qcow2", 30000, &e), 0);
+    CHECK_INT(vq_qemu_create(t_dir(), VOL, 0, "1.1", 0, BASE, "qcow2", 30000, NULL, NULL, &e), 0);
     info(VOL, buf, sizeof buf);
     CHECK_CONTAINS(buf, "\"backing-filename\":\"" BASE "\"");
     CHECK_CONTAINS(buf, "\"backing-filename-format\":\"qcow2\"");
     CHECK_CONTAINS(buf, "\"virtual-size\":1048576");
     CHECK_CONTAINS(buf, "\"compat\":\"1.1\"");
-    CHECK_INT(vq_qemu_create(t_dir(), VOL, 0, "1.1", 1 << 20, NULL, NULL, 30000, &e), VQ_EEXIST);
+    CHECK_INT(vq_qemu_create(t_dir(), VOL, 0, "1.1", 1 << 20, NULL, NULL, 30000, NULL, NULL, &e), VQ_EEXIST);
     CHECK_STR(e.text, "volume " VOL " already exists");
     const char *raw = "6a1b2c3d-0000-4000-8000-00000000c001";
-    CHECK_INT(vq_qemu_create(t_dir(), raw, 1, NULL, 4096, NULL, NULL, 30000, NULL), 0);
+    CHECK_INT(vq_qemu_create(t_dir(), raw, 1, NULL, 4096, NULL, NULL, 30000, NULL, NULL, NULL), 0);
     info(raw, buf, sizeof buf);
     CHECK_CONTAINS(buf, "\"format\":\"raw\"");
     CHECK_CONTAINS(buf, "\"virtual-size\":4096");
     vq_error_clear(&e);
-    CHECK_INT(vq_qemu_create(t_dir(), "x", 0, "1.1", 512, NULL, NULL, 30000, &e), VQ_EINVAL);
+    CHECK_INT(vq_qemu_create(t_dir(), "x", 0, "1.1", 512, NULL, NULL, 30000, NULL, NULL, &e), VQ_EINVAL);
     vq_error_clear(&e);
-    CHECK_INT(vq_qemu_create("rel", VOL, 0, "1.1", 512, NULL, NULL, 30000, &e), VQ_EINVAL);
+    CHECK_INT(vq_qemu_create("rel", VOL, 0, "1.1", 512, NULL, NULL, 30000, NULL, NULL, &e), VQ_EINVAL);
     vq_error_clear(&e);
-    CHECK_INT(vq_qemu_create(t_dir(), raw, 0, "2.0", 512, NULL, NULL, 30000, &e), VQ_EINVAL);
+    CHECK_INT(vq_qemu_create(t_dir(), raw, 0, "2.0", 512, NULL, NULL, 30000, NULL, NULL, &e), VQ_EINVAL);
     /* qemu-img fails (the backing file is missing): nothing is left behind */
 #define BAD "6a1b2c3d-0000-4000-8000-00000000d001"
     vq_error_clear(&e);
     CHECK_INT(vq_qemu_create(t_dir(), BAD, 0, "1.1", 0, "6a1b2c3d-0000-4000-8000-00000000e001",
-                             "qcow2", 30000, &e), VQ_ESPAWN);
+                             "qcow2", 30000, NULL, NULL, &e), VQ_ESPAWN);
     CHECK_CONTAINS(e.text, "volume " BAD ": qemu-img exited 1: ");
     CHECK(access(BAD, F_OK) != 0);
 }
