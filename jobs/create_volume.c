@@ -8,6 +8,7 @@
  * An attempt that finds the new .meta LEGAL is done; one that finds it ILLEGAL
  * removes the half-made volume and starts again.  A failed attempt removes
  * everything it made and puts the parent back to LEAF. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -444,30 +445,92 @@ static int earlier_attempt(create_run_state *s, vq_error *err)
     return vq_error_set(err, rc, "volume %s: %s", s->job->volume_id, e.text);
 }
 
+/* Whether another volume took this job's place since its acceptance (a
+ * failed job retried by hand runs long after): on a snapshot, a volume other
+ * than this job's made on the parent; on a new or thin disk, any volume in
+ * the folder but this job's and the template's links.  1 (its id in other),
+ * 0 when none, <0 when the folder cannot be read. */
+static int foreign_volume(const create_run_state *s, char other[VQ_UUID_SIZE])
+{
+    int fd = fcntl(s->dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    rewinddir(dir); /* the duplicate shares s->dfd's offset */
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(dir)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != VQ_UUID_LEN + 5 || strcmp(n + VQ_UUID_LEN, ".meta") != 0 ||
+            !vq_uuid_valid_n(n, VQ_UUID_LEN))
+            continue;
+        char id[VQ_UUID_SIZE];
+        memcpy(id, n, VQ_UUID_LEN);
+        id[VQ_UUID_LEN] = '\0';
+        if (strcmp(id, s->job->volume_id) == 0) continue;
+        if (is_thin(s) && strcmp(id, s->cp.parent) == 0) continue;
+        if (is_snapshot(s)) {
+            vq_meta m = {0};
+            found = vq_meta_read(s->dfd, id, &m, NULL) == 0 && strcmp(m.puuid, s->cp.parent) == 0;
+            vq_meta_free(&m);
+        } else {
+            found = 1;
+        }
+        if (found) memcpy(other, id, VQ_UUID_SIZE);
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Refuses the attempt when another volume took the job's place (nothing is
+ * touched then); a folder that cannot be read is retried. */
+static int check_place(const create_run_state *s, vq_error *err)
+{
+    char other[VQ_UUID_SIZE];
+    int taken = foreign_volume(s, other);
+    if (taken < 0)
+        return vq_error_set(err, VQ_EIO, "disk %s: cannot list its folder", s->job->disk_id);
+    if (taken && is_snapshot(s))
+        return vq_error_set(err, VQ_EREFUSED, "parent volume %s is no longer the leaf of disk %s: "
+                            "volume %s was made on it", s->cp.parent, s->job->disk_id, other);
+    if (taken)
+        return vq_error_set(err, VQ_EREFUSED, "disk %s exists: its folder holds volume %s",
+                            s->job->disk_id, other);
+    return 0;
+}
+
 /* Whether an attempt left anything to remove: a new or thin disk's folder
  * was made by one; on a snapshot, the volume's files or the parent set
- * INTERNAL. */
-static int anything_left(create_run_state *s)
+ * INTERNAL.  taken (foreign_volume): only the volume's own files count. */
+static int anything_left(create_run_state *s, int taken)
 {
-    if (!is_snapshot(s)) return 1;
+    if (!is_snapshot(s) && !taken) return 1;
     struct stat st;
     for (size_t i = 0; i < 3; i++) {
         char name[VQ_UUID_SIZE + 8];
         snprintf(name, sizeof name, "%s%s", s->job->volume_id, suffixes[i]);
         if (fstatat(s->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return 1;
     }
+    if (taken) return 0;
     vq_meta m = {0};
     int left = vq_meta_read(s->dfd, s->cp.parent, &m, NULL) != 0 || m.voltype != VQ_VOLTYPE_LEAF;
     vq_meta_free(&m);
     return left;
 }
 
-static void undo(create_run_state *s)
+/* Removes what this job made.  taken (foreign_volume): another volume took
+ * the job's place, and the parent, the template's links and the folder are
+ * its now: only this job's own volume files go. */
+static void undo(create_run_state *s, int taken)
 {
     if (s->dfd < 0) return;
     remove_volume_files(s);
-    /* The parent was the leaf at acceptance and the disk lock kept it so; an
-     * earlier, crashed attempt may have set it INTERNAL, so put it back always. */
+    if (taken) return;
+    /* The parent was the leaf when this attempt began (check_place) and the
+     * disk lock kept it so; an earlier, crashed attempt may have set it
+     * INTERNAL, so put it back always. */
     if (is_snapshot(s)) set_volume_field(s, s->cp.parent, -1, VQ_VOLTYPE_LEAF, NULL);
     if (is_thin(s))
         for (size_t i = 0; i < 3; i++) {
@@ -503,11 +566,11 @@ static int create_run(vq_job_ctx *c, vq_error *err)
     if (rc || (rc = open_or_make_image(&s, err))) goto out;
     rc = earlier_attempt(&s, err);
     if (rc == 1) { rc = 0; goto out; }
-    if (rc) goto out;
+    if (rc || (rc = check_place(&s, err))) goto out;
     if (is_thin(&s) && (rc = link_template(&s, err))) goto out_undo;
     if ((rc = create_steps(&s, c, err)) == 0) goto out;
 out_undo:
-    if (rc != VQ_ESTALE) undo(&s);
+    if (rc != VQ_ESTALE) undo(&s, 0);
 out:
     if (err && rc && err->code != rc) err->code = rc;
     if (s.dfd >= 0) close(s.dfd);
@@ -538,7 +601,16 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
         goto out;
     }
     if ((rc = c->fence(c))) goto out;
-    int left = anything_left(&s);
+    char other[VQ_UUID_SIZE];
+    int taken = foreign_volume(&s, other);
+    if (taken < 0) {
+        rc = vq_error_set(err, VQ_EIO, "disk %s: cannot list its folder", c->job->disk_id);
+        goto out;
+    }
+    if (taken)
+        vq_log(VQ_LOG_NOTICE, "job %s: volume %s took this job's place since; only volume %s's "
+               "own files are removed", c->job->id, other, c->job->volume_id);
+    int left = anything_left(&s, taken);
     if ((rc = earlier_attempt(&s, err)) == 1) {
         vq_log(VQ_LOG_NOTICE, "job %s: volume %s was finished before the crashes; kept",
                c->job->id, c->job->volume_id);
@@ -550,10 +622,16 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
         rc = vq_error_set(err, VQ_EREFUSED, "nothing was left to remove");
         goto out;
     }
-    undo(&s);
+    undo(&s, taken);
     rc = vq_error_set(err, VQ_EREFUSED, "what it left of volume %s was removed",
                       c->job->volume_id);
 out:
+    if (err && rc && rc != VQ_EREFUSED && rc != VQ_ESTALE) {
+        /* Retried; the last try's reason is the job's once its attempts run out. */
+        vq_error t = *err;
+        vq_error_clear(err);
+        vq_error_set(err, rc, "%s; volume %s may be half-made", t.text, c->job->volume_id);
+    }
     if (err && rc && err->code != rc) err->code = rc;
     if (s.dfd >= 0) close(s.dfd);
     vq_domain_free(d);

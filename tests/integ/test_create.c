@@ -496,6 +496,56 @@ static void test_create_slow_create_keeps_its_lease(void)
     t_stack_stop(&S);
 }
 
+/* A failed snapshot job retried by hand after another snapshot was made on
+ * its parent: the retry is refused and touches nothing (it would have made a
+ * second leaf on that parent). */
+static void test_create_retry_after_parent_taken_is_refused(void)
+{
+    use_wrapper("exit 1\n", "VOLQ_MAX_ATTEMPTS=1");
+    start("--version 4 --disks 1 --chain 2");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    const char *img = str(d, "id"), *leaf = str(d, "image_id");
+    char path[128], rpath[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", img);
+    json_t *a = create(path, "{}", 202);
+    REQUIRE(a);
+    json_t *a_end = wait_job(str(a, "id"));
+    CHECK_STR(str(a_end, "state"), "failed");
+    /* qemu-img works again: another snapshot takes the leaf. */
+    FILE *w = fopen("slow-qemu-img", "w");
+    REQUIRE(w);
+    fprintf(w, "#!/bin/sh\nexec /usr/bin/qemu-img \"$@\"\n");
+    fclose(w);
+    json_t *b = create_ok(path, "{}");
+    const char *taken = str(b, "volume_id");
+    char *before = domain_state();
+    snprintf(rpath, sizeof rpath, "/api/jobs/%s/retry", str(a, "id"));
+    json_decref(req("POST", rpath, NULL, 202));
+    json_t *again = wait_job(str(a, "id"));
+    CHECK_STR(str(again, "state"), "failed");
+    char want[256];
+    snprintf(want, sizeof want, "parent volume %s is no longer the leaf of disk %s: volume %s "
+             "was made on it", leaf, img, taken);
+    CHECK_CONTAINS(str(again, "reason"), want);
+    char *after = domain_state();
+    CHECK_STR(after, before);
+    free(before);
+    free(after);
+    char dpath[128];
+    snprintf(dpath, sizeof dpath, "/api/disks/%s", img);
+    json_t *disk = req("GET", dpath, NULL, 200);
+    CHECK_STR(str(disk, "status"), "ok");
+    CHECK_STR(str(disk, "image_id"), taken);
+    json_decref(disk);
+    json_decref(again);
+    json_decref(b);
+    json_decref(a_end);
+    json_decref(a);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 /* The names in a disk's folder, sorted, one per line (new string). */
 static char *folder_names(const char *img)
 {
@@ -514,6 +564,87 @@ static int file_exists(const char *img, const char *vol, const char *suffix)
  * snapshot's volume (its .meta still ILLEGAL); the job's clean-up attempt
  * removes the volume, its .meta and .lease, puts the parent back to LEAF, and
  * the job fails saying so: the disk is as it was before the job. */
+/* Writes img/vol.meta: the text of src with the keys of set ("KEY=" prefixes
+ * and their new lines, NULL-ended pairs) replaced. */
+static void write_meta_from(const char *img, const char *vol, const char *src,
+                            const char *const *set)
+{
+    char p[1024];
+    vol_path(p, sizeof p, img, vol, ".meta");
+    char *copy = strdup(src);
+    REQUIRE(copy);
+    FILE *f = fopen(p, "w");
+    REQUIRE(f);
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *out = line;
+        for (size_t i = 0; set[i]; i += 2)
+            if (!strncmp(line, set[i], strlen(set[i]))) out = set[i + 1];
+        fprintf(f, "%s\n", out);
+    }
+    fclose(f);
+    free(copy);
+}
+
+/* The clean-up of a snapshot job whose parent another volume took since (a
+ * job retried by hand, then its workers died): its own half-made volume goes,
+ * the parent stays INTERNAL under the other volume (not even rewritten). */
+static void test_create_cleanup_leaves_a_taken_parent(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    REQUIRE(t_stack_mkdomain(&S, "--version 4 --disks 1 --chain 2"));
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    const char *img = str(d, "id"), *leaf = str(d, "image_id");
+    char path[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", img);
+    json_t *a = create(path, "{}", 202);
+    REQUIRE(a);
+    redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s cu 1 cr 5", str(a, "id"));
+    REQUIRE(r);
+    freeReplyObject(r);
+    /* Another volume on the parent, and this job's half-made one beside it. */
+    const char *other = "6a1b2c3d-0000-4000-8000-0000000c0fee";
+    char *pm = meta(img, leaf);
+    char puuid[64];
+    snprintf(puuid, sizeof puuid, "PUUID=%s", leaf);
+    const char *as_child[] = {"PUUID=", puuid, "VOLTYPE=", "VOLTYPE=LEAF", NULL};
+    write_meta_from(img, other, pm, as_child);
+    const char *half[] = {"PUUID=", puuid, "LEGALITY=", "LEGALITY=ILLEGAL", NULL};
+    write_meta_from(img, str(a, "volume_id"), pm, half);
+    const char *internal[] = {"VOLTYPE=", "VOLTYPE=INTERNAL", NULL};
+    write_meta_from(img, leaf, pm, internal);
+    free(pm);
+    char vp[1024], mp[1024];
+    vol_path(vp, sizeof vp, img, str(a, "volume_id"), "");
+    FILE *f = fopen(vp, "w");
+    REQUIRE(f);
+    fputs("not a qcow2 file", f);
+    fclose(f);
+    vol_path(mp, sizeof mp, img, leaf, ".meta");
+    struct stat m0, m1;
+    REQUIRE(stat(mp, &m0) == 0);
+    REQUIRE(t_stack_start_workers(&S, 1) == 0);
+    json_t *end = wait_job(str(a, "id"));
+    CHECK_STR(str(end, "state"), "failed");
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker died 5 times during this job; what it left of volume %s was removed",
+             str(a, "volume_id"));
+    CHECK_STR(str(end, "reason"), want);
+    CHECK(!file_exists(img, str(a, "volume_id"), ""));
+    CHECK(!file_exists(img, str(a, "volume_id"), ".meta"));
+    CHECK(file_exists(img, other, ".meta"));
+    REQUIRE(stat(mp, &m1) == 0);
+    CHECK_INT(m1.st_ino, m0.st_ino);
+    char *after = meta(img, leaf);
+    CHECK_CONTAINS(after, "VOLTYPE=INTERNAL\n");
+    free(after);
+    json_decref(end);
+    json_decref(a);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 static void test_create_crash_cap_removes_half_made_volume(void)
 {
     /* slow after its work: the worker is killed once the volume exists */
@@ -673,7 +804,7 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
     json_t *hj = req("GET", jp, NULL, 200);
     const char *line = json_string_value(json_array_get(json_object_get(hj, "errors"), 0));
     CHECK(line && strstr(line, "its clean-up failed: volume ") &&
-          strstr(line, "still open in a qemu process"));
+          strstr(line, "still open in a qemu process") && strstr(line, "may be half-made"));
     json_decref(hj);
     close(lfd);
     json_t *e2 = wait_job(str(half, "id"));
@@ -784,6 +915,8 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_refusals_leave_domain_identical),
        T(test_create_crash_mid_create_completes_cleanly),
        T(test_create_slow_create_keeps_its_lease),
+       T(test_create_retry_after_parent_taken_is_refused),
+       T(test_create_cleanup_leaves_a_taken_parent),
        T(test_create_crash_cap_removes_half_made_volume),
        T(test_create_cleanup_keeps_finished_removes_half_made),
        T(test_create_on_v3_then_upgrade_to_v4_amends_it))
