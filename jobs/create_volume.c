@@ -563,7 +563,10 @@ static int create_run(vq_job_ctx *c, vq_error *err)
     vq_domain *d = NULL;
     create_run_state s = {.job = c->job, .dfd = -1};
     int rc = open_attempt(c, &s, &d, err);
-    if (rc || (rc = open_or_make_image(&s, err))) goto out;
+    /* A lease check before the first change (the folder, an earlier attempt's
+     * leftovers removed): an attempt that waited long (a retry's backoff, a
+     * paused worker) writes nothing once another took the job over. */
+    if (rc || (rc = c->fence(c)) || (rc = open_or_make_image(&s, err))) goto out;
     rc = earlier_attempt(&s, err);
     if (rc == 1) { rc = 0; goto out; }
     if (rc || (rc = check_place(&s, err))) goto out;

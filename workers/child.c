@@ -100,6 +100,7 @@ typedef struct run_state {
     int64_t written;       /* ms: progress last written (or the attempt started) */
     int calls;             /* round trips the attempt made (heartbeats, progress) */
     int pending;           /* a progress_later answer is still to be read */
+    int owed;              /* a progress_later send failed: its fence is asked again */
 } run_state;
 
 /* After a fenced write (heartbeat, progress): the lease and the registration
@@ -110,73 +111,106 @@ static void renewed(child *w, int64_t now)
     w->last_beat = now;
 }
 
-/* Reads the answer of a progress_later write, if one is due: 0, or VQ_ESTALE
- * (the attempt is fenced). */
-static int settle(run_state *rs)
+static int reconnect(child *w, const vq_error *why);
+
+/* The answer of a fence: 0 when the lease is confirmed, VQ_ESTALE when the
+ * attempt is fenced (it stops and writes nothing more).  When Redis cannot
+ * answer (rc VQ_EREDIS: a lost connection), the worker waits for it, as for
+ * a job's end, and asks again: a write made unconfirmed could land after
+ * another worker took the job over (a host cut off from Redis while
+ * housekeeping, elsewhere, ends its lease). */
+static int confirm(run_state *rs, int rc, vq_error *why)
 {
-    if (!rs->pending) return 0;
-    rs->pending = 0;
-    vq_error err = {0};
-    int rc = vq_queue_progress_recv(rs->w->q, rs->job, &err);
-    if (rc == VQ_ESTALE) {
-        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
-        rs->w->fenced = 1;
-        return VQ_ESTALE;
+    child *w = rs->w;
+    while (rc == VQ_EREDIS) {
+        if (reconnect(w, why)) {
+            rc = vq_error_set(why, VQ_ESTALE, "stopping while redis is away");
+            break;
+        }
+        vq_error_clear(why);
+        rs->calls++;
+        rc = vq_queue_heartbeat(w->q, rs->job, why);
     }
-    if (rc) vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
-    return 0;
+    if (rc == 0) {
+        renewed(w, vq_now_ms());
+        return 0;
+    }
+    vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, why->text);
+    w->fenced = 1;
+    return VQ_ESTALE;
 }
 
-static int write_progress(run_state *rs);
+/* Reads the answer of a progress_later write, if one is due (or asks again,
+ * confirmed, when its send failed): 0, or VQ_ESTALE (the attempt is fenced).
+ * The answer may be the fence of a file write: a lost one is asked again. */
+static int settle(run_state *rs)
+{
+    vq_error err = {0};
+    int rc;
+    if (rs->owed) {
+        rs->owed = 0;
+        rs->calls++;
+        rc = vq_queue_heartbeat(rs->w->q, rs->job, &err);
+    } else if (rs->pending) {
+        rs->pending = 0;
+        rc = vq_queue_progress_recv(rs->w->q, rs->job, &err);
+    } else {
+        return 0;
+    }
+    return rc ? confirm(rs, rc, &err) : 0;
+}
+
+static int write_progress(run_state *rs, int must);
 static void run_tail(child *w);
 static void end_held(child *w);
 static int keep_started(child *w, int64_t now);
 
-/* Spawn tick: renews the lease (with the progress when a write of it is due);
- * a fenced attempt kills qemu-img (returns non-zero). */
-static int heartbeat(void *arg)
+/* Renews the lease (with the progress when a write of it is due); must: the
+ * round trip is made now and is a fence (confirmed through a Redis outage).
+ * Non-zero when the attempt is fenced. */
+static int beat_lease(run_state *rs, int must)
 {
-    run_state *rs = arg;
     child *w = rs->w;
     if (settle(rs)) return VQ_ESTALE;
     run_tail(w);
     int64_t now = vq_now_ms();
     if (w->held.job && now - w->held.since >= VQ_HOLD_END_MS) end_held(w);
     if (w->started) keep_started(w, now);
-    if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs);
-    if (now - w->last_lease < beat_interval_ms(w)) return 0;
+    if (rs->dirty && now - rs->written >= VQ_PROGRESS_EVERY_MS) return write_progress(rs, must);
+    if (!must && now - w->last_lease < beat_interval_ms(w)) return 0;
     vq_error err = {0};
     rs->calls++;
     int rc = vq_queue_heartbeat(w->q, rs->job, &err);
     w->last_lease = now;
-    if (rc == VQ_ESTALE) {
-        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
-        w->fenced = 1;
-        return VQ_ESTALE;
-    }
+    if (rc == VQ_ESTALE || (rc && must)) return confirm(rs, rc, &err);
     if (rc) vq_log(VQ_LOG_WARN, "job %s: lease renewal failed: %s", rs->job->id, err.text);
     else renewed(w, now);
     return 0;
 }
 
-static int fence(vq_job_ctx *c)
+/* Spawn tick: a fenced attempt kills qemu-img (returns non-zero). */
+static int heartbeat(void *arg)
 {
-    run_state *rs = c->priv;
-    rs->w->last_lease = 0; /* force the round trip */
-    return heartbeat(rs);
+    return beat_lease(arg, 0);
 }
 
-/* Writes the job's progress (fenced; renews the lease like a heartbeat). */
-static int write_progress(run_state *rs)
+static int fence(vq_job_ctx *c)
+{
+    return beat_lease(c->priv, 1);
+}
+
+/* Writes the job's progress (fenced; renews the lease like a heartbeat);
+ * must: a fence, confirmed through a Redis outage. */
+static int write_progress(run_state *rs, int must)
 {
     vq_error err = {0};
     int64_t now = vq_now_ms();
     rs->calls++;
     int rc = vq_queue_progress(rs->w->q, rs->job, rs->job->done, rs->job->total, &err);
-    if (rc == VQ_ESTALE) {
-        vq_log(VQ_LOG_WARN, "job %s: attempt fenced (%s), stopping", rs->job->id, err.text);
-        rs->w->fenced = 1;
-        return VQ_ESTALE;
+    if (rc == VQ_ESTALE || (rc && must)) {
+        if (confirm(rs, rc, &err)) return VQ_ESTALE;
+        rs->written = now; /* the value is written again with the next one, or the end */
+        return 0;
     }
     if (rc) {
         /* Tried again after the interval; the lease is renewed by a tick's heartbeat. */
@@ -209,7 +243,7 @@ static int progress(vq_job_ctx *c, int done, int total)
     run_tail(rs->w);
     report(rs, done, total);
     if (!rs->dirty) return heartbeat(rs);
-    return write_progress(rs);
+    return write_progress(rs, 0);
 }
 
 /* The progress when a write of it is due, else a lease check that writes
@@ -228,6 +262,7 @@ static int progress_later(vq_job_ctx *c, int done, int total)
                    : vq_queue_fence_send(rs->w->q, rs->job, &err);
     if (rc) {
         vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
+        rs->owed = 1; /* a file write may wait on this answer: settle() asks again */
         return 0;
     }
     rs->calls++;

@@ -546,6 +546,68 @@ static void test_create_retry_after_parent_taken_is_refused(void)
     t_stack_stop(&S);
 }
 
+/* arg: strings separated by '|'; 1 when the workers' log holds one. */
+static int worker_log_says(void *arg)
+{
+    char *log = slurp("cat worker.log"), want[256];
+    snprintf(want, sizeof want, "%s", (const char *)arg);
+    int found = 0;
+    for (char *w = strtok(want, "|"); w && log && !found; w = strtok(NULL, "|"))
+        found = strstr(log, w) != NULL;
+    free(log);
+    return found;
+}
+
+/* The fence before the parent's .meta is written meets Redis down (stopped
+ * while qemu-img create ran, the job taken over just before: another token):
+ * the worker waits for Redis and asks again instead of writing unconfirmed,
+ * learns it was fenced, and writes nothing more. */
+static void test_create_fence_waits_for_redis_to_answer(void)
+{
+    use_wrapper("sleep 2\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=30000");
+    start("--version 4 --disks 1 --chain 1");
+    json_t *arr = disks();
+    const json_t *d = first_disk(arr, 0);
+    const char *img = str(d, "id"), *leaf = str(d, "image_id");
+    char path[128], mp[1024];
+    snprintf(path, sizeof path, "/disks/%s/volumes", img);
+    json_t *j = create(path, "{}", 202);
+    REQUIRE(j);
+    /* In qemu-img create: its .meta (ILLEGAL) is written. */
+    vol_path(mp, sizeof mp, img, str(j, "volume_id"), ".meta");
+    int64_t deadline = time(NULL) + 30;
+    struct stat st;
+    while (stat(mp, &st) != 0 && time(NULL) < deadline) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    REQUIRE(stat(mp, &st) == 0);
+    redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s tk 999999", str(j, "id"));
+    REQUIRE(r);
+    freeReplyObject(r);
+    char jpath[128], waits[256];
+    snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
+    json_t *run = req("GET", jpath, NULL, 200);
+    /* The running worker's wait for Redis, or (unconfirmed) its going on. */
+    snprintf(waits, sizeof waits, "worker %s: redis|lease renewal failed", str(run, "worker"));
+    json_decref(run);
+    REQUIRE(t_redis_stop(&S.redis) == 0);
+    REQUIRE(t_poll(worker_log_says, waits, 30000)); /* qemu-img create ended (2 s) */
+    *strchr(waits, '|') = '\0';
+    REQUIRE(worker_log_says(waits));
+    REQUIRE(t_redis_restart(&S.redis) == 0);
+    REQUIRE(t_poll(worker_log_says, (void *)"fenced", 30000));
+    char *pm = meta(img, leaf);
+    CHECK_CONTAINS(pm, "VOLTYPE=LEAF\n");
+    free(pm);
+    char *vm = meta(img, str(j, "volume_id"));
+    CHECK_CONTAINS(vm, "LEGALITY=ILLEGAL\n");
+    free(vm);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 /* The names in a disk's folder, sorted, one per line (new string). */
 static char *folder_names(const char *img)
 {
@@ -917,6 +979,7 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_slow_create_keeps_its_lease),
        T(test_create_retry_after_parent_taken_is_refused),
        T(test_create_cleanup_leaves_a_taken_parent),
+       T(test_create_fence_waits_for_redis_to_answer),
        T(test_create_crash_cap_removes_half_made_volume),
        T(test_create_cleanup_keeps_finished_removes_half_made),
        T(test_create_on_v3_then_upgrade_to_v4_amends_it))
