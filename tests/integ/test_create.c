@@ -430,27 +430,42 @@ static json_t *kill_its_worker(const char *jpath)
     return run;
 }
 
-static void test_create_crash_mid_create_completes_cleanly(void)
+/* The stack, its workers' qemu-img behind a wrapper (use_wrapper), a domain
+ * (mkargs) and a snapshot job on its first disk: the job as accepted (new
+ * reference); *arr the disks (new reference), *d the first. */
+static json_t *snapshot_job(const char *wrapper, const char *extra, const char *mkargs,
+                            json_t **arr, const json_t **d)
 {
-    use_wrapper("sleep 1\nexec /usr/bin/qemu-img \"$@\"\n", NULL);
-    start("--version 4 --disks 1 --chain 1");
-    json_t *arr = disks();
-    const json_t *d = first_disk(arr, 0);
-    char path[128], jpath[128];
-    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
+    use_wrapper(wrapper, extra);
+    start(mkargs);
+    *arr = disks();
+    *d = first_disk(*arr, 0);
+    REQUIRE(*d);
+    char path[128];
+    snprintf(path, sizeof path, "/disks/%s/volumes", str(*d, "id"));
     json_t *j = create(path, "{}", 202);
     REQUIRE(j);
+    return j;
+}
+
+static int path_exists(void *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void test_create_crash_mid_create_completes_cleanly(void)
+{
+    json_t *arr;
+    const json_t *d;
+    json_t *j = snapshot_job("sleep 1\nexec /usr/bin/qemu-img \"$@\"\n", NULL,
+                             "--version 4 --disks 1 --chain 1", &arr, &d);
+    char jpath[128];
     snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
     /* Wait until the .meta of the new volume exists (ILLEGAL), then kill the worker. */
     char mp[1024];
     vol_path(mp, sizeof mp, str(d, "id"), str(j, "volume_id"), ".meta");
-    int64_t deadline = time(NULL) + 30;
-    struct stat st;
-    while (stat(mp, &st) != 0 && time(NULL) < deadline) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    REQUIRE(stat(mp, &st) == 0);
+    REQUIRE(t_poll(path_exists, mp, 30000));
     json_t *run = kill_its_worker(jpath);
     json_t *end = wait_job(str(j, "id"));
     CHECK_STR(str(end, "state"), "succeeded");
@@ -475,14 +490,10 @@ static void test_create_crash_mid_create_completes_cleanly(void)
  * ticks renew the lease, so the job is neither requeued nor run twice. */
 static void test_create_slow_create_keeps_its_lease(void)
 {
-    use_wrapper("sleep 3\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=600");
-    start("--version 4 --disks 1 --chain 1");
-    json_t *arr = disks();
-    const json_t *d = first_disk(arr, 0);
-    char path[128];
-    snprintf(path, sizeof path, "/disks/%s/volumes", str(d, "id"));
-    json_t *j = create(path, "{}", 202);
-    REQUIRE(j);
+    json_t *arr;
+    const json_t *d;
+    json_t *j = snapshot_job("sleep 3\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=600",
+                             "--version 4 --disks 1 --chain 1", &arr, &d);
     json_t *end = wait_job(str(j, "id"));
     CHECK_STR(str(end, "state"), "succeeded");
     CHECK_INT(json_integer_value(json_object_get(end, "attempts")), 1);
@@ -501,15 +512,13 @@ static void test_create_slow_create_keeps_its_lease(void)
  * second leaf on that parent). */
 static void test_create_retry_after_parent_taken_is_refused(void)
 {
-    use_wrapper("exit 1\n", "VOLQ_MAX_ATTEMPTS=1");
-    start("--version 4 --disks 1 --chain 2");
-    json_t *arr = disks();
-    const json_t *d = first_disk(arr, 0);
+    json_t *arr;
+    const json_t *d;
+    json_t *a = snapshot_job("exit 1\n", "VOLQ_MAX_ATTEMPTS=1", "--version 4 --disks 1 --chain 2",
+                             &arr, &d);
     const char *img = str(d, "id"), *leaf = str(d, "image_id");
     char path[128], rpath[128];
     snprintf(path, sizeof path, "/disks/%s/volumes", img);
-    json_t *a = create(path, "{}", 202);
-    REQUIRE(a);
     json_t *a_end = wait_job(str(a, "id"));
     CHECK_STR(str(a_end, "state"), "failed");
     /* qemu-img works again: another snapshot takes the leaf. */
@@ -564,24 +573,15 @@ static int worker_log_says(void *arg)
  * learns it was fenced, and writes nothing more. */
 static void test_create_fence_waits_for_redis_to_answer(void)
 {
-    use_wrapper("sleep 2\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=30000");
-    start("--version 4 --disks 1 --chain 1");
-    json_t *arr = disks();
-    const json_t *d = first_disk(arr, 0);
+    json_t *arr;
+    const json_t *d;
+    json_t *j = snapshot_job("sleep 2\nexec /usr/bin/qemu-img \"$@\"\n", "VOLQ_LEASE_MS=30000",
+                             "--version 4 --disks 1 --chain 1", &arr, &d);
     const char *img = str(d, "id"), *leaf = str(d, "image_id");
-    char path[128], mp[1024];
-    snprintf(path, sizeof path, "/disks/%s/volumes", img);
-    json_t *j = create(path, "{}", 202);
-    REQUIRE(j);
+    char mp[1024];
     /* In qemu-img create: its .meta (ILLEGAL) is written. */
     vol_path(mp, sizeof mp, img, str(j, "volume_id"), ".meta");
-    int64_t deadline = time(NULL) + 30;
-    struct stat st;
-    while (stat(mp, &st) != 0 && time(NULL) < deadline) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    REQUIRE(stat(mp, &st) == 0);
+    REQUIRE(t_poll(path_exists, mp, 30000));
     redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s tk 999999", str(j, "id"));
     REQUIRE(r);
     freeReplyObject(r);
