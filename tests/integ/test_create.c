@@ -626,6 +626,16 @@ static int file_exists(const char *img, const char *vol, const char *suffix)
  * snapshot's volume (its .meta still ILLEGAL); the job's clean-up attempt
  * removes the volume, its .meta and .lease, puts the parent back to LEAF, and
  * the job fails saying so: the disk is as it was before the job. */
+/* end: a job failed by its clean-up after 5 worker deaths, which removed vol. */
+static void check_cleaned_up(const json_t *end, const char *vol)
+{
+    CHECK_STR(str(end, "state"), "failed");
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker died 5 times during this job; what it left of volume %s was removed", vol);
+    CHECK_STR(str(end, "reason"), want);
+}
+
 /* Writes img/vol.meta: the text of src with the keys of set ("KEY=" prefixes
  * and their new lines, NULL-ended pairs) replaced. */
 static void write_meta_from(const char *img, const char *vol, const char *src,
@@ -687,12 +697,7 @@ static void test_create_cleanup_leaves_a_taken_parent(void)
     REQUIRE(stat(mp, &m0) == 0);
     REQUIRE(t_stack_start_workers(&S, 1) == 0);
     json_t *end = wait_job(str(a, "id"));
-    CHECK_STR(str(end, "state"), "failed");
-    char want[256];
-    snprintf(want, sizeof want,
-             "worker died 5 times during this job; what it left of volume %s was removed",
-             str(a, "volume_id"));
-    CHECK_STR(str(end, "reason"), want);
+    check_cleaned_up(end, str(a, "volume_id"));
     CHECK(!file_exists(img, str(a, "volume_id"), ""));
     CHECK(!file_exists(img, str(a, "volume_id"), ".meta"));
     CHECK(file_exists(img, other, ".meta"));
@@ -871,12 +876,7 @@ static void test_create_cleanup_keeps_finished_removes_half_made(void)
     close(lfd);
     json_t *e2 = wait_job(str(half, "id"));
     CHECK_STR(str(e1, "state"), "succeeded");
-    CHECK_STR(str(e2, "state"), "failed");
-    char want[256];
-    snprintf(want, sizeof want,
-             "worker died 5 times during this job; what it left of volume %s was removed",
-             str(half, "volume_id"));
-    CHECK_STR(str(e2, "reason"), want);
+    check_cleaned_up(e2, str(half, "volume_id"));
     json_t *e3 = wait_job(str(none, "id"));
     CHECK_STR(str(e3, "state"), "failed");
     CHECK_STR(str(e3, "reason"), "worker died 5 times during this job; nothing was left to remove");
