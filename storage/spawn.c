@@ -98,7 +98,9 @@ static int setup_actions(posix_spawn_file_actions_t *fa, const char *cwd, int ou
 }
 
 /* The child starts with no blocked signals and default dispositions, whatever
- * the worker itself ignores or blocks. */
+ * the worker itself ignores or blocks, in a process group of its own: a
+ * terminal's Ctrl-C goes to the whole foreground group, and the worker that
+ * gets it finishes its running job, which its qemu-img must live to do. */
 static int setup_attr(posix_spawnattr_t *at)
 {
     sigset_t none, all;
@@ -106,8 +108,9 @@ static int setup_attr(posix_spawnattr_t *at)
     sigfillset(&all);
     if (posix_spawnattr_init(at) != 0) return -1;
     if (posix_spawnattr_setsigmask(at, &none) != 0 ||
-        posix_spawnattr_setsigdefault(at, &all) != 0 ||
-        posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) != 0) {
+        posix_spawnattr_setsigdefault(at, &all) != 0 || posix_spawnattr_setpgroup(at, 0) != 0 ||
+        posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                         POSIX_SPAWN_SETPGROUP) != 0) {
         posix_spawnattr_destroy(at);
         return -1;
     }

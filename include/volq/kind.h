@@ -25,7 +25,9 @@ typedef struct vq_job_ctx {
     int (*progress_later)(struct vq_job_ctx *c, int done, int total);
     /* A forced lease check: call it right before changing a file the job does
      * not own alone (GEN in .meta), so a worker paused past its lease and
-     * resumed does not write after the job moved to another worker. */
+     * resumed does not write after the job moved to another worker.  It is
+     * answered: through a Redis outage the worker waits and asks again (a
+     * progress_later answer that a write waits on is confirmed the same way). */
     int (*fence)(struct vq_job_ctx *c);
     /* Optional (may be NULL): call it while the job's last qemu-img runs (no
      * other follows); the worker may then claim its next job, so that the

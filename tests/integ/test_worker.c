@@ -60,13 +60,20 @@ static void start_redis(fixture *f)
 }
 
 /* Starts build/bin/volq-worker --processes n; extra environment as "K=V" strings. */
+/* The next start_worker() puts the pool in a process group of its own, as a
+ * shell puts a command it runs in the foreground. */
+static int own_group;
+
 static pid_t start_worker(fixture *f, int n, const char *const *env)
 {
     char bin[1024], procs[16];
     snprintf(bin, sizeof bin, "%s/volq-worker", getenv("VOLQ_BIN_DIR"));
     snprintf(procs, sizeof procs, "%d", n);
+    int group = own_group;
+    own_group = 0;
     pid_t pid = fork();
     if (pid == 0) {
+        if (group) setpgid(0, 0);
         for (; env && *env; env++) putenv((char *)*env);
         int fd = open("worker.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 2);
@@ -513,6 +520,34 @@ static void test_worker_sigterm_finishes_running_job(void)
     vq_disk_free(d);
 }
 
+/* A terminal's Ctrl-C goes to the whole foreground process group: the pool,
+ * its processes and (were it in that group) their qemu-img.  The running job
+ * still finishes: qemu-img runs in a group of its own. */
+static void test_worker_group_sigint_finishes_running_job(void)
+{
+    fixture f = {0};
+    char job[VQ_UUID_SIZE];
+    const char *env[] = {slow_qemu("0.5"), NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
+    own_group = 1;
+    start_worker(&f, 1, env);
+    vq_job *r = wait_running(&f, job, 0);
+    REQUIRE(r);
+    CHECK_INT(kill(-f.worker, SIGINT), 0);
+    int st = 0;
+    REQUIRE(waitpid(f.worker, &st, 0) == f.worker);
+    f.worker = 0;
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    vq_job *j = NULL;
+    REQUIRE(vq_queue_get(f.q, job, &j, NULL) == 0);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->attempts, 1);
+    CHECK_INT((int)json_array_size(j->errors), 0);
+    vq_job_free(r);
+    vq_job_free(j);
+    vq_disk_free(d);
+}
+
 /* Two plain 0.10 disks of two volumes each, both accepted; one worker process
  * with a slow qemu-img.  Waits until the first job runs its last volume and
  * the worker has claimed the second (in its in-flight list, still queued). */
@@ -836,5 +871,6 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
 T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_snapshots_under_new_leaf),
        T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
        T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
+       T(test_worker_group_sigint_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
        T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
