@@ -1,10 +1,12 @@
 /* The worker parent: keeps N children alive.  When one dies its job goes back
  * to the queue at once (the lease is only for hosts that vanish whole). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +57,50 @@ static pid_t spawn_child(const vq_worker_opts *o)
     return pid;
 }
 
+static int is_slot(const slot *slots, int n, pid_t pid)
+{
+    for (int i = 0; i < n; i++)
+        if (slots[i].pid == pid) return 1;
+    return 0;
+}
+
+/* Whether pid runs a qemu-img create (its argv holds "create"; an amend's
+ * never does: ids are UUIDs). */
+static int runs_create(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0) return 0;
+    buf[len] = '\0';
+    for (const char *a = buf; a < buf + len; a += strlen(a) + 1)
+        if (strcmp(a, "create") == 0) return 1;
+    return 0;
+}
+
+/* The pool is its children's subreaper: a dead worker's qemu-img becomes its
+ * child.  A qemu-img create is killed (and reaped) before the job goes back:
+ * left alone, one slow to start would make its file after the next attempt
+ * made the volume, over it.  An amend is left to finish (the next attempt
+ * waits for its lock); reap() collects it when it ends. */
+static void stop_orphan_creates(const slot *slots, int n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *f = fopen(path, "re");
+    if (!f) return;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1) {
+        if (is_slot(slots, n, pid) || !runs_create(pid)) continue;
+        if (kill(pid, SIGKILL) == 0 && waitpid(pid, NULL, 0) == pid)
+            vq_log(VQ_LOG_NOTICE, "worker pool: stopped qemu-img create %d of a dead worker", pid);
+    }
+    fclose(f);
+}
+
 /* Puts the dead child's in-flight job back, with its own short-lived connection
  * so that a Redis outage in the parent never blocks reaping. */
 static void requeue_dead(const vq_worker_opts *o, pid_t pid)
@@ -91,6 +137,7 @@ static void reap(const vq_worker_opts *o, slot *slots, int n)
                            WTERMSIG(st));
                 else
                     vq_log(VQ_LOG_WARN, "worker process %d exited %d", (int)pid, WEXITSTATUS(st));
+                stop_orphan_creates(slots, n);
                 requeue_dead(o, pid);
             }
             int fast = vq_now_ms() - slots[i].started < FAST_DEATH_MS;
@@ -140,6 +187,9 @@ int vq_worker_pool_run_(const vq_worker_opts *o)
     struct sigaction sc = {.sa_handler = on_chld};
     sigaction(SIGCHLD, &sc, NULL);
 
+    /* A dead worker's qemu-img comes to us (stop_orphan_creates, reap). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        vq_log(VQ_LOG_WARN, "worker pool: cannot adopt orphaned qemu-img: %s", strerror(errno));
     slot *slots = calloc((size_t)o->processes, sizeof *slots);
     if (!slots) return 1;
     vq_log(VQ_LOG_INFO, "worker pool: starting %d processes", o->processes);

@@ -1,6 +1,7 @@
 /* The create-volume job end to end (real stack): new disks on V3/V4/V5, raw
  * disks, snapshots, thin disks, every refusal leaving the domain as it was,
  * a crash in the middle, and an amend of a created disk after --to-v4. */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -481,6 +482,38 @@ static void test_create_crash_mid_create_completes_cleanly(void)
     json_decref(disk);
     json_decref(end);
     json_decref(run);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
+/* A worker killed while its qemu-img create is slow to start: the pool (its
+ * children's subreaper) kills that qemu-img before the job goes back, so it
+ * cannot make its file over the volume the next attempt makes. */
+static void test_create_dead_workers_qemu_img_create_is_stopped(void)
+{
+    char body[1400], pidf[600], jpath[128];
+    snprintf(pidf, sizeof pidf, "%s/first.pid", t_dir());
+    snprintf(body, sizeof body, "if [ ! -e %s ]; then echo $$ > %s; sleep 30; fi\n"
+             "exec /usr/bin/qemu-img \"$@\"\n", pidf, pidf);
+    json_t *arr;
+    const json_t *d;
+    json_t *j = snapshot_job(body, NULL, "--version 4 --disks 1 --chain 1", &arr, &d);
+    REQUIRE(t_poll(path_exists, pidf, 30000));
+    char *txt = slurp("cat %s", pidf);
+    pid_t first = (pid_t)atoi(txt);
+    free(txt);
+    REQUIRE(first > 0);
+    snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
+    json_decref(kill_its_worker(jpath));
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "succeeded");
+    errno = 0;
+    CHECK(kill(first, 0) != 0 && errno == ESRCH); /* killed and reaped */
+    char *m = meta(str(d, "id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    free(m);
+    json_decref(end);
     json_decref(j);
     json_decref(arr);
     t_stack_stop(&S);
@@ -977,6 +1010,7 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_refusals_leave_domain_identical),
        T(test_create_crash_mid_create_completes_cleanly),
        T(test_create_slow_create_keeps_its_lease),
+       T(test_create_dead_workers_qemu_img_create_is_stopped),
        T(test_create_retry_after_parent_taken_is_refused),
        T(test_create_cleanup_leaves_a_taken_parent),
        T(test_create_fence_waits_for_redis_to_answer),
