@@ -1,11 +1,13 @@
 /* The amend job: every qcow2 volume of the disk's own chain to compat 1.1,
  * one at a time (qemu cannot amend two volumes of one chain at once), base
  * first, each read back from its header and, on success only, its GEN bumped. */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "volq/disk.h"
@@ -68,9 +70,14 @@ static int verify_v3(const vq_domain *d, const char *img, const char *vol, vq_er
     int dfd = -1;
     int rc = vq_domain_open_image(d, img, &dfd, err);
     if (rc) return rc;
-    int fd = openat(dfd, vol, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        rc = vq_error_set(err, VQ_EIO, "volume %s: cannot open after amend: %m", vol);
+    /* O_NONBLOCK, then a regular file only: a FIFO swapped in meanwhile must
+     * not hang the worker. */
+    int fd = openat(dfd, vol, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = vq_error_set(err, VQ_EIO, "volume %s: cannot open after amend: %s", vol,
+                          fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0) close(fd);
         goto out_close_dir;
     }
     vq_qcow2 h;
@@ -84,7 +91,7 @@ out_close_dir:
     return rc;
 }
 
-static void pass_spare(const char *img, int dfd, vq_fs_run *run);
+static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run);
 
 /* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  Each
  * .meta is rewritten atomically, as one rewrite of the job's run (temp file,
@@ -105,7 +112,7 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
     }
     if (end) {
         vq_error e = {0};
-        pass_spare(img, dfd, run);
+        pass_spare(d, img, dfd, run);
         int erc = vq_fs_run_end(dfd, run, img, rc ? &e : err);
         if (rc == 0) rc = erc;
     }
@@ -149,11 +156,13 @@ typedef struct bump {
  * removed, and a worker busy with a bulk upgrade makes no inode at all. */
 static bump *running;
 
-static void pass_spare(const char *img, int dfd, vq_fs_run *run)
+static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run)
 {
     bump *to = running;
     int tofd = -1;
+    /* Within one domain only: a file of one domain's is never one of another's. */
     if (!to || !run->spare[0] || to->run.spare[0] || strcmp(to->img, img) == 0 ||
+        strcmp(to->d->id, d->id) != 0 || strcmp(to->d->path, d->path) != 0 ||
         vq_domain_open_image(to->d, to->img, &tofd, NULL))
         return;
     /* Not moved (another file system: EXDEV): it stays in run, whose end removes it. */
@@ -337,7 +346,9 @@ static int amend_noop(const vq_job *j, const char *root, vq_domain **dp)
 {
     char imgdir[PATH_MAX];
     vq_disk *disk = NULL;
-    if (j->done || j->total) return 0;
+    /* After a crash a real attempt runs: it removes what the dead one left
+     * (its temp files), which a run of no-op jobs does not. */
+    if (j->done || j->total || j->crashes) return 0;
     if (*dp && strcmp((*dp)->id, j->domain_id) != 0) {
         vq_domain_free(*dp);
         *dp = NULL;

@@ -190,7 +190,11 @@ static int check_parent(const vq_domain *d, const vq_disk *disk, json_t *p, cons
     vq_disk *t = NULL;
     int rc = find_template_volume(d, parent, timg, &t, err);
     if (rc) return rc;
-    rc = adopt_parent(p, t, timg, find_volume(t, parent), err);
+    const vq_volume *pv = find_volume(t, parent);
+    /* The folder may hold a .meta of that name outside the template's chain. */
+    rc = pv ? adopt_parent(p, t, timg, pv, err)
+            : vq_error_set(err, VQ_EREFUSED, "parent volume %s is not a volume of template disk %s",
+                           parent, timg);
     vq_disk_free(t);
     return rc;
 }

@@ -221,8 +221,8 @@ static int supervise(child *c, const limits *lim)
         }
         if (ticking && t >= next_tick) {
             int r = lim->tick(lim->arg);
-            if (r != 0 && !reaped(c, 0)) {
-                kill_and_reap(c);
+            if (r != 0) { /* returned even when the child ended meanwhile (a fence said no) */
+                if (!reaped(c, 0)) kill_and_reap(c);
                 return r;
             }
             next_tick = t + lim->tick_ms;

@@ -147,6 +147,7 @@ static int settle(run_state *rs)
 {
     vq_error err = {0};
     int rc;
+    if (rs->w->fenced) return VQ_ESTALE; /* once fenced, every later check says so */
     if (rs->owed) {
         rs->owed = 0;
         rs->calls++;
@@ -171,7 +172,7 @@ static int keep_started(child *w, int64_t now);
 static int beat_lease(run_state *rs, int must)
 {
     child *w = rs->w;
-    if (settle(rs)) return VQ_ESTALE;
+    if (settle(rs)) return VQ_ESTALE; /* also when the attempt was fenced before */
     run_tail(w);
     int64_t now = vq_now_ms();
     if (w->held.job && now - w->held.since >= VQ_HOLD_END_MS) end_held(w);

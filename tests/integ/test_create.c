@@ -690,6 +690,33 @@ static void write_meta_from(const char *img, const char *vol, const char *src,
     free(copy);
 }
 
+/* A template folder holding a .meta of another image beside the template's
+ * own volume: a thin disk asked on it is refused (the scheduler used to
+ * crash on it). */
+static void test_create_thin_on_a_stray_meta_is_refused(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    REQUIRE(t_stack_mkdomain(&S, "--version 4 --disks 1 --template"));
+    json_t *arr = disks();
+    const json_t *t = first_disk(arr, 1);
+    REQUIRE(t);
+    const char *stray = "6a1b2c3d-0000-4000-8000-00000000057a";
+    char *tm = meta(str(t, "id"), str(t, "image_id"));
+    const char *other[] = {"IMAGE=", "IMAGE=6a1b2c3d-0000-4000-8000-0000000000aa", "VOLTYPE=",
+                           "VOLTYPE=INTERNAL", NULL};
+    write_meta_from(str(t, "id"), stray, tm, other);
+    free(tm);
+    char body[128];
+    snprintf(body, sizeof body, "{\"parent\":\"%s\"}", stray);
+    refused("/disks/volumes", body, 409, "is not a volume of template disk");
+    t_resp h;
+    REQUIRE(t_req(&S, "GET", "/healthz", NULL, NULL, &h) == 0);
+    CHECK_INT(h.status, 200);
+    t_resp_free(&h);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 /* The clean-up of a snapshot job whose parent another volume took since (a
  * job retried by hand, then its workers died): its own half-made volume goes,
  * the parent stays INTERNAL under the other volume (not even rewritten). */
@@ -1008,6 +1035,7 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_keeps_vdsm_ownership),
        T(test_create_thin_disk_hard_links_template),
        T(test_create_refusals_leave_domain_identical),
+       T(test_create_thin_on_a_stray_meta_is_refused),
        T(test_create_crash_mid_create_completes_cleanly),
        T(test_create_slow_create_keeps_its_lease),
        T(test_create_dead_workers_qemu_img_create_is_stopped),
