@@ -58,17 +58,27 @@ static void reply_change(vq_req *r, int rc, const vq_error *err, const char *wha
     }
 }
 
+/* These routes take no fields: a body, when sent, must be an empty object (a
+ * malformed one is answered 400 and nothing changes, as everywhere). */
+static int no_fields(vq_req *r)
+{
+    static const char *const none[] = {NULL};
+    json_t *b = vq_req_body_(r, none);
+    json_decref(b);
+    return b ? 0 : -1;
+}
+
 void vq_api_job_retry_(vq_req *r)
 {
     vq_error err = {0};
-    if (vq_req_uuid_(r, r->arg[0], "job id")) return;
+    if (vq_req_uuid_(r, r->arg[0], "job id") || no_fields(r)) return;
     reply_change(r, vq_queue_retry(r->s->q, r->arg[0], &err), &err, "retried", 202);
 }
 
 void vq_api_job_cancel_(vq_req *r)
 {
     vq_error err = {0};
-    if (vq_req_uuid_(r, r->arg[0], "job id")) return;
+    if (vq_req_uuid_(r, r->arg[0], "job id") || no_fields(r)) return;
     reply_change(r, vq_queue_cancel(r->s->q, r->arg[0], &err), &err, "cancelled", 200);
 }
 
@@ -76,6 +86,7 @@ void vq_api_jobs_retry_(vq_req *r)
 {
     size_t retried = 0, left = 0;
     vq_error err = {0};
+    if (no_fields(r)) return;
     if (vq_queue_retry_failed(r->s->q, &retried, &left, &err)) {
         vq_reply_verror_(r, &err);
         return;

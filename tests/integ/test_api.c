@@ -791,7 +791,15 @@ static void test_api_jobs_list_cancel_retry(void)
     h = call("GET", path, NULL, 200);
     check_job_shape(h.json);
     t_resp_free(&h);
-    h = call("DELETE", path, NULL, 200);
+    /* A malformed or unknown body is refused before anything changes. */
+    h = call("DELETE", path, "{\"this is\": not json", 400);
+    t_resp_free(&h);
+    h = call("DELETE", path, "{\"force\": true}", 400);
+    t_resp_free(&h);
+    h = call("GET", path, NULL, 200);
+    CHECK_STR(json_string_value(json_object_get(h.json, "state")), "queued");
+    t_resp_free(&h);
+    h = call("DELETE", path, "{}", 200);
     CHECK_STR(json_string_value(json_object_get(h.json, "state")), "cancelled");
     t_resp_free(&h);
     h = call("DELETE", path, NULL, 409); /* not queued any more */
@@ -800,6 +808,13 @@ static void test_api_jobs_list_cancel_retry(void)
     h = call("POST", path, NULL, 409); /* queued, not failed */
     t_resp_free(&h);
     snprintf(path, sizeof path, "/api/jobs/%s/retry", refused);
+    h = call("POST", path, "[1,2,3]", 400);
+    t_resp_free(&h);
+    h = call("POST", "/api/jobs/retry", "{\"x\":1}", 400);
+    t_resp_free(&h);
+    h = call("GET", "/api/jobs?state=failed", NULL, 200);
+    CHECK_INT(json_array_size(h.json), 1); /* the refusal: not retried */
+    t_resp_free(&h);
     h = call("POST", path, NULL, 202);
     CHECK_STR(json_string_value(json_object_get(h.json, "state")), "queued");
     t_resp_free(&h);
