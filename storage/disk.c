@@ -366,11 +366,18 @@ static int check_role(loader *L, vq_volume *v, int top)
     return 0;
 }
 
-/* The parent's format must be what the child's header says it is. */
+/* The parent's format must be what the child's header says it is.  None said
+ * is qcow2's old default: qemu then guesses the parent's format from its
+ * contents, which volq has read for a qcow2 parent but never for a raw one (a
+ * guest's own data: it could pass for a qcow2 image with a backing file
+ * anywhere). */
 static int check_backing_fmt(loader *L, const vq_volume *child, const char *fmt,
                              const vq_volume *parent)
 {
     const char *want = parent->meta.format == VQ_FORMAT_COW ? "qcow2" : "raw";
+    if (fmt[0] == '\0' && parent->meta.format != VQ_FORMAT_COW)
+        return illegal(L->disk, "volume %s: no backing format recorded over raw parent %s (qemu "
+                       "would guess it from the guest's data)", child->id, parent->id);
     if (fmt[0] == '\0' || strcmp(fmt, want) == 0) return 0;
     return illegal(L->disk, "volume %s: backing format %.20s does not match parent %s (%s)",
                    child->id, fmt, parent->id, vq_format_name(parent->meta.format));

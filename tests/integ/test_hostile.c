@@ -438,6 +438,20 @@ static void dmg_backing_json(disk *d)
     rebase_leaf(d, b, "qcow2");
 }
 
+/* The base RAW by its .meta, its bytes a qcow2 image whose backing file is
+ * the decoy (what a guest may write into its raw disk), and the leaf with no
+ * backing format (its first header extension turned into the end marker):
+ * qemu would guess the base's format from those bytes and open the decoy. */
+static void dmg_raw_parent_no_backing_fmt(disk *d)
+{
+    sh("cd %s && rm %s && qemu-img create -q -f qcow2 -b %s -F qcow2 %s 1M && "
+       "sed -i s/FORMAT=COW/FORMAT=RAW/ %s.meta && "
+       "[ \"$(od -A n -t x1 -j 72 -N 4 %s | tr -d ' ')\" = e2792aca ] && "
+       "printf '\\0\\0\\0\\0' | dd of=%s bs=1 seek=72 conv=notrunc status=none && "
+       "! qemu-img info -U %s | grep -q 'backing file format'",
+       d->dir, d->base, in_case("decoy/disk.qcow2"), d->base, d->base, d->leaf, d->leaf, d->leaf);
+}
+
 static void dmg_backing_nbd(disk *d) { rebase_leaf(d, "nbd://127.0.0.1:10809/export", "raw"); }
 static void dmg_backing_http(disk *d) { rebase_leaf(d, "http://127.0.0.1:1/disk.qcow2", "raw"); }
 static void dmg_backing_dotdot(disk *d) { rebase_leaf(d, "../../../../decoy/disk.qcow2", "qcow2"); }
@@ -558,6 +572,10 @@ static void test_hostile_backing_absolute(void)
 static void test_hostile_backing_json(void)
 {
     hostile_disk(dmg_backing_json, "backing file is a json: filename");
+}
+static void test_hostile_raw_parent_no_backing_fmt(void)
+{
+    hostile_disk(dmg_raw_parent_no_backing_fmt, "no backing format recorded over raw parent");
 }
 static void test_hostile_backing_nbd(void) { hostile_disk(dmg_backing_nbd, "uses protocol nbd:"); }
 static void test_hostile_backing_http(void) { hostile_disk(dmg_backing_http, "uses protocol http:"); }
@@ -1115,7 +1133,7 @@ T_MAIN(T(test_hostile_id_not_uuid), T(test_hostile_id_upper_case), T(test_hostil
        T(test_hostile_id_nul), T(test_hostile_id_very_long), T(test_hostile_id_invalid_utf8),
        T(test_hostile_symlinked_volume), T(test_hostile_symlinked_meta),
        T(test_hostile_hard_link_outside), T(test_hostile_backing_absolute),
-       T(test_hostile_backing_json), T(test_hostile_backing_nbd), T(test_hostile_backing_http),
+       T(test_hostile_backing_json), T(test_hostile_raw_parent_no_backing_fmt), T(test_hostile_backing_nbd), T(test_hostile_backing_http),
        T(test_hostile_backing_dotdot), T(test_hostile_backing_loop), T(test_hostile_chain_300_deep),
        T(test_hostile_puuid_mismatch), T(test_hostile_external_data_file),
        T(test_hostile_truncated_header), T(test_hostile_lying_header), T(test_hostile_meta_1mb),
