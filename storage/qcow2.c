@@ -134,7 +134,8 @@ static int read_extensions(const src *s, const layout *l, vq_qcow2 *q, vq_error 
     uint64_t end = l->cluster_size, pos = l->header_len;
     if (l->backing_off && l->backing_off < end) end = l->backing_off;
     if (end > l->file_size) end = l->file_size;
-    if (end > pos + EXT_AREA_MAX) end = pos + EXT_AREA_MAX;
+    int cut = end > pos + EXT_AREA_MAX;
+    if (cut) end = pos + EXT_AREA_MAX;
     while (pos < end) {
         unsigned char h[8];
         if (end - pos < 8) return BAD("header extension runs past its area");
@@ -149,7 +150,11 @@ static int read_extensions(const src *s, const layout *l, vq_qcow2 *q, vq_error 
             return rc;
         pos += 8 + padded;
     }
-    return 0; /* the area is full: qemu stops here too */
+    /* The area is full: qemu stops here too, unless volq cut it short (qemu
+     * reads on to the end of the first cluster: what it would find there is
+     * not known, e.g. a backing format or a data file). */
+    if (cut) return BAD("header extensions go on past %d KiB", EXT_AREA_MAX / 1024);
+    return 0;
 }
 
 /* Fills s->head with up to HEAD_MAX bytes from the start (fewer at the end of

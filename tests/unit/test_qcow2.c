@@ -119,6 +119,38 @@ static void test_qcow2_extensions_fill_area(void)
     CHECK_STR(q.backing, "base");
 }
 
+/* 128 KiB clusters: qemu reads extensions to the end of the first cluster.
+ * One of 65,528 bytes fills the 64 KiB volq walks; a backing format after it
+ * would be qemu's and not volq's: the header is refused. */
+static void test_qcow2_extensions_past_the_walk(void)
+{
+    static unsigned char b[140 << 10];
+    memset(b, 0, sizeof b);
+    put32(b, 0x514649fb);
+    put32(b + 4, 2);
+    put32(b + 20, 17);
+    put64(b + 24, 1ull << 30);
+    put32(b + 72, 0x12345678);
+    put32(b + 76, 65528);
+    put32(b + 72 + 8 + 65528, 0xe2792aca);
+    put32(b + 72 + 8 + 65528 + 4, 5);
+    memcpy(b + 72 + 16 + 65528, "qcow2", 5);
+    int fd = memfd_create("qcow2", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, b, sizeof b) == (ssize_t)sizeof b);
+    vq_qcow2 q;
+    vq_error e = {0};
+    CHECK_INT(vq_qcow2_read(fd, &q, &e), VQ_EINVAL);
+    CHECK_CONTAINS(e.text, "header extensions go on past 64 KiB");
+    /* Ended before the cut: read as usual. */
+    put32(b + 76, 16);
+    put32(b + 72 + 8 + 16, 0);
+    REQUIRE(pwrite(fd, b, 4096, 0) == 4096);
+    vq_error_clear(&e);
+    CHECK_INT(vq_qcow2_read(fd, &q, &e), 0);
+    close(fd);
+}
+
 static void test_qcow2_truncated_and_bad_magic(void)
 {
     img m;
@@ -220,6 +252,7 @@ static void test_qcow2_external_data_file(void)
 }
 
 T_MAIN(T(test_qcow2_v2_plain), T(test_qcow2_v3_backing_and_format),
+       T(test_qcow2_extensions_past_the_walk),
        T(test_qcow2_extensions_fill_area), T(test_qcow2_truncated_and_bad_magic),
        T(test_qcow2_lying_backing_offsets), T(test_qcow2_v3_header_length_lies),
        T(test_qcow2_extension_walk_off_the_end), T(test_qcow2_external_data_file))
