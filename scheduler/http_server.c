@@ -37,6 +37,40 @@ bad:
     return vq_error_set(err, VQ_EINVAL, "listen address %s: expected HOST:PORT", listen);
 }
 
+/* Whether name (a host, no port, no brackets) is a loopback name or address. */
+static int is_loopback(const char *name)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0) return 1;
+    if (inet_pton(AF_INET, name, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* A scheduler on a loopback address answers only requests whose Host names
+ * one: a web page whose name was rebound to 127.0.0.1 (DNS rebinding) sends
+ * its own name, and would otherwise read and change everything the API
+ * offers from the browser of the admin (no token by default).  No Host (an
+ * HTTP/1.0 client) passes: a browser always sends one. */
+static int host_allowed(vq_req *r)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Host");
+    if (!r->s->loopback || !h) return 1;
+    char name[256];
+    const char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
+    const char *from = h[0] == '[' ? h + 1 : h;
+    size_t n = end ? (size_t)(end - from) : strlen(from);
+    if (h[0] == '[' && !end) n = 0;
+    if (n > 0 && n < sizeof name) {
+        memcpy(name, from, n);
+        name[n] = '\0';
+        if (is_loopback(name)) return 1;
+    }
+    vq_reply_error_(r, 403, NULL, "Host %.64s is not a loopback name, and this API listens on a "
+                                  "loopback address only: use localhost or 127.0.0.1", h);
+    return 0;
+}
+
 /* 1 when path matches pattern; fills r->arg from the {} segments. */
 static int match(const char *pattern, const char *path, vq_req *r)
 {
@@ -222,7 +256,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (!admit(&r)) return;
+    if (!admit(&r) || !host_allowed(&r)) return;
     if (!path || !*path) {
         vq_reply_error_(&r, 400, NULL, "malformed request line");
         return;
@@ -253,6 +287,7 @@ int vq_http_start_(vq_sched *s, const char *listen, vq_error *err)
     int port = 0;
     int rc = parse_listen(listen, host, sizeof host, &port, err);
     if (rc) return rc;
+    s->loopback = is_loopback(host);
     s->http = evhttp_new(s->base);
     if (!s->http) return vq_error_set(err, VQ_ENOMEM, "evhttp_new failed");
     if ((rc = vq_conns_start_(s, err))) return rc;

@@ -53,6 +53,7 @@ struct vq_waiter;
 typedef struct vq_sched {
     struct event_base *base;
     struct evhttp *http;
+    int loopback;                /* listening on a loopback address: Host must name one */
     struct event *tick;          /* housekeeping and Redis reconnects */
     struct event *sigterm, *sigint;
     const char *domains_root;

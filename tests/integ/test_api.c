@@ -1026,7 +1026,7 @@ static void test_api_malformed_requests(void)
 /* One keep-alive request on fd; the status of its answer (the connection stays). */
 static int keepalive_status(int fd)
 {
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     char buf[2048];
     int status = 0;
     if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) return -1;

@@ -1049,6 +1049,47 @@ static void test_hostile_thousand_connections(void)
 
 /* Methods a route does not take get 405 with Allow; methods evhttp does not
  * know get 501 (RFC 9110: an unrecognised method); nothing changes. */
+/* Status of a raw request with Host host (and, when given, an Origin and a
+ * browser's Sec-Fetch-Site), to a scheduler on 127.0.0.1. */
+static int status_for_host(const char *method, const char *path, const char *host,
+                           const char *origin)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%sContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     method, path, host, origin ? "Origin: " : "", origin ? origin : "",
+                     origin ? "\r\n" : "", origin ? "Sec-Fetch-Site: same-origin\r\n" : "");
+    t_resp h;
+    REQUIRE(t_req_raw(&S, req, (size_t)n, &h) == 0);
+    int status = h.status;
+    t_resp_free(&h);
+    return status;
+}
+
+/* DNS rebinding: a page whose name was rebound to 127.0.0.1 sends its own
+ * name as Host (and Origin): refused, reads and changes alike; loopback
+ * names pass. */
+static void test_hostile_dns_rebinding_host(void)
+{
+    start(0);
+    mkdomain("--version 4 --disks 1 --data-mib 0");
+    const char *port = strrchr(S.api, ':') + 1;
+    char evil[128], evil_origin[160], local[64], v6[64];
+    snprintf(evil, sizeof evil, "rebind.attacker.example:%s", port);
+    snprintf(evil_origin, sizeof evil_origin, "http://%s", evil);
+    snprintf(local, sizeof local, "localhost:%s", port);
+    snprintf(v6, sizeof v6, "[::1]:%s", port);
+    CHECK_INT(status_for_host("GET", "/api/status", evil, NULL), 403);
+    CHECK_INT(status_for_host("GET", "/api/jobs", "127.0.0.1.nip.io", NULL), 403);
+    CHECK_INT(status_for_host("POST", "/api/jobs/retry", evil, evil_origin), 403);
+    CHECK_INT(status_for_host("GET", "/api/status", local, NULL), 200);
+    CHECK_INT(status_for_host("GET", "/api/status", v6, NULL), 200);
+    CHECK_INT(status_for_host("GET", "/api/status", "127.0.0.1", NULL), 200);
+    CHECK_INT(count_jobs(), 0);
+    stop_checked();
+}
+
 static void test_hostile_wrong_methods(void)
 {
     static const struct { const char *method, *path; int want; } v[] = {
@@ -1142,4 +1183,4 @@ T_MAIN(T(test_hostile_id_not_uuid), T(test_hostile_id_upper_case), T(test_hostil
        T(test_hostile_alias_terminal_escapes), T(test_hostile_body_malformed_json),
        T(test_hostile_body_deep_nesting), T(test_hostile_body_10mb),
        T(test_hostile_body_field_names), T(test_hostile_slowloris),
-       T(test_hostile_thousand_connections), T(test_hostile_wrong_methods), T(test_hostile_token))
+       T(test_hostile_thousand_connections), T(test_hostile_dns_rebinding_host), T(test_hostile_wrong_methods), T(test_hostile_token))
