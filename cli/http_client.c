@@ -189,7 +189,9 @@ static long dechunk(char *b, size_t len)
         char *end;
         unsigned long n = strtoul(b + in, &end, 16);
         char *eol = strstr(b + in, "\r\n");
-        if (end == b + in || !eol || (size_t)(eol - b) + 2 + n > len) return -1;
+        /* a size near ULONG_MAX must not wrap the bound */
+        if (end == b + in || !eol || (size_t)(eol - b) + 2 > len || n > len - (size_t)(eol - b) - 2)
+            return -1;
         in = (size_t)(eol - b) + 2;
         if (n == 0) return (long)out;
         memmove(b + out, b + in, n);

@@ -1,13 +1,16 @@
 /* The volq command line (SPEC §3) against the real stack: every command,
  * its exit status (0 success, 1 failed/refused, 2 usage/input, 3 cannot reach
  * the scheduler or Redis), --json output, configuration precedence. */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -145,6 +148,51 @@ static void test_cli_dead_api_exit_3_one_line(void)
     VOLQ_ENV(&c, env, "--json", "jobs");
     CHECK_INT(c.status, 3);
     CHECK_STR(c.out, "");
+    t_cmd_free(&c);
+}
+
+/* A forked server on a free port that answers every connection with reply
+ * (until killed); its pid. */
+static pid_t fake_server(int *port, const char *reply)
+{
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(ls >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    REQUIRE(bind(ls, (struct sockaddr *)&a, sizeof a) == 0 && listen(ls, 8) == 0);
+    REQUIRE(getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+    *port = ntohs(a.sin_port);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        for (;;) {
+            int c = accept(ls, NULL, NULL);
+            if (c < 0) continue;
+            char buf[4096];
+            (void)!recv(c, buf, sizeof buf, 0);
+            (void)!send(c, reply, strlen(reply), MSG_NOSIGNAL);
+            close(c);
+        }
+    }
+    close(ls);
+    return pid;
+}
+
+/* A server (not volq's) sending a chunk size near 2^64: a one-line error,
+ * exit 3, no crash. */
+static void test_cli_hostile_chunk_size(void)
+{
+    int port = 0;
+    pid_t srv = fake_server(&port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   "ffffffffffffffff\r\nx\r\n0\r\n\r\n");
+    char api[64];
+    snprintf(api, sizeof api, "http://127.0.0.1:%d", port);
+    t_cmd c;
+    VOLQ(&c, "--api", api, "status");
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    CHECK_INT(c.status, 3);
+    check_one_line_error(&c);
     t_cmd_free(&c);
 }
 
@@ -688,7 +736,7 @@ static void test_cli_top_on_a_terminal(void)
 }
 
 T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sending),
-       T(test_cli_dead_api_exit_3_one_line), T(test_cli_config_precedence),
+       T(test_cli_dead_api_exit_3_one_line), T(test_cli_hostile_chunk_size), T(test_cli_config_precedence),
        T(test_cli_json_before_or_after), T(test_cli_disks_and_disk),
        T(test_cli_disk_in_two_domains_exit_2), T(test_cli_amend_locked_and_refused),
        T(test_cli_jobs_job_cancel_retry), T(test_cli_events_status_upgrade_create),
