@@ -449,6 +449,18 @@ static json_t *snapshot_job(const char *wrapper, const char *extra, const char *
     return j;
 }
 
+/* The end of a snapshot_job() case: its new volume LEGAL; frees all, stops. */
+static void end_legal(json_t *end, json_t *j, json_t *arr, const json_t *d)
+{
+    char *m = meta(str(d, "id"), str(j, "volume_id"));
+    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
+    free(m);
+    json_decref(end);
+    json_decref(j);
+    json_decref(arr);
+    t_stack_stop(&S);
+}
+
 static int path_exists(void *path)
 {
     struct stat st;
@@ -510,13 +522,7 @@ static void test_create_dead_workers_qemu_img_create_is_stopped(void)
     CHECK_STR(str(end, "state"), "succeeded");
     errno = 0;
     CHECK(kill(first, 0) != 0 && errno == ESRCH); /* killed and reaped */
-    char *m = meta(str(d, "id"), str(j, "volume_id"));
-    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
-    free(m);
-    json_decref(end);
-    json_decref(j);
-    json_decref(arr);
-    t_stack_stop(&S);
+    end_legal(end, j, arr, d);
 }
 
 /* qemu-img create slower than the lease (a large preallocated volume): its
@@ -531,13 +537,7 @@ static void test_create_slow_create_keeps_its_lease(void)
     CHECK_STR(str(end, "state"), "succeeded");
     CHECK_INT(json_integer_value(json_object_get(end, "attempts")), 1);
     CHECK_INT(json_array_size(json_object_get(end, "errors")), 0);
-    char *m = meta(str(d, "id"), str(j, "volume_id"));
-    CHECK_CONTAINS(m, "LEGALITY=LEGAL\n");
-    free(m);
-    json_decref(end);
-    json_decref(j);
-    json_decref(arr);
-    t_stack_stop(&S);
+    end_legal(end, j, arr, d);
 }
 
 /* A failed snapshot job retried by hand after another snapshot was made on
