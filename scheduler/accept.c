@@ -69,6 +69,32 @@ static void reply_refused(vq_req *r, const vq_accept_req *a, const char *job_id)
                                      a->refusal, "job_id", job_id));
 }
 
+/* A repeat with an Idempotency-Key answers with the job the key first made,
+ * but only for the same request: the same kind and domain, and for an amend
+ * the same disk (a create-volume of a new disk gets a new disk id each time).
+ * Another request under a used key is 422: it was not done, and a 200 would
+ * say it was.  Nothing changed either way. */
+static void reply_idempotent(vq_req *r, const vq_accept_req *a, const char *job_id)
+{
+    vq_job *j = NULL;
+    vq_error err = {0};
+    if (vq_queue_get(r->s->q, job_id, &j, &err)) {
+        vq_reply_verror_(r, &err);
+        return;
+    }
+    if (strcmp(j->kind, a->kind) == 0 && strcmp(j->domain_id, a->domain_id) == 0 &&
+        (strcmp(a->kind, "amend") != 0 || strcmp(j->disk_id, a->disk_id) == 0)) {
+        vq_reply_json_(r, 200, vq_job_json(j));
+    } else {
+        char reason[256];
+        snprintf(reason, sizeof reason, "this Idempotency-Key made job %s, a %s of disk %s: use a "
+                 "new key for another request", j->id, j->kind, j->disk_id);
+        vq_reply_json_(r, 422, json_pack("{s:s,s:s,s:s}", "error", reason, "reason", reason,
+                                         "job_id", j->id));
+    }
+    vq_job_free(j);
+}
+
 void vq_accept_one_(vq_req *r, const vq_accept_req *a)
 {
     vq_accept_res res = {0};
@@ -86,7 +112,7 @@ void vq_accept_one_(vq_req *r, const vq_accept_req *a)
             r->s->stats.accepted_create++;
         reply_job(r, 202, res.job_id);
         break;
-    case VQ_ACCEPT_IDEMPOTENT: reply_job(r, 200, res.job_id); break;
+    case VQ_ACCEPT_IDEMPOTENT: reply_idempotent(r, a, res.job_id); break;
     case VQ_ACCEPT_REFUSED: reply_refused(r, a, res.job_id); break;
     case VQ_ACCEPT_LOCKED: reply_locked(r, a->disk_id, res.job_id); break;
     }

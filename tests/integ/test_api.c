@@ -373,7 +373,7 @@ static void test_api_token_required_for_changes(void)
 {
     S.token = "s3cret-token";
     start(0);
-    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
     char path[160];
     snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
              disk_by_alias(sd, "vm-001_Disk1"));
@@ -435,7 +435,7 @@ static void test_api_cross_site_changes_refused(void)
 static void test_api_idempotency_key(void)
 {
     start(0);
-    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    const char *sd = mkdomain("--version 4 --disks 2 --data-mib 0");
     char path[160];
     snprintf(path, sizeof path, "/api/storagedomains/%s/disks/%s", sd,
              disk_by_alias(sd, "vm-001_Disk1"));
@@ -450,6 +450,29 @@ static void test_api_idempotency_key(void)
     CHECK_INT(count_jobs(), 1);
     t_resp_free(&a);
     t_resp_free(&b);
+    /* The key used again for another disk, or another kind: 422, nothing made. */
+    char other[160], create[200];
+    snprintf(other, sizeof other, "/api/storagedomains/%s/disks/%s", sd,
+             disk_by_alias(sd, "vm-002_Disk1"));
+    REQUIRE(t_req(&S, "PUT", other, body, "Idempotency-Key: key-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 422);
+    CHECK_CONTAINS(json_string_value(json_object_get(a.json, "error")), "use a new key");
+    t_resp_free(&a);
+    snprintf(create, sizeof create, "/api/storagedomains/%s/disks/volumes", sd);
+    REQUIRE(t_req(&S, "POST", create, "{\"size\":1048576}", "Idempotency-Key: key-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 422);
+    t_resp_free(&a);
+    CHECK_INT(count_jobs(), 1);
+    /* A new disk made again under its key: the same job. */
+    REQUIRE(t_req(&S, "POST", create, "{\"size\":1048576}", "Idempotency-Key: new-1\r\n", &a) == 0);
+    REQUIRE(t_req(&S, "POST", create, "{\"size\":1048576}", "Idempotency-Key: new-1\r\n", &b) == 0);
+    CHECK_INT(a.status, 202);
+    CHECK_INT(b.status, 200);
+    CHECK_STR(json_string_value(json_object_get(b.json, "id")),
+              json_string_value(json_object_get(a.json, "id")));
+    t_resp_free(&a);
+    t_resp_free(&b);
+    CHECK_INT(count_jobs(), 2);
     t_stack_stop(&S);
 }
 
