@@ -1,13 +1,10 @@
 /* The amend job: every qcow2 volume of the disk's own chain to compat 1.1,
  * one at a time (qemu cannot amend two volumes of one chain at once), base
  * first, each read back from its header and, on success only, its GEN bumped. */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "volq/disk.h"
@@ -70,14 +67,13 @@ static int verify_v3(const vq_domain *d, const char *img, const char *vol, vq_er
     int dfd = -1;
     int rc = vq_domain_open_image(d, img, &dfd, err);
     if (rc) return rc;
-    /* O_NONBLOCK, then a regular file only: a FIFO swapped in meanwhile must
-     * not hang the worker. */
-    int fd = openat(dfd, vol, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    /* A regular file only, opened without blocking: a FIFO swapped in
+     * meanwhile must not hang the worker. */
+    int fd;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = vq_error_set(err, VQ_EIO, "volume %s: cannot open after amend: %s", vol,
-                          fd < 0 ? strerror(errno) : "not a regular file");
-        if (fd >= 0) close(fd);
+    vq_error e = {0};
+    if (vq_fs_open_file(dfd, vol, &fd, &st, &e)) {
+        rc = vq_error_set(err, VQ_EIO, "volume %s: cannot open after amend: %s", vol, e.text);
         goto out_close_dir;
     }
     vq_qcow2 h;

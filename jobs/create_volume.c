@@ -8,7 +8,6 @@
  * An attempt that finds the new .meta LEGAL is done; one that finds it ILLEGAL
  * removes the half-made volume and starts again.  A failed attempt removes
  * everything it made and puts the parent back to LEAF. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -449,43 +448,46 @@ static int earlier_attempt(create_run_state *s, vq_error *err)
     return vq_error_set(err, rc, "volume %s: %s", s->job->volume_id, e.text);
 }
 
+typedef struct place {
+    const create_run_state *s;
+    char *other;
+} place;
+
+/* One name of the folder (vq_fs_each_name): 1 when it is another volume's
+ * .meta that takes the job's place (foreign_volume). */
+static int takes_place(const char *n, void *arg)
+{
+    const place *p = arg;
+    const create_run_state *s = p->s;
+    if (strlen(n) != VQ_UUID_LEN + 5 || strcmp(n + VQ_UUID_LEN, ".meta") != 0 ||
+        !vq_uuid_valid_n(n, VQ_UUID_LEN))
+        return 0;
+    char id[VQ_UUID_SIZE];
+    memcpy(id, n, VQ_UUID_LEN);
+    id[VQ_UUID_LEN] = '\0';
+    if (strcmp(id, s->job->volume_id) == 0 || (is_thin(s) && strcmp(id, s->cp.parent) == 0))
+        return 0;
+    int found = 1;
+    if (is_snapshot(s)) {
+        vq_meta m = {0};
+        found = vq_meta_read(s->dfd, id, &m, NULL) == 0 && strcmp(m.puuid, s->cp.parent) == 0;
+        vq_meta_free(&m);
+    }
+    if (found) memcpy(p->other, id, VQ_UUID_SIZE);
+    return found;
+}
+
 /* Whether another volume took this job's place since its acceptance (a
  * failed job retried by hand runs long after): on a snapshot, a volume other
  * than this job's made on the parent; on a new or thin disk, any volume in
  * the folder but this job's and the template's links.  1 (its id in other),
- * 0 when none, <0 when the folder cannot be read. */
-static int foreign_volume(const create_run_state *s, char other[VQ_UUID_SIZE])
+ * 0 when none, VQ_EIO when the folder cannot be read. */
+static int foreign_volume(const create_run_state *s, char other[VQ_UUID_SIZE], vq_error *err)
 {
-    int fd = fcntl(s->dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    rewinddir(dir); /* the duplicate shares s->dfd's offset */
-    int found = 0;
-    struct dirent *de;
-    while (!found && (de = readdir(dir)) != NULL) {
-        const char *n = de->d_name;
-        if (strlen(n) != VQ_UUID_LEN + 5 || strcmp(n + VQ_UUID_LEN, ".meta") != 0 ||
-            !vq_uuid_valid_n(n, VQ_UUID_LEN))
-            continue;
-        char id[VQ_UUID_SIZE];
-        memcpy(id, n, VQ_UUID_LEN);
-        id[VQ_UUID_LEN] = '\0';
-        if (strcmp(id, s->job->volume_id) == 0) continue;
-        if (is_thin(s) && strcmp(id, s->cp.parent) == 0) continue;
-        if (is_snapshot(s)) {
-            vq_meta m = {0};
-            found = vq_meta_read(s->dfd, id, &m, NULL) == 0 && strcmp(m.puuid, s->cp.parent) == 0;
-            vq_meta_free(&m);
-        } else {
-            found = 1;
-        }
-        if (found) memcpy(other, id, VQ_UUID_SIZE);
-    }
-    closedir(dir);
-    return found;
+    place p = {s, other};
+    int rc = vq_fs_each_name(s->dfd, takes_place, &p);
+    if (rc < 0) return vq_error_set(err, VQ_EIO, "disk %s: cannot list its folder", s->job->disk_id);
+    return rc;
 }
 
 /* Refuses the attempt when another volume took the job's place (nothing is
@@ -493,16 +495,13 @@ static int foreign_volume(const create_run_state *s, char other[VQ_UUID_SIZE])
 static int check_place(const create_run_state *s, vq_error *err)
 {
     char other[VQ_UUID_SIZE];
-    int taken = foreign_volume(s, other);
-    if (taken < 0)
-        return vq_error_set(err, VQ_EIO, "disk %s: cannot list its folder", s->job->disk_id);
-    if (taken && is_snapshot(s))
+    int taken = foreign_volume(s, other, err);
+    if (taken <= 0) return taken;
+    if (is_snapshot(s))
         return vq_error_set(err, VQ_EREFUSED, "parent volume %s is no longer the leaf of disk %s: "
                             "volume %s was made on it", s->cp.parent, s->job->disk_id, other);
-    if (taken)
-        return vq_error_set(err, VQ_EREFUSED, "disk %s exists: its folder holds volume %s",
-                            s->job->disk_id, other);
-    return 0;
+    return vq_error_set(err, VQ_EREFUSED, "disk %s exists: its folder holds volume %s",
+                        s->job->disk_id, other);
 }
 
 /* Whether an attempt left anything to remove: a new or thin disk's folder
@@ -609,9 +608,9 @@ static int create_clean(vq_job_ctx *c, vq_error *err)
     }
     if ((rc = c->fence(c))) goto out;
     char other[VQ_UUID_SIZE];
-    int taken = foreign_volume(&s, other);
+    int taken = foreign_volume(&s, other, err);
     if (taken < 0) {
-        rc = vq_error_set(err, VQ_EIO, "disk %s: cannot list its folder", c->job->disk_id);
+        rc = taken;
         goto out;
     }
     if (taken)

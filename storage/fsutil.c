@@ -1,4 +1,5 @@
 /* Bounded reads that never follow a symlink, and atomic rewrites. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -113,19 +114,45 @@ static int read_bounded(int fd, const char *name, size_t max, char **out, size_t
     return 0;
 }
 
+int vq_fs_open_file(int dirfd, const char *name, int *fd, struct stat *st, vq_error *err)
+{
+    int rc = vq_fs_open(dirfd, name, O_RDONLY | O_NONBLOCK, fd, err);
+    if (rc < 0) return rc;
+    if (fstat(*fd, st) != 0)
+        rc = vq_error_set(err, VQ_EIO, "cannot stat %s: %s", name, strerror(errno));
+    else if (!S_ISREG(st->st_mode))
+        rc = vq_error_set(err, VQ_EINVAL, "%s is not a regular file", name);
+    if (rc < 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
+int vq_fs_each_name(int dirfd, int (*fn)(const char *name, void *arg), void *arg)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    rewinddir(dir); /* the duplicate shares dirfd's offset */
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(dir)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            rc = fn(de->d_name, arg);
+    closedir(dir);
+    return rc;
+}
+
 int vq_fs_read(int dirfd, const char *name, size_t max, char **out, size_t *len, vq_error *err)
 {
-    int fd, rc = vq_fs_open(dirfd, name, O_RDONLY | O_NONBLOCK, &fd, err);
-    if (rc < 0) return rc;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = vq_error_set(err, VQ_EIO, "cannot stat %s: %s", name, strerror(errno));
-        goto out_close;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = vq_error_set(err, VQ_EINVAL, "%s is not a regular file", name);
-        goto out_close;
-    }
+    int rc = vq_fs_open_file(dirfd, name, &fd, &st, err);
+    if (rc < 0) return rc;
     if ((uintmax_t)st.st_size > max) {
         rc = vq_error_set(err, VQ_EINVAL, "%s is larger than %zu bytes", name, max);
         goto out_close;

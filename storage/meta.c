@@ -1,5 +1,4 @@
 /* Volume .meta files: KEY=VALUE lines then EOF, 512 bytes at most. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -340,21 +339,21 @@ static int is_meta_temp(const char *name)
     return 0;
 }
 
+typedef struct removed {
+    int imgfd, n;
+} removed;
+
+static int remove_temp(const char *name, void *arg)
+{
+    removed *r = arg;
+    if (is_meta_temp(name) && unlinkat(r->imgfd, name, 0) == 0) r->n++;
+    return 0;
+}
+
 int vq_meta_remove_temps(int imgfd)
 {
-    int fd = fcntl(imgfd, F_DUPFD_CLOEXEC, 0);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    rewinddir(dir); /* the duplicate shares imgfd's offset */
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL)
-        if (is_meta_temp(de->d_name) && unlinkat(imgfd, de->d_name, 0) == 0) n++;
-    closedir(dir);
-    return n;
+    removed r = {imgfd, 0};
+    return vq_fs_each_name(imgfd, remove_temp, &r) < 0 ? -1 : r.n;
 }
 
 int vq_meta_init(vq_meta *m, int domain_version, vq_error *err)

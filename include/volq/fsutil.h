@@ -2,6 +2,7 @@
 #ifndef VOLQ_FSUTIL_H
 #define VOLQ_FSUTIL_H
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "volq/error.h"
@@ -14,6 +15,19 @@
  * symlink is VQ_EILLEGAL ("<path> is a symlink"), a missing file VQ_ENOENT.
  * *fd is a new descriptor; the caller closes it. */
 int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err);
+
+/* Opens name (relative to dirfd, as vq_fs_open()) read-only and without
+ * blocking, a regular file only ("... is not a regular file", VQ_EINVAL: a
+ * FIFO or device swapped in is not read); *st its fstat().  *fd is new. */
+int vq_fs_open_file(int dirfd, const char *name, int *fd, struct stat *st, vq_error *err);
+
+/* Calls fn(name, arg) for every entry of the folder dirfd but "." and "..",
+ * read from its start through a duplicate of dirfd (whose offset it shares:
+ * nothing else may read dirfd as a folder meanwhile).  fn may unlink the
+ * entry it is given.  fn returns 0 to go on, or a positive value that stops
+ * the walk and is returned; 0 when all were seen; -1 when the folder cannot
+ * be read. */
+int vq_fs_each_name(int dirfd, int (*fn)(const char *name, void *arg), void *arg);
 
 /* Reads name (relative to dirfd, opened with vq_fs_open(): no symlink is
  * followed) into a new NUL-terminated buffer (free with free()).  A regular
