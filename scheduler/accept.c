@@ -37,15 +37,20 @@ json_t *vq_jobs_of_(vq_sched *s, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_e
     return NULL;
 }
 
-static void reply_job(vq_req *r, int code, const char *job_id)
+/* The job's record (new: vq_job_free()), or NULL with the error answered. */
+static vq_job *job_or_reply(vq_req *r, const char *job_id)
 {
     vq_job *j = NULL;
     vq_error err = {0};
-    if (vq_queue_get(r->s->q, job_id, &j, &err)) {
-        vq_reply_verror_(r, &err);
-        return;
-    }
-    vq_reply_json_(r, code, vq_job_json(j));
+    if (vq_queue_get(r->s->q, job_id, &j, &err) == 0) return j;
+    vq_reply_verror_(r, &err);
+    return NULL;
+}
+
+static void reply_job(vq_req *r, int code, const char *job_id)
+{
+    vq_job *j = job_or_reply(r, job_id);
+    if (j) vq_reply_json_(r, code, vq_job_json(j));
     vq_job_free(j);
 }
 
@@ -76,12 +81,8 @@ static void reply_refused(vq_req *r, const vq_accept_req *a, const char *job_id)
  * say it was.  Nothing changed either way. */
 static void reply_idempotent(vq_req *r, const vq_accept_req *a, const char *job_id)
 {
-    vq_job *j = NULL;
-    vq_error err = {0};
-    if (vq_queue_get(r->s->q, job_id, &j, &err)) {
-        vq_reply_verror_(r, &err);
-        return;
-    }
+    vq_job *j = job_or_reply(r, job_id);
+    if (!j) return;
     if (strcmp(j->kind, a->kind) == 0 && strcmp(j->domain_id, a->domain_id) == 0 &&
         (strcmp(a->kind, "amend") != 0 || strcmp(j->disk_id, a->disk_id) == 0)) {
         vq_reply_json_(r, 200, vq_job_json(j));

@@ -14,23 +14,34 @@
 #include "volq/log.h"
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host (NUL-terminated) and port. */
+/* The host of "HOST[:PORT]" or "[V6][:PORT]" into host (brackets off); what
+ * follows it (":PORT" or ""), or NULL when there is no host or it does not fit. */
+static const char *split_host(const char *s, char *host, size_t hostsz)
+{
+    const char *h = s, *end, *rest;
+    if (*s == '[') {
+        h = s + 1;
+        if (!(end = strchr(h, ']'))) return NULL;
+        rest = end + 1;
+    } else {
+        end = strrchr(s, ':');
+        if (!end) end = s + strlen(s);
+        rest = end;
+    }
+    if (end <= h || (size_t)(end - h) >= hostsz) return NULL;
+    memcpy(host, h, (size_t)(end - h));
+    host[end - h] = '\0';
+    return rest;
+}
+
 static int parse_listen(const char *listen, char *host, size_t hostsz, int *port, vq_error *err)
 {
-    const char *colon = strrchr(listen, ':');
-    const char *h = listen, *hend = colon;
-    if (!colon || colon == listen) goto bad;
-    if (*h == '[') {
-        h++;
-        if (hend[-1] != ']') goto bad;
-        hend--;
-    }
+    const char *rest = split_host(listen, host, hostsz);
+    if (!rest || rest[0] != ':' || !rest[1]) goto bad;
     char *end;
     errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || errno || p < 0 || p > 65535) goto bad;
-    if ((size_t)(hend - h) >= hostsz || hend <= h) goto bad;
-    memcpy(host, h, (size_t)(hend - h));
-    host[hend - h] = '\0';
+    long p = strtol(rest + 1, &end, 10);
+    if (*end || errno || p < 0 || p > 65535) goto bad;
     *port = (int)p;
     return 0;
 bad:
@@ -55,17 +66,8 @@ static int is_loopback(const char *name)
 static int host_allowed(vq_req *r)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Host");
-    if (!r->s->loopback || !h) return 1;
     char name[256];
-    const char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
-    const char *from = h[0] == '[' ? h + 1 : h;
-    size_t n = end ? (size_t)(end - from) : strlen(from);
-    if (h[0] == '[' && !end) n = 0;
-    if (n > 0 && n < sizeof name) {
-        memcpy(name, from, n);
-        name[n] = '\0';
-        if (is_loopback(name)) return 1;
-    }
+    if (!r->s->loopback || !h || (split_host(h, name, sizeof name) && is_loopback(name))) return 1;
     vq_reply_error_(r, 403, NULL, "Host %.64s is not a loopback name, and this API listens on a "
                                   "loopback address only: use localhost or 127.0.0.1", h);
     return 0;

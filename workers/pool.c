@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "volq/fsutil.h"
 #include "volq/log.h"
 #include "worker_int.h"
 
@@ -68,17 +69,15 @@ static int is_slot(const slot *slots, int n, pid_t pid)
  * never does: ids are UUIDs). */
 static int runs_create(pid_t pid)
 {
-    char path[64], buf[4096];
+    char path[64], *buf = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t len = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (len <= 0) return 0;
-    buf[len] = '\0';
-    for (const char *a = buf; a < buf + len; a += strlen(a) + 1)
-        if (strcmp(a, "create") == 0) return 1;
-    return 0;
+    if (vq_fs_read(AT_FDCWD, path, 4096, &buf, &len, NULL)) return 0;
+    int found = 0;
+    for (const char *a = buf; !found && a < buf + len; a += strlen(a) + 1)
+        found = strcmp(a, "create") == 0;
+    free(buf);
+    return found;
 }
 
 /* The pool is its children's subreaper: a dead worker's qemu-img becomes its
