@@ -615,15 +615,18 @@ static void test_create_fence_waits_for_redis_to_answer(void)
     /* In qemu-img create: its .meta (ILLEGAL) is written. */
     vol_path(mp, sizeof mp, img, str(j, "volume_id"), ".meta");
     REQUIRE(t_poll(path_exists, mp, 30000));
-    redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s tk 999999", str(j, "id"));
-    REQUIRE(r);
-    freeReplyObject(r);
     char jpath[128], waits[256];
     snprintf(jpath, sizeof jpath, "/api/jobs/%s", str(j, "id"));
     json_t *run = req("GET", jpath, NULL, 200);
     /* The running worker's wait for Redis, or (unconfirmed) its going on. */
     snprintf(waits, sizeof waits, "worker %s: redis|lease renewal failed", str(run, "worker"));
     json_decref(run);
+    /* Taken over: another worker's attempt (its token and its name, so that
+     * this worker's put-back of its in-flight list leaves the job alone). */
+    redisReply *r = t_redis_cmd(&S.redis, "HSET {volq}:job:%s tk 999999 w other-host:1",
+                                str(j, "id"));
+    REQUIRE(r);
+    freeReplyObject(r);
     REQUIRE(t_redis_stop(&S.redis) == 0);
     REQUIRE(t_poll(worker_log_says, waits, 30000)); /* qemu-img create ended (2 s) */
     *strchr(waits, '|') = '\0';
