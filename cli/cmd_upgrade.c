@@ -10,7 +10,7 @@
 
 /* Polls come every VQ_BULK_POLL_MS, and faster as the end nears: half the
  * time the rate so far says is left, at least VQ_BULK_POLL_MIN_MS apart, so the
- * command ends within about ten ms of the last job (a bulk of a few
+ * command ends within a few ms of the last job's end (a bulk of a few
  * seconds lost a quarter of a second on average to the fixed poll). */
 #define VQ_BULK_POLL_MS 500
 #define VQ_BULK_POLL_MIN_MS 3
