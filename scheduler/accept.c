@@ -74,17 +74,28 @@ static void reply_refused(vq_req *r, const vq_accept_req *a, const char *job_id)
                                      a->refusal, "job_id", job_id));
 }
 
+/* 1 when the job j, made under a's Idempotency-Key, is the one a asks for. */
+static int same_request(const vq_job *j, const vq_accept_req *a, const vq_same_req *same)
+{
+    if (strcmp(j->kind, a->kind) != 0 || strcmp(j->domain_id, a->domain_id) != 0) return 0;
+    if (same->disk && strcmp(j->disk_id, a->disk_id) != 0) return 0;
+    for (const char *const *k = same->params; k && *k; k++)
+        if (!json_equal(json_object_get(j->params, *k), json_object_get(a->params, *k))) return 0;
+    return 1;
+}
+
 /* A repeat with an Idempotency-Key answers with the job the key first made,
- * but only for the same request: the same kind and domain, and for an amend
- * the same disk (a create-volume of a new disk gets a new disk id each time).
- * Another request under a used key is 422: it was not done, and a 200 would
- * say it was.  Nothing changed either way. */
-static void reply_idempotent(vq_req *r, const vq_accept_req *a, const char *job_id)
+ * but only for the same request (same_request: a create-volume of a new disk
+ * gets a new disk id each time, so its disk is not compared, and values the
+ * request left out were filled in for the first job from the disk as it was
+ * then).  Another request under a used key is 422: it was not done, and a 200
+ * would say it was.  Nothing changed either way. */
+static void reply_idempotent(vq_req *r, const vq_accept_req *a, const vq_same_req *same,
+                             const char *job_id)
 {
     vq_job *j = job_or_reply(r, job_id);
     if (!j) return;
-    if (strcmp(j->kind, a->kind) == 0 && strcmp(j->domain_id, a->domain_id) == 0 &&
-        (strcmp(a->kind, "amend") != 0 || strcmp(j->disk_id, a->disk_id) == 0)) {
+    if (same_request(j, a, same)) {
         vq_reply_json_(r, 200, vq_job_json(j));
     } else {
         char reason[256];
@@ -96,7 +107,7 @@ static void reply_idempotent(vq_req *r, const vq_accept_req *a, const char *job_
     vq_job_free(j);
 }
 
-void vq_accept_one_(vq_req *r, const vq_accept_req *a)
+void vq_accept_one_(vq_req *r, const vq_accept_req *a, const vq_same_req *same)
 {
     vq_accept_res res = {0};
     vq_error err = {0};
@@ -113,7 +124,7 @@ void vq_accept_one_(vq_req *r, const vq_accept_req *a)
             r->s->stats.accepted_create++;
         reply_job(r, 202, res.job_id);
         break;
-    case VQ_ACCEPT_IDEMPOTENT: reply_idempotent(r, a, res.job_id); break;
+    case VQ_ACCEPT_IDEMPOTENT: reply_idempotent(r, a, same, res.job_id); break;
     case VQ_ACCEPT_REFUSED: reply_refused(r, a, res.job_id); break;
     case VQ_ACCEPT_LOCKED: reply_locked(r, a->disk_id, res.job_id); break;
     }

@@ -40,7 +40,7 @@ static void amend(vq_req *r, const vq_domain *d, const vq_disk *disk)
     if (locked < 0) return;
     if (!locked && check_amend(r, d, disk, &err)) return;
     if (err.code == VQ_EREFUSED) a.refusal = err.text;
-    vq_accept_one_(r, &a);
+    vq_accept_one_(r, &a, &(vq_same_req){.disk = 1});
 }
 
 void vq_api_amend_(vq_req *r)

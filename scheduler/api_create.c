@@ -69,9 +69,20 @@ static const char *alias_of(json_t *p, const vq_disk *disk, const char *disk_id)
     return disk ? disk->alias : disk_id;
 }
 
-/* disk is NULL for a new disk, whose id is disk_id. */
+/* The fields of create_fields the body gave (given: room for all of them),
+ * before defaults fill any in. */
+static void fields_given(json_t *p, const char *given[])
+{
+    size_t n = 0;
+    for (const char *const *k = create_fields; *k; k++)
+        if (json_object_get(p, *k)) given[n++] = *k;
+    given[n] = NULL;
+}
+
+/* disk is NULL for a new disk, whose id is disk_id; given: the fields the
+ * request gave (fields_given). */
 static void create(vq_req *r, const vq_domain *d, const vq_disk *disk, const char *disk_id,
-                   json_t *p)
+                   json_t *p, const char *const *given)
 {
     char holder[VQ_UUID_SIZE] = "", vol[VQ_UUID_SIZE];
     vq_error err = {0};
@@ -84,7 +95,7 @@ static void create(vq_req *r, const vq_domain *d, const vq_disk *disk, const cha
     if (err.code == VQ_EREFUSED) a.refusal = err.text;
     vq_uuid_new(vol);
     a.alias = alias_of(p, disk, disk_id);
-    vq_accept_one_(r, &a);
+    vq_accept_one_(r, &a, &(vq_same_req){.disk = disk != NULL, .params = given});
 }
 
 /* A new volume of an existing disk goes on top of its leaf unless the body
@@ -100,11 +111,13 @@ void vq_api_create_(vq_req *r)
 {
     vq_domain *d = NULL;
     vq_disk *disk = NULL;
+    const char *given[sizeof create_fields / sizeof create_fields[0]];
     json_t *p = parse_create(r);
     if (p && vq_find_domain_(r, r->arg[0], &d) == 0 &&
         vq_find_disk_(r, d, r->arg[1], &disk) == 0) {
+        fields_given(p, given);
         default_parent(p, disk);
-        create(r, d, disk, disk->id, p);
+        create(r, d, disk, disk->id, p, given);
     }
     json_decref(p);
     vq_disk_free(disk);
@@ -122,7 +135,9 @@ void vq_api_create_new_(vq_req *r)
         json_decref(p);
         return;
     }
-    if (p && vq_find_domain_(r, r->arg[0], &d) == 0) create(r, d, NULL, disk_id, p);
+    const char *given[sizeof create_fields / sizeof create_fields[0]];
+    if (p) fields_given(p, given);
+    if (p && vq_find_domain_(r, r->arg[0], &d) == 0) create(r, d, NULL, disk_id, p, given);
     json_decref(p);
     vq_domain_free(d);
 }

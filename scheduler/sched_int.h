@@ -155,8 +155,17 @@ void vq_free_disks_(vq_disk_scan *v, size_t n);
 int vq_fetch_holders_(vq_sched *s, const vq_disk_scan *v, size_t n,
                       char (**holders)[VQ_UUID_SIZE], vq_error *err);
 
-/* accept.c: one job through vq_queue_accept, answered 202/200/409. */
-void vq_accept_one_(vq_req *r, const vq_accept_req *a);
+/* What makes a repeat under an Idempotency-Key the same request: its kind and
+ * domain, its disk when the request named one (disk), and the parameters the
+ * request gave (params, NULL-terminated; NULL for none). */
+typedef struct vq_same_req {
+    int disk;
+    const char *const *params;
+} vq_same_req;
+
+/* accept.c: one job through vq_queue_accept, answered 202/200/409 (422: an
+ * Idempotency-Key used before for another request, see same). */
+void vq_accept_one_(vq_req *r, const vq_accept_req *a, const vq_same_req *same);
 /* The jobs object of results (vq_job_json of each accepted job).  New reference;
  * NULL with err filled on a Redis error. */
 json_t *vq_jobs_of_(vq_sched *s, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_error *err);

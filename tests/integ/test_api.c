@@ -473,6 +473,30 @@ static void test_api_idempotency_key(void)
     t_resp_free(&a);
     t_resp_free(&b);
     CHECK_INT(count_jobs(), 2);
+    /* The same key with another size, or on another disk: 422, nothing made. */
+    REQUIRE(t_req(&S, "POST", create, "{\"size\":2097152}", "Idempotency-Key: new-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 422);
+    t_resp_free(&a);
+    char snap[240], snap2[240];
+    snprintf(snap, sizeof snap, "/api/storagedomains/%s/disks/%s/volumes", sd,
+             disk_by_alias(sd, "vm-002_Disk1"));
+    snprintf(snap2, sizeof snap2, "/api/storagedomains/%s/disks/%s/volumes", sd,
+             disk_by_alias(sd, "vm-001_Disk1"));
+    REQUIRE(t_req(&S, "POST", snap, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 202);
+    t_resp_free(&a);
+    REQUIRE(t_req(&S, "POST", snap2, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 422);
+    t_resp_free(&a);
+    /* A repeat of the snapshot: the same job, though the disk is locked (its
+     * size and parent, filled in from the disk, are not compared). */
+    REQUIRE(t_req(&S, "POST", snap, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 200);
+    t_resp_free(&a);
+    REQUIRE(t_req(&S, "POST", snap, "{\"format\":\"raw\"}", "Idempotency-Key: snap-1\r\n", &a) == 0);
+    CHECK_INT(a.status, 422);
+    t_resp_free(&a);
+    CHECK_INT(count_jobs(), 3);
     t_stack_stop(&S);
 }
 
