@@ -27,6 +27,10 @@
 #define VOLUME_MODE 0660
 #define IMAGE_DIR_MODE 0755
 
+/* qemu's qcow2 limit with its default 64 KiB clusters: a 32 MiB L1 table of
+ * 8-byte entries, each mapping 8,192 clusters of 64 KiB. */
+#define VQ_COW_SIZE_MAX ((json_int_t)1 << 51)
+
 /* Parameters as normalised by the check: every field set. */
 typedef struct create_params {
     uint64_t size;
@@ -213,6 +217,11 @@ static int create_check(const vq_domain *d, const vq_disk *disk, json_t *p, vq_e
         return vq_error_set(err, VQ_EINVAL, "size is required for a new disk");
     if (!json_is_string(json_object_get(p, "format")))
         json_object_set_new(p, "format", json_string("cow"));
+    json_int_t size = json_integer_value(json_object_get(p, "size"));
+    if (strcmp(json_string_value(json_object_get(p, "format")), "cow") == 0 && size > VQ_COW_SIZE_MAX)
+        return vq_error_set(err, VQ_EINVAL, "size %lld is above %lld bytes (2 PiB), the most a "
+                            "qcow2 volume with 64 KiB clusters can hold", (long long)size,
+                            (long long)VQ_COW_SIZE_MAX);
     if (!json_is_string(json_object_get(p, "alias")))
         json_object_set_new(p, "alias", json_string(""));
     return check_alias(json_string_value(json_object_get(p, "alias")), err);

@@ -21,7 +21,8 @@ int vq_qemu_amend(const char *imgdir, const char *vol, int timeout_ms, vq_spawn_
  * (0 with a backing file: the backing file's size).  tick (may be NULL) as for
  * vq_qemu_amend.  A failed create removes the file it made, except when tick
  * stopped it with VQ_ESTALE (the attempt lost its lease: what is there may be
- * another attempt's to clean by then). */
+ * another attempt's to clean by then).  A size the format or the file system
+ * cannot hold ("The image size is too large ...") is VQ_EREFUSED. */
 int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *compat,
                    uint64_t size, const char *backing, const char *backing_fmt, int timeout_ms,
                    vq_spawn_tick tick, void *arg, vq_error *err);

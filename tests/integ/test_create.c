@@ -384,6 +384,7 @@ static void test_create_refusals_leave_domain_identical(void)
     refused("/disks/volumes", "{\"size\":0}", 400, "multiple of 512");
     refused("/disks/volumes", "{\"size\":1048576,\"format\":\"qcow\"}", 400, "format");
     refused("/disks/volumes", "{\"format\":\"cow\"}", 400, "size");
+    refused("/disks/volumes", "{\"size\":2251799813685760}", 400, "2 PiB"); /* 2 PiB + 512 */
     refused("/disks/volumes", "{\"size\":1048576,\"alias\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", 400, "alias");
     refused(path, "{\"format\":\"raw\"}", 409, "raw");
     refused(path, "{\"size\":512}", 409, "below the parent");
@@ -399,6 +400,38 @@ static void test_create_refusals_leave_domain_identical(void)
     CHECK_INT(json_array_size(failed), 5); /* the five 409s above */
     json_decref(failed);
     json_decref(arr);
+    t_stack_stop(&S);
+}
+
+/* A raw volume larger than the file system allows: qemu-img says so, and the
+ * job fails at its first attempt (no retry helps), leaving nothing behind. */
+static void test_create_raw_too_large_fails_without_retry(void)
+{
+    start("--version 4 --disks 1");
+    char probe[1200];
+    snprintf(probe, sizeof probe, "%s/probe.raw", S.domains);
+    char *out = slurp("qemu-img create -q -f raw %s 1125899906842624 2>&1; rm -f %s", probe, probe);
+    int fits = strstr(out, "too large") == NULL;
+    free(out);
+    if (fits) { /* tmpfs holds 1 PiB sparse files: nothing to see here */
+        printf("# the test folder's file system holds a 1 PiB file: nothing to refuse\n");
+        t_stack_stop(&S);
+        return;
+    }
+    /* The image folder made for it goes: its parent's mtime may change. */
+    char *before = slurp("cd %s && find . | sort", S.domains);
+    json_t *j = create("/disks/volumes", "{\"size\":1125899906842624,\"format\":\"raw\"}", 202);
+    REQUIRE(j);
+    json_t *end = wait_job(str(j, "id"));
+    CHECK_STR(str(end, "state"), "failed");
+    CHECK_INT(json_integer_value(json_object_get(end, "attempts")), 1);
+    CHECK_CONTAINS(str(end, "reason"), "too large");
+    char *after = slurp("cd %s && find . | sort", S.domains);
+    CHECK_STR(after, before);
+    free(before);
+    free(after);
+    json_decref(end);
+    json_decref(j);
     t_stack_stop(&S);
 }
 
@@ -1038,6 +1071,7 @@ T_MAIN(T(test_create_new_disk_v4_is_compat_1_1),
        T(test_create_keeps_vdsm_ownership),
        T(test_create_thin_disk_hard_links_template),
        T(test_create_refusals_leave_domain_identical),
+       T(test_create_raw_too_large_fails_without_retry),
        T(test_create_thin_on_a_stray_meta_is_refused),
        T(test_create_crash_mid_create_completes_cleanly),
        T(test_create_slow_create_keeps_its_lease),
