@@ -30,6 +30,10 @@ static int refuse_if_not_eligible(const vq_domain *d, const vq_disk *disk, const
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
         vq_error probe = {0};
+        /* A bump that could not be written must be known before the amend. */
+        if (v->qcow_version == 2 && vq_meta_check_bump(v->id, &v->meta, &probe))
+            return vq_error_set(err, VQ_EREFUSED, "%s: its GEN bump could not be written",
+                                probe.text);
         int busy = vq_qemu_in_use(imgdir, v->id, &probe);
         if (busy > 0 && after_crash)
             return vq_error_set(err, VQ_EBUSY,
@@ -265,14 +269,73 @@ static void remove_leftovers(const vq_domain *d, const vq_job *j)
     close(dfd);
 }
 
-/* The volumes, base first (vols[] runs leaf first), then the job's last
- * bump and the end of its run (handed to the worker when it can wait). */
+/* ---- the plan: the GEN bumps an attempt that died still owed ----------- */
+
+static int own_cow(const vq_volume *v) { return !v->shared && v->meta.format == VQ_FORMAT_COW; }
+
+/* 1 when v is in plan ("VOL:GEN ...") with the GEN its .meta still says and
+ * is at compat 1.1 now: an attempt amended it and died before its bump. */
+static int owed_bump(const char *plan, const vq_volume *v)
+{
+    if (!plan || !own_cow(v) || v->qcow_version != 3) return 0;
+    size_t n = strlen(v->id);
+    for (const char *p = strstr(plan, v->id); p; p = strstr(p + 1, v->id)) {
+        if ((p != plan && p[-1] != ' ') || p[n] != ':') continue;
+        char *end;
+        unsigned long g = strtoul(p + n + 1, &end, 10);
+        return end != p + n + 1 && (*end == ' ' || *end == '\0') && g == v->meta.gen;
+    }
+    return 0;
+}
+
+/* This attempt's plan (new string, free()): the volumes it will amend and
+ * those whose bump is owed (owed: how many), each as "VOL:GEN" with the GEN
+ * as it is before.  Recorded before the first qemu-img, it lets the attempt
+ * after this one's death bump the GEN of a volume amended meanwhile (its
+ * qemu-img may even finish after the worker died), and only that. */
+static char *make_plan(const vq_disk *disk, const char *before, int *owed)
+{
+    char *plan = malloc(disk->nvols * (VQ_UUID_SIZE + 12) + 1), *p = plan;
+    if (!plan) return NULL;
+    *p = '\0';
+    *owed = 0;
+    for (size_t i = 0; i < disk->nvols; i++) {
+        const vq_volume *v = &disk->vols[i];
+        int owes = owed_bump(before, v);
+        *owed += owes;
+        if (owes || (own_cow(v) && v->qcow_version == 2))
+            p += sprintf(p, "%s%s:%u", p == plan ? "" : " ", v->id, v->meta.gen);
+    }
+    return plan;
+}
+
+/* The bumps an attempt that died owed, after one fence (they join this
+ * attempt's run: its end makes them durable). */
+static int bump_owed(bump *b, const vq_disk *disk, const char *plan, vq_error *err)
+{
+    int rc = 0, fenced = 0;
+    for (size_t i = 0; i < disk->nvols && rc == 0; i++) {
+        const vq_volume *v = &disk->vols[i];
+        if (!owed_bump(plan, v)) continue;
+        if (!fenced && (rc = b->c->fence(b->c))) return rc;
+        fenced = 1;
+        vq_log(VQ_LOG_NOTICE, "job %s: volume %s was amended by an attempt that died before its "
+               "GEN bump: bumping it now", b->c->job->id, v->id);
+        if ((rc = bump_gen(b->d, b->img, v->id, &b->run, 0, &b->err)))
+            rc = vq_error_set(err, rc, "%s", b->err.text);
+    }
+    return rc;
+}
+
+/* The bumps owed (owed: how many), the volumes, base first (vols[] runs leaf
+ * first), then the job's last bump and the end of its run (handed to the
+ * worker when it can wait). */
 static int amend_volumes(bump *b, vq_domain **dp, const vq_disk *disk, const char *imgdir,
-                         int total, vq_error *err)
+                         int total, int owed, vq_error *err)
 {
     const vq_domain *d = *dp;
     vq_job_ctx *c = b->c;
-    int rc = 0, done = 0;
+    int rc = owed ? bump_owed(b, disk, c->job->plan, err) : 0, done = 0;
     for (size_t i = disk->nvols; i-- > 0 && rc == 0;) {
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
@@ -304,12 +367,16 @@ static int amend_chain(vq_job_ctx *c, vq_domain **dp, const vq_disk *disk, vq_er
     if ((rc = refuse_if_not_eligible(d, disk, imgdir, c->job->crashes > 0, err))) return rc;
     if (c->job->crashes > 0) remove_leftovers(d, c->job);
 
-    int total = (int)vq_disk_count_v2(disk);
-    /* Nothing is written before the first volume's fence: no need to wait. */
-    if ((rc = c->progress_later(c, 0, total))) return rc;
+    int total = (int)vq_disk_count_v2(disk), owed = 0;
+    char *plan = make_plan(disk, c->job->plan, &owed);
+    if (!plan) return vq_error_set(err, VQ_ENOMEM, "out of memory");
+    /* At Redis before anything changes; its answer is read at the first fence. */
+    rc = c->plan && *plan ? c->plan(c, plan, total) : c->progress_later(c, 0, total);
+    free(plan);
+    if (rc) return rc;
     bump b = {.c = c, .d = d, .img = disk->id};
     running = &b;
-    rc = amend_volumes(&b, dp, disk, imgdir, total, err);
+    rc = amend_volumes(&b, dp, disk, imgdir, total, owed, err);
     running = NULL;
     /* A temp file still here (fenced, failed, or passed in by the job before
      * and never used) goes; a run handed to the last step left none. */
@@ -344,7 +411,7 @@ static int amend_noop(const vq_job *j, const char *root, vq_domain **dp)
     vq_disk *disk = NULL;
     /* After a crash a real attempt runs: it removes what the dead one left
      * (its temp files), which a run of no-op jobs does not. */
-    if (j->done || j->total || j->crashes) return 0;
+    if (j->done || j->total || j->crashes || j->plan) return 0;
     if (*dp && strcmp((*dp)->id, j->domain_id) != 0) {
         vq_domain_free(*dp);
         *dp = NULL;

@@ -72,6 +72,10 @@ static int set_field(vq_job *j, const char *f, const char *v, size_t len)
     case 'm': return strcmp(f, "ma") == 0 ? to_int(v, &j->max_attempts) : 0;
     case 'n': return strcmp(f, "n") == 0 ? to_i64(v, &j->next_attempt) : 0;
     case 'p':
+        if (strcmp(f, "pl") == 0) {
+            free(j->plan);
+            return (j->plan = strndup(v, len)) ? 0 : -1;
+        }
         if (strcmp(f, "p") != 0) return 0;
         json_decref(j->params);
         j->params = json_loadb(v, len, 0, NULL);
@@ -167,6 +171,7 @@ void vq_job_free(vq_job *j)
 {
     if (!j) return;
     free(j->reason);
+    free(j->plan);
     json_decref(j->params);
     json_decref(j->errors);
     free(j);

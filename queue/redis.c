@@ -308,6 +308,15 @@ static int flush_out(redisContext *c)
     return 0;
 }
 
+int vq_redis_send(vq_redis *r, vq_error *err)
+{
+    if (!r->c || r->broken) return vq_error_set(err, VQ_EREDIS, "redis: connection lost");
+    if (flush_out(r->c) == 0) return 0;
+    vq_error_set(err, VQ_EREDIS, "redis: connection lost: %s", r->c->errstr);
+    mark_broken(r);
+    return VQ_EREDIS;
+}
+
 /* Sends one formatted command and reads its reply, error replies included.
  * A write that fails on a connection opened before this call is retried once
  * on a new connection: the server cannot have run a command it did not fully

@@ -337,11 +337,14 @@ int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_erro
     return rc;
 }
 
-int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+/* progress.lua appended to the pipeline, with the plan when not NULL. */
+static int progress_append(vq_queue *q, const vq_job *j, int done, int total, const char *plan,
+                           vq_error *err)
 {
     vq_strv more = {0}, k = {0}, a = {0};
     int rc = progress_args(j, done, total, &more, err);
     if (rc == 0) {
+        if (plan) vq_strv_add_(&more, plan);
         fenced_call(j, &more, &k, &a);
         rc = vq_queue_append_(q, "progress.lua", &k, &a, err);
     }
@@ -349,6 +352,17 @@ int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq
     vq_strv_free_(&k);
     vq_strv_free_(&a);
     return rc;
+}
+
+int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err)
+{
+    return progress_append(q, j, done, total, NULL, err);
+}
+
+int vq_queue_plan_send(vq_queue *q, const vq_job *j, int total, const char *plan, vq_error *err)
+{
+    int rc = progress_append(q, j, 0, total, plan ? plan : "", err);
+    return rc ? rc : vq_redis_send(q->r, err);
 }
 
 int vq_queue_fence_send(vq_queue *q, const vq_job *j, vq_error *err)

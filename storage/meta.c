@@ -288,27 +288,48 @@ static int sync_fields(vq_meta *m, vq_error *err)
     return sync_size(m, err);
 }
 
+/* The text m is written as (*buf new, free()), at most VQ_META_MAX bytes. */
+static int render(const char *vol, vq_meta *m, char **buf, size_t *len, vq_error *err)
+{
+    vq_error e = {0};
+    int rc = sync_fields(m, &e);
+    if (rc < 0) return vq_error_set(err, rc, "volume %s: metadata: %s", vol, e.text);
+    *buf = vq_kv_format(&m->kv, VQ_KV_EOF, len);
+    if (!*buf) return vq_error_set(err, VQ_ENOMEM, "volume %s: out of memory", vol);
+    if (*len <= VQ_META_MAX) return 0;
+    free(*buf);
+    *buf = NULL;
+    return vq_error_set(err, VQ_EINVAL, "volume %s: metadata would be %zu bytes, over %d", vol,
+                        *len, VQ_META_MAX);
+}
+
 static int meta_write(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err)
 {
-    char name[META_NAME_SIZE];
-    vq_error e = {0};
-    int rc = meta_name(vol, name, err);
-    if (rc < 0) return rc;
-    if ((rc = sync_fields(m, &e)) < 0)
-        return vq_error_set(err, rc, "volume %s: metadata: %s", vol, e.text);
+    char name[META_NAME_SIZE], *buf;
     size_t len;
-    char *buf = vq_kv_format(&m->kv, VQ_KV_EOF, &len);
-    if (!buf) return vq_error_set(err, VQ_ENOMEM, "volume %s: out of memory", vol);
-    if (len > VQ_META_MAX) {
-        rc = vq_error_set(err, VQ_EINVAL, "volume %s: metadata would be %zu bytes, over %d",
-                          vol, len, VQ_META_MAX);
-        goto out_free_buf;
-    }
+    int rc = meta_name(vol, name, err);
+    if (rc < 0 || (rc = render(vol, m, &buf, &len, err)) < 0) return rc;
     mode_t mode = META_MODE | VQ_FS_KEEP_MODE; /* an existing file's mode is kept */
     rc = run ? vq_fs_run_write(imgfd, run, name, buf, len, mode, err)
              : vq_fs_write_atomic(imgfd, name, buf, len, mode, err);
-out_free_buf:
     free(buf);
+    return rc;
+}
+
+int vq_meta_check_bump(const char *vol, const vq_meta *m, vq_error *err)
+{
+    size_t len;
+    char *buf = vq_kv_format(&m->kv, VQ_KV_EOF, &len), *out = NULL;
+    if (!buf) return vq_error_set(err, VQ_ENOMEM, "volume %s: out of memory", vol);
+    vq_meta c = {0};
+    int rc = vq_meta_parse(buf, len, &c, err);
+    free(buf);
+    if (rc == 0) {
+        c.gen = (c.gen + 1) % GEN_LIMIT;
+        rc = render(vol, &c, &out, &len, err);
+    }
+    free(out);
+    vq_meta_free(&c);
     return rc;
 }
 

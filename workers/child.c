@@ -250,6 +250,8 @@ static int progress(vq_job_ctx *c, int done, int total)
 /* The progress when a write of it is due, else a lease check that writes
  * nothing; either way the answer, read later, is a fence.  0 done guards no
  * write: between writes it sends nothing. */
+static int sent_later(run_state *rs, int rc, int write, const vq_error *err);
+
 static int progress_later(vq_job_ctx *c, int done, int total)
 {
     run_state *rs = c->priv;
@@ -261,19 +263,38 @@ static int progress_later(vq_job_ctx *c, int done, int total)
     if (!write && done == 0) return 0; /* nothing done yet: no write to fence */
     int rc = write ? vq_queue_progress_send(rs->w->q, rs->job, done, total, &err)
                    : vq_queue_fence_send(rs->w->q, rs->job, &err);
+    return sent_later(rs, rc, write, &err);
+}
+
+/* After a write (or lease check) sent, its answer to be read later: a failed
+ * send leaves the fence owed (settle() asks again). */
+static int sent_later(run_state *rs, int rc, int write, const vq_error *err)
+{
     if (rc) {
-        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err.text);
-        rs->owed = 1; /* a file write may wait on this answer: settle() asks again */
+        vq_log(VQ_LOG_WARN, "job %s: progress not recorded: %s", rs->job->id, err->text);
+        rs->owed = 1; /* a file write may wait on this answer */
         return 0;
     }
     rs->calls++;
     rs->pending = 1;
     if (write) {
         rs->dirty = 0;
-        rs->written = now;
-        renewed(rs->w, now);
+        rs->written = vq_now_ms();
+        renewed(rs->w, rs->written);
     }
     return 0;
+}
+
+/* 0 of total with the job's plan, always written (at Redis before this
+ * returns), its answer read later as progress_later's. */
+static int plan(vq_job_ctx *c, const char *plan, int total)
+{
+    run_state *rs = c->priv;
+    if (settle(rs)) return VQ_ESTALE;
+    report(rs, 0, total);
+    vq_error err = {0};
+    int rc = vq_queue_plan_send(rs->w->q, rs->job, total, plan, &err);
+    return sent_later(rs, rc, 1, &err);
 }
 
 static void start_next(child *w);
@@ -589,6 +610,7 @@ static vq_job *run_job(child *w, vq_job *j)
         .qemu_timeout_ms = w->o->qemu_timeout_ms,
         .progress = progress,
         .progress_later = progress_later,
+        .plan = plan,
         .fence = fence,
         .ahead = ahead,
         .defer = defer,

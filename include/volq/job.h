@@ -38,6 +38,10 @@ typedef struct vq_job {
                                         (vq_job_kind.clean); 0 otherwise */
     int done, total;                 /* progress */
     char *reason;                    /* why it failed, NULL otherwise (owned) */
+    char *plan;                      /* amend: "VOL:GEN ..." of the volumes an attempt set
+                                        out to amend, GEN as it was before (owned; NULL
+                                        when none): a later attempt bumps the GEN of one
+                                        found amended with it unchanged (jobs/amend.c) */
     json_t *errors;                  /* array of one string per failed attempt (owned) */
     int64_t created, updated, next_attempt; /* ms since the epoch; next_attempt 0 when none */
     char worker[VQ_WORKER_ID_MAX];   /* current or last attempt's host:pid, "" when none */

@@ -23,6 +23,11 @@ typedef struct vq_job_ctx {
      * lease check that writes nothing, or nothing at all for 0 done (no
      * file write follows that a fence would guard). */
     int (*progress_later)(struct vq_job_ctx *c, int done, int total);
+    /* Optional (may be NULL): progress 0 of total with the job's plan
+     * (vq_job.plan, kept until the job ends), at Redis before it returns,
+     * so a later attempt finds it even if this worker dies right after;
+     * its answer is read as progress_later's. */
+    int (*plan)(struct vq_job_ctx *c, const char *plan, int total);
     /* A forced lease check: call it right before changing a file the job does
      * not own alone (GEN in .meta), so a worker paused past its lease and
      * resumed does not write after the job moved to another worker.  It is

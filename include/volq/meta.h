@@ -51,6 +51,11 @@ int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * waits for vq_fs_run_end(), and the volumes of a disk share one temp file. */
 int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err);
 
+/* 0 when m, its GEN bumped, can be written (vq_meta_write would not refuse
+ * it: 512 bytes at most, fields valid); else the error a write would give.
+ * Checked before qemu-img changes the volume, which the bump must follow. */
+int vq_meta_check_bump(const char *vol, const vq_meta *m, vq_error *err);
+
 /* Removes the temp files of .meta and .lease writes ("<vol>.meta.tmp.<pid>",
  * "<vol>.lease.tmp.<pid>") that a
  * process which died left in the image folder imgfd; the number removed, or

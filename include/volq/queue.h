@@ -132,6 +132,11 @@ int vq_queue_progress(vq_queue *q, const vq_job *j, int done, int total, vq_erro
  * its answer (VQ_ESTALE when fenced).  _recv must come before any other call
  * on q. */
 int vq_queue_progress_send(vq_queue *q, const vq_job *j, int done, int total, vq_error *err);
+/* progress_send of 0 of total with the job's plan (job.h), written to the
+ * socket before it returns: the plan is at Redis before the caller changes a
+ * file, even if the caller dies next.  Its answer is read with _recv; not
+ * when it fails (VQ_EREDIS: the connection is lost, the plan not recorded). */
+int vq_queue_plan_send(vq_queue *q, const vq_job *j, int total, const char *plan, vq_error *err);
 /* A lease check that writes nothing (fence.lua): appended like _send, its
  * answer read with vq_queue_progress_recv (VQ_ESTALE when the attempt is no
  * longer current or its lease ran out).  Not waiting for an fsync, it is the

@@ -85,6 +85,11 @@ redisReply *vq_redis_cmd(vq_redis *r, vq_error *err, const char *fmt, ...);
 int vq_redis_append_argv(vq_redis *r, int argc, const char **argv, const size_t *lens,
                          vq_error *err);
 redisReply *vq_redis_get_reply(vq_redis *r, vq_error *err);
+/* Writes what was appended to the socket now, without reading replies: for a
+ * write that must be at the server before the caller goes on (the server
+ * reads it even if the caller dies next).  VQ_EREDIS when the write fails
+ * (the connection is then broken, as above). */
+int vq_redis_send(vq_redis *r, vq_error *err);
 
 /* Runs an embedded Lua script (queue/lua/NAME.lua, sent after the shared
  * helpers of queue/lua/lib.lua) with EVALSHA, loading it with SCRIPT LOAD the

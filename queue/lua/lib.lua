@@ -123,7 +123,8 @@ end
 local function finish_job(key, id, j, state, reason, now)
   redis.call('HSET', key, 's', state, 'u', int(now))
   if reason then redis.call('HSET', key, 'r', reason) end
-  redis.call('HDEL', key, 'n')
+  -- A failed job keeps its plan ("pl"): a retry by hand still owes its bumps.
+  if state == 'failed' then redis.call('HDEL', key, 'n') else redis.call('HDEL', key, 'n', 'pl') end
   redis.call('ZREM', RUN, id)
   redis.call('ZREM', DUE, id)
   release_lock(j.dk, id)

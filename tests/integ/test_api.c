@@ -569,6 +569,47 @@ static void make_illegal(const char *sd, const char *img)
     run_ok(cmd);
 }
 
+/* sha1sum of every file of a disk's folder (new string). */
+static char *folder_sums(const char *sd, const char *img)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s/%s/images/%s && sha1sum * | sort", S.domains, sd, img);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    char *out = calloc(1, 4096);
+    REQUIRE(out && fread(out, 1, 4095, p) > 0);
+    pclose(p);
+    return out;
+}
+
+/* A .meta of exactly 512 bytes at GEN=9: its bump to 10 would not fit, so the
+ * amend is refused before qemu-img changes anything (not left at 1.1 with its
+ * GEN never bumped). */
+static void test_api_amend_refused_when_gen_bump_would_not_fit(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --data-mib 0");
+    char img[64], cmd[4096];
+    snprintf(img, sizeof img, "%s", disk_by_alias(sd, "vm-001_Disk1"));
+    /* GEN=9, then an unknown key (kept on rewrite) padding the file to 512 bytes. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s/%s/images/%s && for m in *.meta; do grep -v -e '^GEN=' -e '^EOF$' $m > t; "
+             "echo GEN=9 >> t; n=$((512 - $(wc -c < t) - 10)); "
+             "printf 'ZPAD=%%*s\\nEOF\\n' $n '' | tr ' ' x >> t; mv t $m; "
+             "test $(wc -c < $m) = 512 || exit 1; done",
+             S.domains, sd, img);
+    run_ok(cmd);
+    char *before = folder_sums(sd, img);
+    t_resp h = amend(sd, img, 409);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "reason")), "over 512");
+    t_resp_free(&h);
+    char *after = folder_sums(sd, img);
+    CHECK_STR(after, before);
+    free(before);
+    free(after);
+    t_stack_stop(&S);
+}
+
 static const char *skip_code_of(json_t *skipped, const char *disk)
 {
     size_t i;
@@ -1147,6 +1188,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_disk_in_two_domains_is_400), T(test_api_unknown_ids_404_malformed_400),
        T(test_api_405_names_allowed_methods), T(test_api_amend_accepted_and_disk_locked),
        T(test_api_amend_bad_bodies_400), T(test_api_amend_refusals_409_recorded),
+       T(test_api_amend_refused_when_gen_bump_would_not_fit),
        T(test_api_amend_on_v3_domain_refused), T(test_api_oversized_body_413),
        T(test_api_token_required_for_changes), T(test_api_idempotency_key),
        T(test_api_create_volume_new_and_existing_disk), T(test_api_create_volume_bad_input_400),

@@ -501,6 +501,41 @@ static void test_worker_sigkill_mid_chain_runs_again(void)
     vq_disk_free(d);
 }
 
+/* The worker dies right after its first qemu-img amended the base, before
+ * that volume's GEN bump: the next attempt finds the volume in the plan the
+ * dead one recorded, at 1.1 with its GEN unchanged, and bumps it; every GEN
+ * ends one above where it was, none twice. */
+static void test_worker_bump_owed_by_dead_attempt_is_made(void)
+{
+    fixture f = {0};
+    char job[VQ_UUID_SIZE];
+    FILE *w = fopen("killing-qemu-img", "w");
+    REQUIRE(w);
+    /* The first run only: the real qemu-img, then SIGKILL to the worker. */
+    fprintf(w, "#!/bin/sh\n/usr/bin/qemu-img \"$@\"; rc=$?\n"
+               "if mkdir %s/killed 2>/dev/null; then kill -9 $PPID; sleep 1; fi\nexit $rc\n",
+            t_dir());
+    fclose(w);
+    chmod("killing-qemu-img", 0755);
+    char qemu[1200];
+    snprintf(qemu, sizeof qemu, "VOLQ_QEMU_IMG=%s/killing-qemu-img", t_dir());
+    const char *env[] = {qemu, NULL};
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 3 --data-mib 1", job);
+    start_worker(&f, 1, env);
+    vq_job *j = wait_end(&f, job, 30000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->crashes, 1);
+    CHECK(j->plan == NULL); /* dropped with the job's end */
+    vq_disk *after = reload(&f, d->id);
+    check_all_v3_and_clean(&f, after);
+    for (size_t i = 0; i < after->nvols; i++) CHECK_INT(after->vols[i].meta.gen, d->vols[i].meta.gen + 1);
+    stop_worker(&f);
+    vq_job_free(j);
+    vq_disk_free(after);
+    vq_disk_free(d);
+}
+
 static void test_worker_sigterm_finishes_running_job(void)
 {
     fixture f = {0};
@@ -870,7 +905,8 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
 
 T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_snapshots_under_new_leaf),
        T(test_worker_thin_disk_leaves_template_untouched), T(test_worker_refuses_template_raw_and_v3),
-       T(test_worker_sigkill_mid_chain_runs_again), T(test_worker_sigterm_finishes_running_job),
+       T(test_worker_sigkill_mid_chain_runs_again),
+       T(test_worker_bump_owed_by_dead_attempt_is_made), T(test_worker_sigterm_finishes_running_job),
        T(test_worker_group_sigint_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
        T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
