@@ -95,9 +95,10 @@ static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *
 
 /* GEN is bumped as VDSM does after changing a volume: (GEN+1) % 1000.  Each
  * .meta is rewritten atomically, as one rewrite of the job's run (temp file,
- * fsync, swap or rename: vq_fs_run_write); the run ends (end: its temp file
- * removed, the image folder fsynced, which makes the renames durable) after
- * the job's last bump, before its end is recorded.  vol NULL: the end alone. */
+ * fsync, swap or rename: vq_fs_run_write); the run ends (end: the image
+ * folder fsynced, which makes the renames durable, then its kept files passed
+ * on to the running job or removed) after the job's last bump, before its end
+ * is recorded.  vol NULL: the end alone. */
 static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_run *run,
                     int end, vq_error *err)
 {
@@ -112,8 +113,9 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
     }
     if (end) {
         vq_error e = {0};
-        pass_spare(d, img, dfd, run);
-        int erc = vq_fs_run_end(dfd, run, img, rc ? &e : err);
+        int erc = vq_fs_run_sync(dfd, run, img, rc ? &e : err);
+        if (erc == 0) pass_spare(d, img, dfd, run);
+        vq_fs_run_drop(dfd, run);
         if (rc == 0) rc = erc;
     }
     vq_meta_free(&m);
@@ -125,7 +127,7 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
 static void drop_run(const vq_domain *d, const char *img, vq_fs_run *run)
 {
     int dfd = -1;
-    if (run->spare[0] && vq_domain_open_image(d, img, &dfd, NULL) == 0) {
+    if ((run->nready || run->nfresh) && vq_domain_open_image(d, img, &dfd, NULL) == 0) {
         vq_fs_run_drop(dfd, run);
         close(dfd);
     }
@@ -152,8 +154,9 @@ typedef struct bump {
 
 /* The amend running in this process (its bumps' run), NULL between amends.
  * A job's last step runs in the first tick of the next job's qemu-img: its
- * run's temp file then moves on to that job's folder instead of being
- * removed, and a worker busy with a bulk upgrade makes no inode at all. */
+ * run's kept files, ready once its folder is synced, then move on to that
+ * job's folder instead of being removed, and a worker busy with a bulk
+ * upgrade makes no inode at all. */
 static bump *running;
 
 static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *run)
@@ -161,13 +164,13 @@ static void pass_spare(const vq_domain *d, const char *img, int dfd, vq_fs_run *
     bump *to = running;
     int tofd = -1;
     /* Within one domain only: a file of one domain's is never one of another's. */
-    if (!to || !run->spare[0] || to->run.spare[0] || strcmp(to->img, img) == 0 ||
+    if (!to || run->nready == 0 || to->run.nready >= VQ_FS_SPARES || strcmp(to->img, img) == 0 ||
         strcmp(to->d->id, d->id) != 0 || strcmp(to->d->path, d->path) != 0 ||
         vq_domain_open_image(to->d, to->img, &tofd, NULL))
         return;
-    /* Not moved (another file system: EXDEV): it stays in run, whose end removes it. */
-    if (vq_fs_run_pass(dfd, run, tofd, &to->run) != 0 && run->spare[0])
-        vq_log(VQ_LOG_DEBUG, "disk %s: temp file not passed on: %m", img);
+    /* Not moved (another file system: EXDEV): they stay in run, whose end removes them. */
+    if (vq_fs_run_pass(dfd, run, tofd, &to->run) == 0)
+        vq_log(VQ_LOG_DEBUG, "disk %s: temp files not passed on: %m", img);
     close(tofd);
 }
 

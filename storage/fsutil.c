@@ -213,56 +213,73 @@ static int sole_opener(int fd)
     return 1;
 }
 
-/* Opens the temp file of a rewrite: the run's kept file while it is a regular
- * file with no other link and no other opener (*used = run->spare, *st its
- * state); else a new file tmp (*used = tmp).  -1 with errno on failure. */
-static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode, const char **used,
-                     struct stat *st)
+/* Takes run's kept files off its ready list until one can be written into:
+ * a regular file with no other link and no other opener (its name into used,
+ * *st its state).  One that cannot goes (our name only: another link keeps
+ * its file).  -1 when none is left. */
+static int take_ready(int dir, vq_fs_run *run, char used[VQ_FS_NAME], struct stat *st)
 {
-    if (run->spare[0]) {
-        int fd = openat(dir, run->spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    while (run->nready > 0) {
+        memcpy(used, run->ready[--run->nready], VQ_FS_NAME);
+        int fd = openat(dir, used, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_nlink == 1 &&
-            sole_opener(fd)) {
-            *used = run->spare;
+            sole_opener(fd))
             return fd;
-        }
         if (fd >= 0) close(fd);
-        unlinkat(dir, run->spare, 0); /* our name only: another link keeps its file */
-        run->spare[0] = '\0';
+        unlinkat(dir, used, 0);
     }
-    *used = tmp;
-    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0 && errno == EEXIST) { /* a leftover of a crashed process with our pid */
+    return -1;
+}
+
+/* A kept file of that name is no longer one (its name is about to be reused). */
+static void forget_fresh(vq_fs_run *run, const char *name)
+{
+    for (int i = 0; i < run->nfresh; i++)
+        if (strcmp(run->fresh[i], name) == 0) {
+            memcpy(run->fresh[i], run->fresh[--run->nfresh], VQ_FS_NAME);
+            return;
+        }
+}
+
+/* Opens the temp file of a rewrite: a ready kept file (*fresh 0) or a new
+ * file tmp (*fresh 1); used names it.  -1 with errno on failure. */
+static int open_temp(int dir, vq_fs_run *run, const char *tmp, mode_t mode,
+                     char used[VQ_FS_NAME], int *fresh, struct stat *st)
+{
+    int fd = take_ready(dir, run, used, st);
+    *fresh = fd < 0;
+    if (fd >= 0) return fd;
+    snprintf(used, VQ_FS_NAME, "%s", tmp);
+    fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST) {
+        /* A leftover of a crashed process with our pid, or the file this run
+         * kept from an earlier rewrite of the same name: it goes (removed, not
+         * written into: on a journalled file system its removal is not
+         * durable before its swap). */
+        forget_fresh(run, tmp);
         unlinkat(dir, tmp, 0);
         fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     }
     return fd;
 }
 
-/* A temp file that failed (the run's kept one or a new one) goes. */
-static void discard_temp(int dir, vq_fs_run *run, const char *used)
-{
-    unlinkat(dir, used, 0);
-    run->spare[0] = '\0';
-}
-
-/* Writes and syncs the temp file (*used names it); removes it on failure.
- * The run's kept file is written over in place (no block freed and taken
- * again); when its owner and mode are already right, fdatasync is enough:
- * before the swap only its data and size must be on disk. */
+/* Writes and syncs the temp file (used names it); removes it on failure.  A
+ * kept file is written over in place (no block freed and taken again); when
+ * its owner and mode are already right, fdatasync is enough: before the swap
+ * only its data and size must be on disk. */
 static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf, size_t len,
                       mode_t mode, const char *what, const struct stat *target,
-                      const char **used, vq_error *err)
+                      char used[VQ_FS_NAME], vq_error *err)
 {
     uid_t uid;
     gid_t gid;
     struct stat st;
+    int fresh;
     owner_of(dir, target, &uid, &gid);
-    int fd = open_temp(dir, run, tmp, mode, used, &st);
+    int fd = open_temp(dir, run, tmp, mode, used, &fresh, &st);
     if (fd < 0)
         return vq_error_set(err, VQ_EIO, "cannot create temp file of %s: %s", what,
                             strerror(errno));
-    int fresh = *used == tmp;
     /* Only root may give a file away; anyone else keeps their own files. */
     int own = geteuid() == 0 && (fresh || st.st_uid != uid || st.st_gid != gid);
     int chmod = fresh || (st.st_mode & 07777) != mode;
@@ -275,47 +292,48 @@ static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf,
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = vq_error_set(err, VQ_EIO, "cannot write %s: %s", what, strerror(errno));
-    if (rc < 0) discard_temp(dir, run, *used);
+    if (rc < 0) unlinkat(dir, used, 0);
     return rc;
 }
 
 /* Puts the temp file in base's place.  Swapped with a regular file (a swap
- * would take anything, a folder too), the file replaced is the run's spare;
+ * would take anything, a folder too), the file replaced, now under the temp
+ * name, is kept (fresh: not to be written into before the run's sync);
  * renamed over it (a new file, or a file system that cannot swap), there is
- * none. */
+ * nothing to keep. */
 static int replace(int dir, vq_fs_run *run, const char *used, const char *base,
                    const struct stat *target)
 {
     if (target && S_ISREG(target->st_mode) &&
         renameat2(dir, used, dir, base, RENAME_EXCHANGE) == 0) {
-        if (used != run->spare) snprintf(run->spare, sizeof run->spare, "%s", used);
+        if (run->nfresh < VQ_FS_SPARES)
+            memcpy(run->fresh[run->nfresh++], used, VQ_FS_NAME);
+        else
+            unlinkat(dir, used, 0);
         return 0;
     }
-    if (renameat(dir, used, dir, base) != 0) return -1;
-    run->spare[0] = '\0';
-    return 0;
+    return renameat(dir, used, dir, base);
 }
 
 /* One rewrite of the run; what names the file in errors (its path). */
 static int run_write(int dirfd, vq_fs_run *run, const char *name, const char *what,
                      const void *buf, size_t len, mode_t mode, vq_error *err)
 {
-    char tmp[NAME_MAX + 1];
+    char tmp[VQ_FS_NAME], used[VQ_FS_NAME];
     if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
         strcmp(name, "..") == 0 ||
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp)
         return vq_error_set(err, VQ_EINVAL, "%s: bad file name", what);
-    /* The file replaced, seen once: its owner (and with VQ_FS_KEEP_MODE its
-     * mode) is kept, and only a regular file is swapped. */
+    /* The file replaced, seen once: its owner (and with VQ_FS_KEEP_MODE the
+     * mode of a regular file) is kept, and only a regular file is swapped. */
     struct stat st;
     const struct stat *target = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? &st : NULL;
-    if ((mode & VQ_FS_KEEP_MODE) && target) mode = target->st_mode;
-    const char *used;
-    int rc = write_temp(dirfd, run, tmp, buf, len, mode & 07777, what, target, &used, err);
+    if ((mode & VQ_FS_KEEP_MODE) && target && S_ISREG(target->st_mode)) mode = target->st_mode;
+    int rc = write_temp(dirfd, run, tmp, buf, len, mode & 07777, what, target, used, err);
     if (rc < 0) return rc;
     if (replace(dirfd, run, used, name, target) != 0) {
         rc = vq_error_set(err, VQ_EIO, "cannot rename %s: %s", what, strerror(errno));
-        discard_temp(dirfd, run, used);
+        unlinkat(dirfd, used, 0);
         return rc;
     }
     run->written++;
@@ -330,25 +348,44 @@ int vq_fs_run_write(int dirfd, vq_fs_run *run, const char *name, const void *buf
 
 void vq_fs_run_drop(int dirfd, vq_fs_run *run)
 {
-    if (run->spare[0]) unlinkat(dirfd, run->spare, 0);
+    for (int i = 0; i < run->nready; i++) unlinkat(dirfd, run->ready[i], 0);
+    for (int i = 0; i < run->nfresh; i++) unlinkat(dirfd, run->fresh[i], 0);
     memset(run, 0, sizeof *run);
 }
 
 int vq_fs_run_pass(int dirfd, vq_fs_run *run, int todirfd, vq_fs_run *to)
 {
-    if (!run->spare[0] || to->spare[0] ||
-        renameat2(dirfd, run->spare, todirfd, run->spare, RENAME_NOREPLACE) != 0)
-        return -1;
-    memcpy(to->spare, run->spare, sizeof to->spare);
-    run->spare[0] = '\0';
+    int moved = 0;
+    while (run->nready > 0 && to->nready < VQ_FS_SPARES) {
+        const char *name = run->ready[run->nready - 1];
+        if (renameat2(dirfd, name, todirfd, name, RENAME_NOREPLACE) != 0) break;
+        memcpy(to->ready[to->nready++], name, VQ_FS_NAME);
+        run->nready--;
+        moved++;
+    }
+    return moved;
+}
+
+int vq_fs_run_sync(int dirfd, vq_fs_run *run, const char *what, vq_error *err)
+{
+    int rc = run->written ? vq_fs_sync_dir(dirfd, what, err) : 0;
+    if (rc < 0) return rc; /* the kept files stay fresh: never written into */
+    run->written = 0;
+    for (int i = 0; i < run->nfresh; i++) {
+        if (run->nready < VQ_FS_SPARES)
+            memcpy(run->ready[run->nready++], run->fresh[i], VQ_FS_NAME);
+        else
+            unlinkat(dirfd, run->fresh[i], 0);
+    }
+    run->nfresh = 0;
     return 0;
 }
 
 int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err)
 {
-    int written = run->written;
+    int rc = vq_fs_run_sync(dirfd, run, what, err);
     vq_fs_run_drop(dirfd, run);
-    return written ? vq_fs_sync_dir(dirfd, what, err) : 0;
+    return rc;
 }
 
 /* Splits name into its folder (opened, or a dup of dirfd) and its last part. */
@@ -374,7 +411,7 @@ static int open_parent(int dirfd, const char *name, int *dir, const char **base,
 int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
                        vq_error *err)
 {
-    const char *base;
+    const char *base = NULL;
     int dir, rc = open_parent(dirfd, name, &dir, &base, err);
     if (rc < 0) return rc;
     vq_fs_run run;

@@ -49,17 +49,26 @@ int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
                        vq_error *err);
 
 /* A run of atomic rewrites of files of one folder (the volumes of one disk).
- * They share the folder's fsync, made by vq_fs_run_end(), and one temp file:
- * where the file system can swap two names (renameat2 RENAME_EXCHANGE: ext4,
- * XFS, btrfs, tmpfs; NFS cannot, and gets one temp file per rewrite), the
- * file a rewrite replaces becomes the next rewrite's temp file instead of
- * being freed.  A run of n rewrites then makes and frees one inode, not n
- * (ext4 without a journal scans every recently freed inode of the group for
- * each new one).  A kept file with another link is never reused.  Zero a run
- * before its first rewrite. */
+ * They share the folder's fsync, made by vq_fs_run_sync() or _end(), and
+ * their temp files: where the file system can swap two names (renameat2
+ * RENAME_EXCHANGE: ext4, XFS, btrfs, tmpfs; NFS cannot, and gets a new temp
+ * file per rewrite), the file a rewrite replaces is kept, under its temp
+ * name, to be a later rewrite's temp file instead of being freed.  A kept
+ * file is written into only once a folder fsync made its swap durable: until
+ * then a power loss may undo the swap and give the file its old name back,
+ * which must still hold its old text.  So the kept files of a rewrite wait
+ * ("fresh") for the run's sync, then serve ("ready") the next rewrites, of
+ * this folder or, passed on, of the next disk's: a bulk upgrade then makes and
+ * frees no inode (ext4 without a journal scans every recently freed inode of
+ * the group for each new one).  A kept file with another link is never
+ * reused.  Zero a run before its first rewrite. */
+#define VQ_FS_SPARES 4
+#define VQ_FS_NAME 256 /* a file name, NUL included */
 typedef struct vq_fs_run {
-    char spare[256]; /* the kept temp file's name in the folder, "" when none */
-    int written;     /* rewrites since the last vq_fs_run_end() */
+    char ready[VQ_FS_SPARES][VQ_FS_NAME]; /* kept files whose swaps are durable, by name */
+    char fresh[VQ_FS_SPARES][VQ_FS_NAME]; /* kept files whose swaps wait for the sync */
+    int nready, nfresh;
+    int written;                   /* rewrites since the last sync */
 } vq_fs_run;
 
 /* Rewrites name (a file of the folder dirfd, no '/') as vq_fs_write_atomic()
@@ -68,18 +77,20 @@ typedef struct vq_fs_run {
 int vq_fs_run_write(int dirfd, vq_fs_run *run, const char *name, const void *buf, size_t len,
                     mode_t mode, vq_error *err);
 
-/* Removes the kept temp file, then fsyncs the folder when the run wrote
- * anything (what names it in an error); run is zeroed. */
+/* fsyncs the folder when the run wrote anything since the last sync (what
+ * names it in an error); the fresh kept files are then ready. */
+int vq_fs_run_sync(int dirfd, vq_fs_run *run, const char *what, vq_error *err);
+
+/* vq_fs_run_sync(), then the kept files removed; run is zeroed. */
 int vq_fs_run_end(int dirfd, vq_fs_run *run, const char *what, vq_error *err);
 
-/* The kept temp file removed without the fsync (a run given up); run is zeroed. */
+/* The kept files removed without the fsync (a run given up); run is zeroed. */
 void vq_fs_run_drop(int dirfd, vq_fs_run *run);
 
-/* Moves run's kept temp file (in dirfd) to the folder todirfd of the same
- * file system, as the kept file of the run to (which has none): the next
- * disk's rewrites then make no inode at all.  0 when moved; -1 when there is
- * nothing to move or it cannot be (another file system, a name taken): run
- * keeps its file. */
+/* Moves run's ready kept files (in dirfd) to the folder todirfd of the same
+ * file system, as ready files of the run to, as many as it has room for: the
+ * next disk's rewrites then make no inode.  The number moved; 0 when none
+ * could be (nothing ready, another file system, names taken): run keeps them. */
 int vq_fs_run_pass(int dirfd, vq_fs_run *run, int todirfd, vq_fs_run *to);
 
 /* fsync of an open folder; errors filled with what. */

@@ -48,7 +48,7 @@ int vq_meta_read(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * file's mode is kept (new files: 0660). */
 int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
 /* The same as one rewrite of run (vq_fs_run_write): the image folder's fsync
- * waits for vq_fs_run_end(), and the volumes of a disk share one temp file. */
+ * waits for the run's sync, and the files replaced are kept as later temp files. */
 int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err);
 
 /* 0 when m, its GEN bumped, can be written (vq_meta_write would not refuse

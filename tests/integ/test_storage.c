@@ -235,9 +235,16 @@ static ino_t ino_of(const char *path)
     return stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
-/* A run: every file rewritten, one temp file shared (the file a rewrite
- * replaces is the next one's temp file where names can be swapped), none left
- * after the end; a replaced file with another link is never written into. */
+static char *text_of(const char *path)
+{
+    return slurp(path, NULL);
+}
+
+/* A run: every file rewritten; where names can be swapped the file a rewrite
+ * replaces is kept, and written into by a later rewrite only after the
+ * folder's sync (before it, a power loss may give the kept file its old name
+ * back); a kept file someone holds open, or with another link, is never
+ * written into; none is left after the end. */
 static void test_storage_fs_run(void)
 {
     sh("mkdir r && printf aaaaaaaa > r/g1 && printf b > r/g2 && printf c > r/g3 && printf d > r/g4 && "
@@ -246,40 +253,51 @@ static void test_storage_fs_run(void)
     REQUIRE(dfd >= 0);
     int swaps = renameat2(dfd, "s1", dfd, "s2", RENAME_EXCHANGE) == 0;
     sh("rm r/s1 r/s2");
-    ino_t g1 = ino_of("r/g1"), g3 = ino_of("r/g3");
+    ino_t g1 = ino_of("r/g1"), g2 = ino_of("r/g2"), g3 = ino_of("r/g3");
     vq_fs_run run;
     memset(&run, 0, sizeof run);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A\n", 2, 0640, NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B\n", 2, 0600, NULL), 0);
-    if (swaps) CHECK(ino_of("r/g2") == g1); /* g1's old file (8 bytes), written over */
+    CHECK(ino_of("r/g2") != g1); /* g1's old file waits for the sync */
+    CHECK_INT(run.nfresh, swaps ? 2 : 0);
+    CHECK_INT(vq_fs_run_sync(dfd, &run, "r", NULL), 0);
+    CHECK_INT(run.nready, swaps ? 2 : 0);
+    CHECK_INT(run.nfresh, 0);
+    CHECK_INT(run.written, 0);
+    CHECK_INT(vq_fs_run_write(dfd, &run, "g4", "D\n", 2, 0640, NULL), 0);
+    if (swaps) CHECK(ino_of("r/g4") == g2); /* g2's old file, written over */
     /* A reader that opened g2 before its rewrite keeps reading the old text:
      * a kept file someone holds open is not written into. */
     int reader = open("r/g2", O_RDONLY);
     REQUIRE(reader >= 0);
-    ino_t g2 = ino_of("r/g2");
+    ino_t g2new = ino_of("r/g2");
     CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B2", 2, 0600, NULL), 0);
+    if (swaps) CHECK(ino_of("r/g2") == g1); /* the last ready file */
+    CHECK_INT(vq_fs_run_sync(dfd, &run, "r", NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A\n", 2, 0640, NULL), 0);
-    CHECK(ino_of("r/g1") != g2);
+    CHECK(ino_of("r/g1") != g2new);
     char old[16] = {0};
     CHECK_INT(pread(reader, old, sizeof old - 1, 0), 2);
     CHECK_STR(old, "B\n");
     close(reader);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g2", "B\n", 2, 0600, NULL), 0);
     CHECK_INT(vq_fs_run_write(dfd, &run, "g3", "C\n", 2, 0640, NULL), 0);
-    CHECK_INT(vq_fs_run_write(dfd, &run, "g4", "D\n", 2, 0640, NULL), 0);
-    CHECK(ino_of("r/g4") != g3); /* g3's old file has another link: left alone */
+    CHECK_INT(vq_fs_run_sync(dfd, &run, "r", NULL), 0);
+    /* g3's old file has another link (h3): left alone, never written into. */
+    for (int k = 0; k < 3; k++)
+        CHECK_INT(vq_fs_run_write(dfd, &run, "g4", "D\n", 2, 0640, NULL), 0);
+    CHECK(ino_of("r/g4") != g3);
     CHECK_INT(vq_fs_run_write(dfd, &run, "new", "N\n", 2, 0640, NULL), 0);
-    CHECK_INT(run.written, 8);
     vq_error e = {0};
     CHECK_INT(vq_fs_run_write(dfd, &run, "../g1", "x", 1, 0640, &e), VQ_EINVAL);
     CHECK_STR(e.text, "../g1: bad file name");
     CHECK_INT(vq_fs_run_end(dfd, &run, "r", NULL), 0);
     CHECK_INT(run.written, 0);
-    CHECK_STR(run.spare, "");
+    CHECK_INT(run.nready + run.nfresh, 0);
     const char *want[][2] = {{"r/g1", "A\n"}, {"r/g2", "B\n"}, {"r/g3", "C\n"},
                              {"r/g4", "D\n"}, {"r/new", "N\n"}, {"h3", "c"}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        char *now = slurp(want[i][0], NULL);
+        char *now = text_of(want[i][0]);
         CHECK_STR(now, want[i][1]);
         free(now);
     }
@@ -287,22 +305,24 @@ static void test_storage_fs_run(void)
     REQUIRE(stat("r/g2", &st) == 0);
     CHECK_INT(st.st_mode & 07777, 0600);
     CHECK_INT(system("ls r | grep -q tmp"), 256);
-    /* A kept file moves on to the next folder's run, which writes without a
-     * new inode; a folder whose run has one of its own gets none. */
+    /* Ready kept files move on to the next folder's run, which writes without
+     * a new inode; fresh ones do not move. */
     sh("mkdir r2 && printf e > r2/g5");
     int d2 = open("r2", O_RDONLY | O_DIRECTORY);
     REQUIRE(d2 >= 0);
     vq_fs_run next;
     memset(&next, 0, sizeof next);
-    CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), -1); /* nothing kept */
+    CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), 0); /* nothing kept */
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A1", 2, 0640, NULL), 0);
+    CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), 0); /* fresh: stays */
+    CHECK_INT(vq_fs_run_sync(dfd, &run, "r", NULL), 0);
     if (swaps) {
         char spare[300];
-        snprintf(spare, sizeof spare, "r/%s", run.spare);
+        snprintf(spare, sizeof spare, "r/%s", run.ready[0]);
         ino_t kept = ino_of(spare);
-        CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), 0);
-        CHECK_STR(run.spare, "");
-        CHECK_INT(vq_fs_run_pass(dfd, &next, d2, &next), -1); /* next has one */
+        CHECK_INT(vq_fs_run_pass(dfd, &run, d2, &next), 1);
+        CHECK_INT(run.nready, 0);
+        CHECK_INT(next.nready, 1);
         CHECK_INT(vq_fs_run_write(d2, &next, "g5", "E\n", 2, 0640, NULL), 0);
         CHECK(ino_of("r2/g5") == kept);
     }
@@ -310,14 +330,14 @@ static void test_storage_fs_run(void)
     CHECK_INT(vq_fs_run_end(dfd, &run, "r", NULL), 0);
     close(d2);
     CHECK_INT(system("ls r r2 | grep -q tmp"), 256);
-    /* A run given up: its temp file goes, what it wrote stays. */
+    /* A run given up: its kept files go, what it wrote stays. */
     CHECK_INT(vq_fs_run_write(dfd, &run, "g1", "A2", 2, 0640, NULL), 0);
     vq_fs_run_drop(dfd, &run);
     CHECK_INT(system("ls r | grep -q tmp"), 256);
-    char *now = slurp("r/g1", NULL);
+    char *now = text_of("r/g1");
     CHECK_STR(now, "A2");
     free(now);
-    now = slurp("r2/g5", NULL);
+    now = text_of("r2/g5");
     CHECK_STR(now, "E\n");
     free(now);
     close(dfd);
