@@ -400,8 +400,9 @@ static int make_volume(create_run_state *s, vq_job_ctx *c, vq_error *err)
     int rc = vq_qemu_create(s->imgdir, s->job->volume_id, cp->raw, compat, cp->size, cp->parent,
                             bfmt, c->qemu_timeout_ms, c->heartbeat, c->heartbeat_arg, err);
     if (rc) return rc;
-    if (fchmodat(s->dfd, s->job->volume_id, VOLUME_MODE, 0) != 0)
-        return vq_error_set(err, VQ_EIO, "volume %s: chmod: %s", s->job->volume_id, strerror(errno));
+    vq_error e = {0};
+    if (vq_fs_chmod(s->dfd, s->job->volume_id, VOLUME_MODE, &e))
+        return vq_error_set(err, VQ_EIO, "volume %s", e.text);
     own_like_folder(s->dfd, ".", s->job->volume_id);
     return 0;
 }
@@ -416,7 +417,7 @@ static int create_steps(create_run_state *s, vq_job_ctx *c, vq_error *err)
     if (rc) return rc;
     char mname[VQ_UUID_SIZE + 8];
     snprintf(mname, sizeof mname, "%s.meta", s->job->volume_id);
-    fchmodat(s->dfd, mname, VOLUME_MODE, 0);
+    vq_fs_chmod(s->dfd, mname, VOLUME_MODE, NULL);
     if ((rc = write_lease(s, err))) return rc;
     if ((rc = c->progress(c, 0, 1))) return rc;
     if ((rc = make_volume(s, c, err))) return rc;

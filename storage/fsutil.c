@@ -129,6 +129,17 @@ int vq_fs_open_file(int dirfd, const char *name, int *fd, struct stat *st, vq_er
     return rc;
 }
 
+int vq_fs_chmod(int dirfd, const char *name, mode_t mode, vq_error *err)
+{
+    int fd;
+    struct stat st;
+    int rc = vq_fs_open_file(dirfd, name, &fd, &st, err);
+    if (rc < 0) return rc;
+    if (fchmod(fd, mode) != 0) rc = vq_error_set(err, VQ_EIO, "%s: chmod: %s", name, strerror(errno));
+    close(fd);
+    return rc;
+}
+
 int vq_fs_each_name(int dirfd, int (*fn)(const char *name, void *arg), void *arg)
 {
     int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);

@@ -21,6 +21,10 @@ int vq_fs_open(int dirfd, const char *path, int flags, int *fd, vq_error *err);
  * FIFO or device swapped in is not read); *st its fstat().  *fd is new. */
 int vq_fs_open_file(int dirfd, const char *name, int *fd, struct stat *st, vq_error *err);
 
+/* chmod of a regular file name of dirfd, through a descriptor opened as
+ * vq_fs_open_file() does: a symlink swapped in is not followed. */
+int vq_fs_chmod(int dirfd, const char *name, mode_t mode, vq_error *err);
+
 /* Calls fn(name, arg) for every entry of the folder dirfd but "." and "..",
  * read from its start through a duplicate of dirfd (whose offset it shares:
  * nothing else may read dirfd as a folder meanwhile).  fn may unlink the
