@@ -432,6 +432,16 @@ static void test_api_cross_site_changes_refused(void)
     t_stack_stop(&S);
 }
 
+/* The status of one request (headers: extra header lines or NULL). */
+static int status_of(const char *method, const char *path, const char *body, const char *headers)
+{
+    t_resp h;
+    REQUIRE(t_req(&S, method, path, body, headers, &h) == 0);
+    int st = h.status;
+    t_resp_free(&h);
+    return st;
+}
+
 static void test_api_idempotency_key(void)
 {
     start(0);
@@ -482,20 +492,13 @@ static void test_api_idempotency_key(void)
              disk_by_alias(sd, "vm-002_Disk1"));
     snprintf(snap2, sizeof snap2, "/api/storagedomains/%s/disks/%s/volumes", sd,
              disk_by_alias(sd, "vm-001_Disk1"));
-    REQUIRE(t_req(&S, "POST", snap, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
-    CHECK_INT(a.status, 202);
-    t_resp_free(&a);
-    REQUIRE(t_req(&S, "POST", snap2, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
-    CHECK_INT(a.status, 422);
-    t_resp_free(&a);
+    const char *k = "Idempotency-Key: snap-1\r\n";
+    CHECK_INT(status_of("POST", snap, "{}", k), 202);
+    CHECK_INT(status_of("POST", snap2, "{}", k), 422);
     /* A repeat of the snapshot: the same job, though the disk is locked (its
      * size and parent, filled in from the disk, are not compared). */
-    REQUIRE(t_req(&S, "POST", snap, "{}", "Idempotency-Key: snap-1\r\n", &a) == 0);
-    CHECK_INT(a.status, 200);
-    t_resp_free(&a);
-    REQUIRE(t_req(&S, "POST", snap, "{\"format\":\"raw\"}", "Idempotency-Key: snap-1\r\n", &a) == 0);
-    CHECK_INT(a.status, 422);
-    t_resp_free(&a);
+    CHECK_INT(status_of("POST", snap, "{}", k), 200);
+    CHECK_INT(status_of("POST", snap, "{\"format\":\"raw\"}", k), 422);
     CHECK_INT(count_jobs(), 3);
     t_stack_stop(&S);
 }

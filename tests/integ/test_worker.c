@@ -439,6 +439,17 @@ static vq_disk *one_amend(fixture *f, const char *mkargs, char job[VQ_UUID_SIZE]
     return d;
 }
 
+/* one_amend, then one worker process (env) until the job ends: *j (new). */
+static vq_disk *amend_to_end(fixture *f, const char *mkargs, const char **env, vq_job **j)
+{
+    char job[VQ_UUID_SIZE];
+    vq_disk *d = one_amend(f, mkargs, job);
+    start_worker(f, 1, env);
+    *j = wait_end(f, job, 30000);
+    REQUIRE(*j);
+    return d;
+}
+
 static pid_t pid_of_worker(const char *worker)
 {
     const char *colon = strrchr(worker, ':');
@@ -508,7 +519,6 @@ static void test_worker_sigkill_mid_chain_runs_again(void)
 static void test_worker_bump_owed_by_dead_attempt_is_made(void)
 {
     fixture f = {0};
-    char job[VQ_UUID_SIZE];
     FILE *w = fopen("killing-qemu-img", "w");
     REQUIRE(w);
     /* The first run only: the real qemu-img, then SIGKILL to the worker. */
@@ -520,10 +530,8 @@ static void test_worker_bump_owed_by_dead_attempt_is_made(void)
     char qemu[1200];
     snprintf(qemu, sizeof qemu, "VOLQ_QEMU_IMG=%s/killing-qemu-img", t_dir());
     const char *env[] = {qemu, NULL};
-    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 3 --data-mib 1", job);
-    start_worker(&f, 1, env);
-    vq_job *j = wait_end(&f, job, 30000);
-    REQUIRE(j);
+    vq_job *j = NULL;
+    vq_disk *d = amend_to_end(&f, "--version 4 --disks 1 --chain 3 --data-mib 1", env, &j);
     CHECK_STR(vq_job_state_name(j->state), "succeeded");
     CHECK_INT(j->crashes, 1);
     CHECK(j->plan == NULL); /* dropped with the job's end */
@@ -880,13 +888,10 @@ static void test_worker_hung_qemu_times_out_then_fails(void)
     fixture f = {0};
     setenv("VOLQ_MAX_ATTEMPTS", "2", 1);
     setenv("VOLQ_BACKOFF_MS", "100", 1);
-    char job[VQ_UUID_SIZE];
     const char *env[] = {slow_qemu("1000"), "VOLQ_MAX_ATTEMPTS=2", "VOLQ_BACKOFF_MS=100",
                          "VOLQ_QEMU_TIMEOUT=1", NULL};
-    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
-    start_worker(&f, 1, env);
-    vq_job *j = wait_end(&f, job, 30000);
-    REQUIRE(j);
+    vq_job *j = NULL;
+    vq_disk *d = amend_to_end(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", env, &j);
     CHECK_STR(vq_job_state_name(j->state), "failed");
     CHECK_INT(j->attempts, 2);
     CHECK_INT((int)json_array_size(j->errors), 2);
