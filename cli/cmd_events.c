@@ -7,19 +7,18 @@
 
 #include "cli_int.h"
 #include "volq/job.h"
+#include "volq/queue.h"
 
 #define VQ_EVENTS_PAGE 1000
 #define VQ_EVENTS_WAIT_S 25  /* below the scheduler's cap and the client timeout */
 
+/* The same checks as the scheduler's: an id out of range is a usage error
+ * here, before anything is sent. */
 static int since_valid(const char *s)
 {
     int64_t ms;
-    const char *dash = strchr(s, '-');
-    if (vq_time_parse(s, &ms) == 0) return 1;
-    if (!dash || dash == s || !dash[1] || strlen(s) > 40) return 0;
-    for (const char *p = s; *p; p++)
-        if (p != dash && !isdigit((unsigned char)*p)) return 0;
-    return 1;
+    uint64_t id_ms, id_seq;
+    return vq_time_parse(s, &ms) == 0 || vq_queue_event_id_parse(s, &id_ms, &id_seq) == 0;
 }
 
 /* Percent-encodes everything but unreserved characters (':' and '+' of a time). */
@@ -100,6 +99,7 @@ int vq_cmd_events(vq_cli *c, int argc, char **argv)
     if (vq_cli_args(vq_cmd_find("events"), argc, argv, opts, NULL, 0, 0, NULL, &rc)) return rc;
     if (since && !since_valid(since))
         return vq_cli_fail(VQ_EXIT_USAGE, "--since \"%s\" is neither an RFC 3339 time "
-                           "(2026-11-25T09:35:26Z) nor an event id", since);
+                           "(2026-11-25T09:35:26Z) nor an event id (ms-seq, each part below "
+                           "2^64)", since);
     return run(c, since, follow);
 }

@@ -1,5 +1,6 @@
 /* The audit log: a capped Stream, one field "e" per entry with the event JSON. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,31 +21,40 @@ typedef struct cursor {
 
 #define TIME_SLACK_MS 1000
 
-/* "ms" or "ms-seq", digits only. */
-static int is_stream_id(const char *s)
+/* One part of an id: 1..20 digits that fit in uint64 (strtoull alone takes a
+ * sign and spaces); *end is set after it. */
+static int id_part(const char *s, const char **end, uint64_t *out)
 {
     const char *p = s;
-    size_t n = 0;
-    while (isdigit((unsigned char)*p)) p++, n++;
-    if (n == 0 || n > 20) return 0;
-    if (!*p) return 1;
-    if (*p++ != '-') return 0;
-    n = 0;
-    while (isdigit((unsigned char)*p)) p++, n++;
-    return n > 0 && n <= 20 && !*p;
+    while (isdigit((unsigned char)*p)) p++;
+    if (p == s || p - s > 20) return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno) return -1;
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+int vq_queue_event_id_parse(const char *s, uint64_t *ms, uint64_t *seq)
+{
+    const char *p;
+    if (!s || id_part(s, &p, ms) || *p != '-' || id_part(p + 1, &p, seq) || *p) return VQ_EINVAL;
+    /* Nothing comes after the greatest id: Redis refuses "(" of it. */
+    return *ms == UINT64_MAX && *seq == UINT64_MAX ? VQ_EINVAL : 0;
 }
 
 static int make_cursor(const char *since, cursor *c, vq_error *err)
 {
     int64_t ms;
+    uint64_t id_ms, id_seq;
     c->min_ms = -1;
     if (!since || !*since) {
         snprintf(c->range_start, sizeof c->range_start, "-");
         snprintf(c->read_after, sizeof c->read_after, "0-0");
-    } else if (is_stream_id(since)) {
-        const char *seq = strchr(since, '-') ? "" : "-0";
-        snprintf(c->range_start, sizeof c->range_start, "(%s%s", since, seq);
-        snprintf(c->read_after, sizeof c->read_after, "%s%s", since, seq);
+    } else if (vq_queue_event_id_parse(since, &id_ms, &id_seq) == 0) {
+        snprintf(c->range_start, sizeof c->range_start, "(%s", since);
+        snprintf(c->read_after, sizeof c->read_after, "%s", since);
     } else if (vq_time_parse(since, &ms) == 0) {
         if (ms < 0) ms = 0;
         c->min_ms = ms;

@@ -2,7 +2,6 @@
  * request that finds nothing is held and re-read every VQ_EVENTS_POLL_MS
  * (non-blocking reads: a blocking XREAD would stall the event loop) until
  * events come or the wait (at most VQ_EVENTS_WAIT_MAX_S) ends with []. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,24 +21,17 @@ typedef struct vq_waiter {
     int64_t deadline;           /* ms since the epoch */
 } vq_waiter;
 
-/* "ms-seq" as Redis stream ids are written. */
-static int stream_id_valid(const char *s)
-{
-    const char *dash = strchr(s, '-');
-    if (!dash || dash == s || !dash[1]) return 0;
-    for (const char *p = s; *p; p++)
-        if (p != dash && !isdigit((unsigned char)*p)) return 0;
-    return 1;
-}
-
 static int parse_since(vq_req *r, const char **since)
 {
     int64_t ms;
+    uint64_t id_ms, id_seq;
     *since = vq_req_query_(r, "since");
     if (!*since || (strlen(*since) < VQ_SINCE_MAX &&
-                    (stream_id_valid(*since) || vq_time_parse(*since, &ms) == 0)))
+                    (vq_queue_event_id_parse(*since, &id_ms, &id_seq) == 0 ||
+                     vq_time_parse(*since, &ms) == 0)))
         return 0;
-    vq_reply_error_(r, 400, NULL, "since must be an RFC 3339 time or an event id (ms-seq)");
+    vq_reply_error_(r, 400, NULL, "since must be an RFC 3339 time or an event id (ms-seq, "
+                    "each part below 2^64) seen before");
     return -1;
 }
 

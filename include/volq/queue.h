@@ -336,4 +336,8 @@ int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, 
                     char last_id[64], vq_error *err);
 #define VQ_QUEUE_EVENTS_MAX 1000
 
+/* An event id as Redis writes it, "ms-seq": both parts decimal and below 2^64,
+ * and not the greatest id (nothing can come after it).  0 or VQ_EINVAL. */
+int vq_queue_event_id_parse(const char *s, uint64_t *ms, uint64_t *seq);
+
 #endif

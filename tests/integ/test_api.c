@@ -992,6 +992,32 @@ static void test_api_events_long_poll(void)
     t_stack_stop(&S);
 }
 
+/* An id that does not fit a stream id is 400 with one line, before Redis
+ * sees it: Redis stays up for every other request. */
+static void test_api_events_bad_ids_400(void)
+{
+    start(0);
+    static const char *const bad[] = {"99999999999999999999-0",
+                                      "18446744073709551615-18446744073709551615",
+                                      "0-18446744073709551616", "%2B1-0", "1-0%20"};
+    char path[160];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "/api/events?since=%s", bad[i]);
+        t_resp h = call("GET", path, NULL, 400);
+        const char *e = json_string_value(json_object_get(h.json, "error"));
+        CHECK_CONTAINS(e, "event id (ms-seq, each part below 2^64)");
+        CHECK(e && !strchr(e, '\n'));
+        t_resp_free(&h);
+    }
+    t_resp h = call("GET", "/metrics", NULL, 200);
+    CHECK_CONTAINS(h.body, "volq_redis_up 1\n");
+    t_resp_free(&h);
+    json_t *none = get("/api/events?since=18446744073709551615-18446744073709551614");
+    CHECK_INT(json_array_size(none), 0);
+    json_decref(none);
+    t_stack_stop(&S);
+}
+
 /* ---- status, metrics, health, robustness -------------------------------- */
 
 static void test_api_status_metrics_healthz_index(void)
@@ -1199,6 +1225,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
-       T(test_api_events_long_poll), T(test_api_status_metrics_healthz_index),
+       T(test_api_events_long_poll),
+       T(test_api_events_bad_ids_400), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
        T(test_api_malformed_requests), T(test_api_connection_cap), T(test_api_e2e_amend_runs))

@@ -129,6 +129,14 @@ static void test_cli_input_errors_exit_2_before_sending(void)
     VOLQ_ENV(&c, env, "events", "--since", "last tuesday");
     CHECK_INT(c.status, 2);
     t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "events", "--since", "99999999999999999999-0");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "each part below 2^64");
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "events", "--since", "18446744073709551615-18446744073709551615");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
     VOLQ_ENV(&c, env, "--api", "ftp://x", "status");
     CHECK_INT(c.status, 2);
     t_cmd_free(&c);

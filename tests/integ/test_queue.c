@@ -1801,6 +1801,36 @@ static void test_queue_events_since_id_and_time(void)
     json_decref(all);
 }
 
+/* An event id is two uint64 parts; anything else (or the greatest id, after
+ * which nothing can come) is an input error before Redis sees it. */
+static void test_queue_events_bad_ids(void)
+{
+    setup();
+    refusal();
+    static const char *const bad[] = {"99999999999999999999-0", "0-18446744073709551616",
+                                      "18446744073709551615-18446744073709551615", "+1-0",
+                                      "1-+0", " 1-0", "1-0 ", "1-", "-1", "1", "1-0-0",
+                                      "000000000000000000001-0"};
+    json_t *page = NULL;
+    char last[64] = "";
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vq_error e = {0};
+        CHECK_INT(vq_queue_events(Q, bad[i], 0, 0, &page, last, &e), VQ_EINVAL);
+        CHECK(page == NULL);
+        CHECK_CONTAINS(e.text, "is neither an event id nor an RFC 3339 time");
+    }
+    uint64_t ms = 0, seq = 0;
+    CHECK_INT(vq_queue_event_id_parse("18446744073709551615-18446744073709551614", &ms, &seq), 0);
+    CHECK(ms == UINT64_MAX && seq == UINT64_MAX - 1);
+    CHECK_INT(vq_queue_events(Q, "18446744073709551615-18446744073709551614", 0, 0, &page, last,
+                              NULL), 0);
+    CHECK_INT(json_array_size(page), 0);
+    json_decref(page);
+    CHECK_INT(vq_queue_events(Q, "0-0", 0, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 1);
+    json_decref(page);
+}
+
 static void test_queue_events_follow_blocks(void)
 {
     setup();
@@ -1944,5 +1974,6 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
        T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
+       T(test_queue_events_bad_ids),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))
