@@ -118,29 +118,51 @@ static redisReply *wait_for(vq_queue *q, const cursor *c, size_t count, int bloc
     return stream->elements > 1 ? stream->element[1] : NULL;
 }
 
+/* XRANGE from c->range_start until out holds count events or the stream
+ * ends.  Events passed over (older than a time asked for) do not count, so a
+ * page is short only at the end: each round asks for what is still missing,
+ * after the last id read.  *nread: entries read, kept or not. */
+static int read_range(vq_queue *q, cursor *c, size_t count, json_t *out, char last_id[64],
+                      size_t *nread, vq_error *err)
+{
+    *nread = 0;
+    for (;;) {
+        size_t want = count - json_array_size(out);
+        char n[32];
+        snprintf(n, sizeof n, "%zu", want);
+        const char *argv[] = {"XRANGE", VQ_K_EVENTS, c->range_start, "+", "COUNT", n};
+        redisReply *rep = vq_redis_argv(q->r, 6, argv, NULL, err);
+        if (!rep) return VQ_EREDIS;
+        size_t got = rep->type == REDIS_REPLY_ARRAY ? rep->elements : 0;
+        int rc = add_entries(rep, c->min_ms, out, last_id);
+        freeReplyObject(rep);
+        if (rc) return vq_error_set(err, VQ_ENOMEM, "events: out of memory");
+        *nread += got;
+        if (got < want || json_array_size(out) >= count) return 0;
+        snprintf(c->range_start, sizeof c->range_start, "(%s", last_id);
+    }
+}
+
 int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
                     char last_id[64], vq_error *err)
 {
     *out = NULL;
     cursor c;
+    size_t nread = 0;
     int rc = make_cursor(since, &c, err);
     if (rc) return rc;
     if (count == 0 || count > VQ_QUEUE_EVENTS_MAX) count = VQ_QUEUE_EVENTS_MAX;
-    char n[32];
-    snprintf(n, sizeof n, "%zu", count);
-    const char *argv[] = {"XRANGE", VQ_K_EVENTS, c.range_start, "+", "COUNT", n};
-    redisReply *rep = vq_redis_argv(q->r, 6, argv, NULL, err), *whole = NULL;
-    if (!rep) return VQ_EREDIS;
-    const redisReply *entries = rep;
-    if (rep->elements == 0 && block_ms > 0) {
-        entries = wait_for(q, &c, count, block_ms, &whole, err);
-        if (!whole) rc = VQ_EREDIS;
-    }
     json_t *arr = json_array();
-    if (!rc && (!arr || add_entries(entries, c.min_ms, arr, last_id) != 0))
-        rc = vq_error_set(err, VQ_ENOMEM, "events: out of memory");
-    freeReplyObject(rep);
-    if (whole) freeReplyObject(whole);
+    if (!arr) return vq_error_set(err, VQ_ENOMEM, "events: out of memory");
+    rc = read_range(q, &c, count, arr, last_id, &nread, err);
+    if (!rc && nread == 0 && block_ms > 0) {
+        redisReply *whole = NULL;
+        const redisReply *entries = wait_for(q, &c, count, block_ms, &whole, err);
+        if (!whole) rc = VQ_EREDIS;
+        else if (add_entries(entries, c.min_ms, arr, last_id) != 0)
+            rc = vq_error_set(err, VQ_ENOMEM, "events: out of memory");
+        if (whole) freeReplyObject(whole);
+    }
     if (rc) json_decref(arr);
     else *out = arr;
     return rc;

@@ -47,14 +47,15 @@ static void unlink_waiter(vq_waiter *w)
     free(w);
 }
 
-/* Reads once; answers (and returns 1) when there is something to say. */
+/* Reads once; answers (and returns 1) when there is something to say.
+ * last: the last id read, kept or passed over ("" when none). */
 static int poll_once(vq_sched *s, struct evhttp_request *ev, const char *since, size_t limit,
-                     int last_chance)
+                     int last_chance, char last[64])
 {
     vq_req r = {.ev = ev, .s = s};
     json_t *out = NULL;
-    char last[64] = "";
     vq_error err = {0};
+    last[0] = '\0';
     if (!s->redis_up) {
         vq_reply_error_(&r, 503, NULL, "redis is unreachable at %s; retrying", s->redis_url);
         return 1;
@@ -71,17 +72,27 @@ static int poll_once(vq_sched *s, struct evhttp_request *ev, const char *since, 
     return 0;
 }
 
+/* What was read and passed over (events older than a time) is not read again:
+ * the next poll starts after it. */
+static void move_since(char since[VQ_SINCE_MAX], const char *last)
+{
+    if (last[0]) snprintf(since, VQ_SINCE_MAX, "%s", last);
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     vq_waiter *w = arg;
+    char last[64];
     if (poll_once(w->s, w->ev, w->since[0] ? w->since : NULL, w->limit,
-                  vq_now_ms() >= w->deadline))
+                  vq_now_ms() >= w->deadline, last))
         unlink_waiter(w);
+    else
+        move_since(w->since, last);
 }
 
-static void hold(vq_req *r, const char *since, size_t limit, long wait_s)
+static void hold(vq_req *r, const char *since, const char *last, size_t limit, long wait_s)
 {
     struct timeval tv = {0, VQ_EVENTS_POLL_MS * 1000};
     vq_waiter *w = calloc(1, sizeof *w);
@@ -93,6 +104,7 @@ static void hold(vq_req *r, const char *since, size_t limit, long wait_s)
     *w = (vq_waiter){.next = r->s->waiters, .s = r->s, .ev = r->ev, .timer = w->timer,
                      .limit = limit, .deadline = vq_now_ms() + wait_s * 1000};
     if (since) memcpy(w->since, since, strlen(since) + 1); /* length checked by parse_since */
+    move_since(w->since, last);
     r->s->waiters = w;
     r->s->nwaiters++;
     event_add(w->timer, &tv);
@@ -101,14 +113,15 @@ static void hold(vq_req *r, const char *since, size_t limit, long wait_s)
 void vq_api_events_(vq_req *r)
 {
     const char *since;
+    char last[64];
     long limit, wait_s;
     if (parse_since(r, &since) ||
         vq_req_query_int_(r, "limit", 1, VQ_EVENTS_LIMIT_MAX, VQ_EVENTS_LIMIT_DEFAULT, &limit) ||
         vq_req_query_int_(r, "wait", 0, 86400, 0, &wait_s))
         return;
     if (wait_s > VQ_EVENTS_WAIT_MAX_S) wait_s = VQ_EVENTS_WAIT_MAX_S;
-    if (!poll_once(r->s, r->ev, since, (size_t)limit, wait_s == 0))
-        hold(r, since, (size_t)limit, wait_s);
+    if (!poll_once(r->s, r->ev, since, (size_t)limit, wait_s == 0, last))
+        hold(r, since, last, (size_t)limit, wait_s);
 }
 
 void vq_events_stop_(vq_sched *s)

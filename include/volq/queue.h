@@ -329,9 +329,11 @@ int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err);
 /* Events after since (a stream id "ms-seq", an RFC 3339 time, or NULL for the
  * oldest kept), at most count (0: VQ_QUEUE_EVENTS_MAX), waiting up to block_ms
  * (0: no wait) when there are none yet.  A stream id is exclusive (the events
- * after it); a time is inclusive (the events at or after it).  *out gets a new JSON array of event objects, each with an "id"
- * added (the stream id, to pass back as since); last_id gets the last id or is
- * left as it was. */
+ * after it); a time is inclusive (the events at or after it).  Fewer than count
+ * only when the stream has no more.  *out gets a new JSON array of event
+ * objects, each with an "id" added (the stream id, to pass back as since);
+ * last_id gets the last id read (also of an event passed over as older than a
+ * time) or is left as it was. */
 int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
                     char last_id[64], vq_error *err);
 #define VQ_QUEUE_EVENTS_MAX 1000

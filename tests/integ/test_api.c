@@ -13,6 +13,7 @@
 
 #include "lib/stack.h"
 #include "t.h"
+#include "volq/job.h"
 #include "volq/uuid.h"
 
 static t_stack S;
@@ -1018,6 +1019,54 @@ static void test_api_events_bad_ids_400(void)
     t_stack_stop(&S);
 }
 
+/* RFC 3339 of now - ago_ms (out has 32 bytes); the time in ms to *ms. */
+static void time_ago(int64_t ago_ms, int64_t *ms, char out[32])
+{
+    *ms = vq_now_ms() - ago_ms;
+    vq_time_format(*ms, out);
+}
+
+/* since=T: an event in the second before T (read for the two clocks, then
+ * passed over) takes no place in the page, nor keeps a waiting request from
+ * seeing the event that comes after it. */
+static void test_api_events_since_time_and_limit(void)
+{
+    start(0);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char tmpl[64], t[32], old[32], path[160];
+    int64_t t_ms, old_ms;
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    time_ago(10000, &t_ms, t);
+    old_ms = t_ms - 500;
+    vq_time_format(old_ms, old);
+    freeReplyObject(t_redis_query(&S.redis, "XADD {volq}:events %lld-0 e {\"time\":\"%s\"}",
+                                  (long long)old_ms, old));
+    snprintf(path, sizeof path, "/api/events?since=%s&limit=1&wait=10", t);
+    pid_t pid = fork();
+    if (pid == 0) {
+        t_resp h;
+        int rc = t_req(&S, "GET", path, NULL, NULL, &h);
+        const char *m = json_string_value(json_object_get(json_array_get(h.json, 0), "message"));
+        _exit(rc == 0 && h.status == 200 && json_array_size(h.json) == 1 && m &&
+              strcmp(m, "Failed to amend template-001.") == 0 ? 0 : 1);
+    }
+    CHECK(t_poll(one_waiting, NULL, 5000));
+    double t0 = now_s();
+    t_resp h = amend(sd, tmpl, 409);
+    t_resp_free(&h);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(now_s() - t0 < 5.0);
+    snprintf(path, sizeof path, "/api/events?since=%s&limit=1", t);
+    json_t *page = get(path);
+    CHECK_INT(json_array_size(page), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(page, 0), "message")),
+              "Failed to amend template-001.");
+    json_decref(page);
+    t_stack_stop(&S);
+}
+
 /* ---- status, metrics, health, robustness -------------------------------- */
 
 static void test_api_status_metrics_healthz_index(void)
@@ -1226,6 +1275,6 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll),
-       T(test_api_events_bad_ids_400), T(test_api_status_metrics_healthz_index),
+       T(test_api_events_bad_ids_400), T(test_api_events_since_time_and_limit), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
        T(test_api_malformed_requests), T(test_api_connection_cap), T(test_api_e2e_amend_runs))

@@ -17,6 +17,7 @@
 
 #include "lib/stack.h"
 #include "t.h"
+#include "volq/job.h"
 #include "volq/uuid.h"
 
 static t_stack S;
@@ -439,6 +440,44 @@ static void test_cli_events_status_upgrade_create(void)
     t_stack_stop(&S);
 }
 
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* volq events --since T pages through everything at or after T: an event of
+ * the second before T (read, then passed over) does not end the paging early. */
+static void test_cli_events_since_time_pages_all(void)
+{
+    REQUIRE(t_stack_start(&S, 0) == 0);
+    char t[32], old[32], now[32];
+    int64_t t_ms = vq_now_ms() - 10000;
+    vq_time_format(t_ms, t);
+    vq_time_format(t_ms - 500, old);
+    vq_time_format(t_ms + 1000, now);
+    freeReplyObject(t_redis_query(&S.redis, "XADD {volq}:events %lld-0 e {\"time\":\"%s\","
+                                  "\"severity\":\"info\",\"message\":\"old\"}",
+                                  (long long)t_ms - 500, old));
+    freeReplyObject(t_redis_query(&S.redis, "EVAL %s 1 {volq}:events %s",
+                                  "for i = 1, 1100 do redis.call('XADD', KEYS[1], '*', 'e', "
+                                  "'{\"time\":\"' .. ARGV[1] .. '\",\"severity\":\"info\","
+                                  "\"message\":\"new ' .. i .. '\"}') end", now));
+    t_cmd c;
+    VOLQ(&c, "events", "--since", t);
+    CHECK_INT(c.status, 0);
+    CHECK_INT(count_lines(c.out), 1100);
+    CHECK_CONTAINS(c.out, " new 1\n");
+    CHECK_CONTAINS(c.out, " new 1100\n");
+    CHECK(strstr(c.out, " old\n") == NULL);
+    t_cmd_free(&c);
+    VOLQ(&c, "events");
+    CHECK_INT(count_lines(c.out), 1101);
+    t_cmd_free(&c);
+    t_stack_stop(&S);
+}
+
 static void test_cli_token(void)
 {
     S.token = "tok-123";
@@ -748,6 +787,7 @@ T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sen
        T(test_cli_json_before_or_after), T(test_cli_disks_and_disk),
        T(test_cli_disk_in_two_domains_exit_2), T(test_cli_amend_locked_and_refused),
        T(test_cli_jobs_job_cancel_retry), T(test_cli_events_status_upgrade_create),
+       T(test_cli_events_since_time_pages_all),
        T(test_cli_token), T(test_cli_redis_down_exit_3), T(test_cli_e2e_amend_wait_and_upgrade),
        T(test_cli_e2e_upgrade_failures_exit_1), T(test_cli_up_runs_the_stack_and_stops_it),
        T(test_cli_events_follow_json_lines), T(test_cli_top_on_a_terminal))

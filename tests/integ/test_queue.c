@@ -1801,6 +1801,47 @@ static void test_queue_events_since_id_and_time(void)
     json_decref(all);
 }
 
+/* Events older than a time are passed over without taking a place in the page:
+ * five events of the second before T (the slack read for two clocks), then
+ * twelve at or after it.  A page of three starts at T and holds three; each
+ * page is full until the stream ends. */
+static void test_queue_events_since_time_pages_are_full(void)
+{
+    setup();
+    for (int i = 0; i < 5; i++)
+        freeReplyObject(rcmd("XADD {volq}:events 4000000000%03d-0 e {\"time\":\"2096-10-02T07:06:39.%03dZ\"}",
+                             500 + i, 500 + i));
+    for (int i = 0; i < 12; i++)
+        freeReplyObject(rcmd("XADD {volq}:events 4000000001%03d-0 e {\"time\":\"2096-10-02T07:06:41.%03dZ\"}",
+                             i, i));
+    json_t *page = NULL;
+    char last[64] = "";
+    CHECK_INT(vq_queue_events(Q, "2096-10-02T07:06:40Z", 3, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 3);
+    CHECK_STR(evs(json_array_get(page, 0), "id"), "4000000001000-0");
+    CHECK_STR(last, "4000000001002-0");
+    json_decref(page);
+    CHECK_INT(vq_queue_events(Q, "2096-10-02T07:06:40Z", 0, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 12);
+    json_decref(page);
+    /* the next pages, after the last id: full, then the short last one */
+    snprintf(last, sizeof last, "4000000001002-0");
+    CHECK_INT(vq_queue_events(Q, last, 5, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 5);
+    CHECK_STR(last, "4000000001007-0");
+    json_decref(page);
+    CHECK_INT(vq_queue_events(Q, last, 5, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 4);
+    CHECK_STR(last, "4000000001011-0");
+    json_decref(page);
+    /* only old events after T's slack: nothing kept, the last read reported */
+    last[0] = '\0';
+    CHECK_INT(vq_queue_events(Q, "2096-10-02T07:06:42Z", 2, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 0);
+    CHECK_STR(last, "4000000001011-0");
+    json_decref(page);
+}
+
 /* An event id is two uint64 parts; anything else (or the greatest id, after
  * which nothing can come) is an input error before Redis sees it. */
 static void test_queue_events_bad_ids(void)
@@ -1974,6 +2015,6 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
        T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
-       T(test_queue_events_bad_ids),
+       T(test_queue_events_since_time_pages_are_full), T(test_queue_events_bad_ids),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))
