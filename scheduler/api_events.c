@@ -8,7 +8,7 @@
 #include "sched_int.h"
 
 #define VQ_EVENTS_LIMIT_DEFAULT 1000
-#define VQ_EVENTS_LIMIT_MAX 10000
+#define VQ_EVENTS_LIMIT_MAX VQ_QUEUE_EVENTS_MAX
 #define VQ_SINCE_MAX 64
 
 typedef struct vq_waiter {

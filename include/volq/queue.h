@@ -336,7 +336,9 @@ int vq_queue_repair(vq_queue *q, size_t *fixed, vq_error *err);
  * time) or is left as it was. */
 int vq_queue_events(vq_queue *q, const char *since, size_t count, int block_ms, json_t **out,
                     char last_id[64], vq_error *err);
-#define VQ_QUEUE_EVENTS_MAX 1000
+/* At most this many events a call: the same bound as a list of jobs (an event
+ * is smaller than a job), so one answer stays within a few MB. */
+#define VQ_QUEUE_EVENTS_MAX 10000
 
 /* An event id as Redis writes it, "ms-seq": both parts decimal and below 2^64,
  * and not the greatest id (nothing can come after it).  0 or VQ_EINVAL. */

@@ -1028,7 +1028,7 @@ static void time_ago(int64_t ago_ms, int64_t *ms, char out[32])
 
 /* since=T: an event in the second before T (read for the two clocks, then
  * passed over) takes no place in the page, nor keeps a waiting request from
- * seeing the event that comes after it. */
+ * seeing the event that comes after it.  limit goes up to 10000. */
 static void test_api_events_since_time_and_limit(void)
 {
     start(0);
@@ -1064,6 +1064,18 @@ static void test_api_events_since_time_and_limit(void)
     CHECK_STR(json_string_value(json_object_get(json_array_get(page, 0), "message")),
               "Failed to amend template-001.");
     json_decref(page);
+    /* 1500 more: one request takes them all */
+    freeReplyObject(t_redis_query(&S.redis, "EVAL %s 1 {volq}:events",
+                                  "for i = 1, 1500 do redis.call('XADD', KEYS[1], '*', 'e', "
+                                  "'{\"time\":\"2026-01-01T00:00:00.000Z\"}') end"));
+    page = get("/api/events?limit=10000");
+    CHECK_INT(json_array_size(page), 1 + 1 + 1500); /* the old one, the refusal, the 1500 */
+    json_decref(page);
+    page = get("/api/events?limit=1200");
+    CHECK_INT(json_array_size(page), 1200);
+    json_decref(page);
+    h = call("GET", "/api/events?limit=10001", NULL, 400);
+    t_resp_free(&h);
     t_stack_stop(&S);
 }
 

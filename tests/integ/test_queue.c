@@ -1872,6 +1872,23 @@ static void test_queue_events_bad_ids(void)
     json_decref(page);
 }
 
+/* More than 1000 in one call, up to VQ_QUEUE_EVENTS_MAX. */
+static void test_queue_events_up_to_max(void)
+{
+    setup();
+    freeReplyObject(rcmd("EVAL %s 1 {volq}:events", "for i = 1, 10050 do redis.call('XADD', "
+                         "KEYS[1], '*', 'e', '{\"time\":\"2026-01-01T00:00:00.000Z\"}') end"));
+    json_t *page = NULL;
+    char last[64] = "";
+    CHECK_INT(vq_queue_events(Q, NULL, 1500, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), 1500);
+    json_decref(page);
+    CHECK_INT(vq_queue_events(Q, NULL, 0, 0, &page, last, NULL), 0);
+    CHECK_INT(json_array_size(page), VQ_QUEUE_EVENTS_MAX);
+    CHECK_INT(VQ_QUEUE_EVENTS_MAX, 10000);
+    json_decref(page);
+}
+
 static void test_queue_events_follow_blocks(void)
 {
     setup();
@@ -2016,5 +2033,6 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_since_time_pages_are_full), T(test_queue_events_bad_ids),
+       T(test_queue_events_up_to_max),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
        T(test_queue_redis_kill9_restart_loses_nothing), T(test_queue_scripts_reload_after_flush))
