@@ -128,7 +128,8 @@ void vq_events_stop_(vq_sched *s)
 {
     while (s->waiters) {
         vq_req r = {.ev = s->waiters->ev, .s = s};
-        vq_reply_error_(&r, 503, NULL, "volq-scheduler is stopping");
+        evhttp_add_header(evhttp_request_get_output_headers(r.ev), "Connection", "close");
+        vq_reply_error_(&r, 503, NULL, "volq-scheduler is stopping; retry once it is back");
         unlink_waiter(s->waiters);
     }
 }

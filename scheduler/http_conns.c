@@ -140,6 +140,14 @@ int vq_conns_start_(vq_sched *s, vq_error *err)
     return 0;
 }
 
+size_t vq_conns_busy_(vq_sched *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->ntrack; i++)
+        n += s->track[i].deadline_ms == 0 && !released(s->track[i].bev);
+    return n;
+}
+
 void vq_conns_stop_(vq_sched *s)
 {
     if (s->sweep) event_free(s->sweep);

@@ -259,6 +259,11 @@ static void on_request(struct evhttp_request *ev, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
     if (!admit(&r) || !host_allowed(&r)) return;
+    if (s->stopping) { /* answered while the answers queued before are written */
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+        vq_reply_error_(&r, 503, NULL, "volq-scheduler is stopping; retry once it is back");
+        return;
+    }
     if (!path || !*path) {
         vq_reply_error_(&r, 400, NULL, "malformed request line");
         return;

@@ -82,9 +82,34 @@ static int add_signals(vq_sched *s)
     return event_add(s->sigterm, NULL) || event_add(s->sigint, NULL) ? -1 : 0;
 }
 
+static void flush_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    vq_sched *s = arg;
+    if (vq_conns_busy_(s) == 0) event_base_loopbreak(s->base);
+}
+
+/* evhttp_free() drops what is not yet written: the answers just queued (the
+ * waiting requests' 503s) are written by the loop, run until they are out or
+ * VQ_STOP_FLUSH_MS passes.  A request that comes meanwhile gets 503. */
+static void flush_answers(vq_sched *s)
+{
+    struct timeval most = {0, VQ_STOP_FLUSH_MS * 1000}, every = {0, VQ_STOP_CHECK_MS * 1000};
+    struct event *check = event_new(s->base, -1, EV_PERSIST, flush_check, s);
+    if (!check || vq_conns_busy_(s) == 0) goto out;
+    event_add(check, &every);
+    event_base_loopexit(s->base, &most);
+    event_base_dispatch(s->base);
+out:
+    if (check) event_free(check);
+}
+
 static void teardown(vq_sched *s)
 {
+    s->stopping = 1;
     vq_events_stop_(s);
+    if (s->base && s->http) flush_answers(s);
     if (s->http) evhttp_free(s->http);
     vq_conns_stop_(s);
     vq_redis_link_stop_(s);

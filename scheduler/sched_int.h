@@ -32,6 +32,11 @@
 #define VQ_EVENTS_POLL_MS 150            /* how often a waiting request re-reads the stream */
 #define VQ_HOUSEKEEP_MS 250
 #define VQ_REDIS_TIMEOUT_MS 2000         /* connect timeout of one attempt */
+/* At a stop, how long the loop may go on writing the answers already queued
+ * (the 503s of waiting requests): a client that does not read must not hold
+ * the stop up. */
+#define VQ_STOP_FLUSH_MS 200
+#define VQ_STOP_CHECK_MS 5               /* how often the flush looks whether it is done */
 
 /* Counters of this process, for /metrics. */
 /* The codes of a bulk upgrade's skipped disks (docs/api.md), in the order of
@@ -71,6 +76,7 @@ typedef struct vq_sched {
     struct event *sweep, *sweep_now; /* periodic; at once when over VQ_HTTP_MAX_OPEN */
     struct vq_waiter *waiters;   /* long-polling GET /api/events */
     int nwaiters;
+    int stopping;                /* a signal came: new requests get 503 */
     vq_sched_stats stats;
 } vq_sched;
 
@@ -105,6 +111,8 @@ int vq_http_start_(vq_sched *s, const char *listen, vq_error *err);
 int vq_conns_start_(vq_sched *s, vq_error *err);
 void vq_conns_request_(vq_sched *s, struct evhttp_request *ev);
 void vq_conns_stop_(vq_sched *s);
+/* How many connections have a request whose answer is not yet written out. */
+size_t vq_conns_busy_(vq_sched *s);
 
 /* http_reply.c.  Steals body (a JSON value; NULL answers 500). */
 void vq_reply_json_(vq_req *r, int code, json_t *body);
@@ -176,7 +184,8 @@ int vq_disk_holder_(vq_req *r, const char *disk_id, char holder[VQ_UUID_SIZE]);
  * request that changes something was handled). */
 void vq_status_forget_(void);
 
-/* events: shuts every waiting request down (503 to each). */
+/* events: shuts every waiting request down (503 to each, Connection: close);
+ * the answers are written by the loop (main.c lets it run a little). */
 void vq_events_stop_(vq_sched *s);
 
 /* Handlers (one small function each, in api_*.c). */

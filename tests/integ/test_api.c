@@ -993,6 +993,37 @@ static void test_api_events_long_poll(void)
     t_stack_stop(&S);
 }
 
+/* SIGTERM while a request waits for events: it is answered 503 before the
+ * scheduler exits (the answer is written, not dropped with the connection). */
+static void test_api_events_waiter_answered_on_stop(void)
+{
+    start(0);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        t_resp h;
+        int rc = t_req(&S, "GET", "/api/events?wait=20", NULL, NULL, &h);
+        dprintf(fds[1], "%d %s", rc == 0 ? h.status : -1, h.body ? h.body : "");
+        _exit(0);
+    }
+    close(fds[1]);
+    CHECK(t_poll(one_waiting, NULL, 5000));
+    double t0 = now_s();
+    CHECK_INT(t_stack_stop_scheduler(&S), 0);
+    CHECK(now_s() - t0 < 3.0);
+    char got[512] = "";
+    ssize_t n, len = 0;
+    while ((n = read(fds[0], got + len, sizeof got - 1 - (size_t)len)) > 0) len += n;
+    got[len] = '\0';
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    CHECK(strncmp(got, "503 ", 4) == 0);
+    CHECK_CONTAINS(got, "volq-scheduler is stopping");
+    t_stack_stop(&S);
+}
+
 /* An id that does not fit a stream id is 400 with one line, before Redis
  * sees it: Redis stays up for every other request. */
 static void test_api_events_bad_ids_400(void)
@@ -1287,6 +1318,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
        T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll),
+       T(test_api_events_waiter_answered_on_stop),
        T(test_api_events_bad_ids_400), T(test_api_events_since_time_and_limit), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
        T(test_api_malformed_requests), T(test_api_connection_cap), T(test_api_e2e_amend_runs))
