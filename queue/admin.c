@@ -53,26 +53,35 @@ static const char *const end_index[VQ_JOB_NSTATES] = {
     [VQ_JOB_CANCELLED] = VQ_K_ST_CANCELLED,
 };
 
-/* Appends the read of the first `limit` ids of state s's index, newest first:
- * the queue's head is its newest push; ended indexes are scored by end time,
- * so an ended state's candidates are its most recently ended jobs (the list
- * is then sorted by created). */
-static int append_index_read(vq_queue *q, int s, size_t limit, vq_error *err)
+/* The list's order is the job's last change ("updated", newest first), the
+ * key the indexes hold: an ended index is scored by end time, which is the
+ * job's last change; the queue is pushed at both ends with the time of the
+ * push (new, retried and promoted jobs at the head, requeued ones at the
+ * tail, where workers take), so its most recent pushes are the first `limit`
+ * at either end.  The running (lease) and retrying (due time) indexes are
+ * read `limit` deep too: exact while they hold no more than that, which is
+ * the usual case (running jobs are at most one per worker process).  The
+ * reads (one or two per index) are appended; *sent counts them. */
+static int append_index_reads(vq_queue *q, int s, size_t limit, int *sent, vq_error *err)
 {
-    char stop[32];
+    char stop[32], from[32];
     snprintf(stop, sizeof stop, "%zu", limit - 1);
+    snprintf(from, sizeof from, "-%zu", limit);
     const char *key = s == VQ_JOB_QUEUED ? VQ_K_QUEUE : s == VQ_JOB_RUNNING ? VQ_K_RUNNING
                     : s == VQ_JOB_RETRYING ? VQ_K_DUE : end_index[s];
-    const char *argv[] = {s == VQ_JOB_QUEUED ? "LRANGE" : "ZREVRANGE", key, "0", stop};
-    return vq_redis_append_argv(q->r, 4, argv, NULL, err);
+    const char *reads[2][4] = {{s == VQ_JOB_QUEUED ? "LRANGE" : "ZREVRANGE", key, "0", stop},
+                               {"LRANGE", key, from, "-1"}};
+    int n = s == VQ_JOB_QUEUED ? 2 : 1, rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!(rc = vq_redis_append_argv(q->r, 4, reads[i], NULL, err))) ++*sent;
+    return rc;
 }
 
 static int read_candidates(vq_queue *q, int state, size_t limit, vq_strv *ids, vq_error *err)
 {
     int first = state < 0 ? 0 : state, last = state < 0 ? VQ_JOB_NSTATES - 1 : state;
     int sent = 0, rc = 0;
-    for (int s = first; s <= last && !rc; s++)
-        if (!(rc = append_index_read(q, s, limit, err))) sent++;
+    for (int s = first; s <= last && !rc; s++) rc = append_index_reads(q, s, limit, &sent, err);
     for (int i = 0; i < sent; i++) {
         redisReply *rep = vq_redis_get_reply(q->r, err);
         if (!rep) rc = VQ_EREDIS;
@@ -83,10 +92,13 @@ static int read_candidates(vq_queue *q, int state, size_t limit, vq_strv *ids, v
     return rc;
 }
 
+/* The same key as the selection above; ties (one millisecond) by id, so that
+ * a shorter list is always the start of a longer one. */
 static int newest_first(const void *a, const void *b)
 {
     const vq_job *x = *(vq_job *const *)a, *y = *(vq_job *const *)b;
-    if (x->created != y->created) return x->created > y->created ? -1 : 1;
+    if (!x || !y) return !x - !y; /* a job gone since its index was read: last */
+    if (x->updated != y->updated) return x->updated > y->updated ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 

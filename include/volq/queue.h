@@ -255,10 +255,12 @@ int vq_queue_get(vq_queue *q, const char *job_id, vq_job **out, vq_error *err);
 int vq_queue_get_many(vq_queue *q, const char (*ids)[VQ_UUID_SIZE], size_t n, vq_job **out,
                       vq_error *err);
 
-/* Jobs newest first (by created), all states or one (state < 0 for all), at
- * most limit (capped at VQ_QUEUE_LIST_MAX).  Reads only the first `limit`
- * entries of each state's index, never every job.  Returns a new JSON array of
- * job objects. */
+/* Jobs newest first by their last change ("updated"; ties by id), all states
+ * or one (state < 0 for all), at most limit (capped at VQ_QUEUE_LIST_MAX).
+ * Reads only the first `limit` entries of each state's index (of the queue,
+ * at both ends), never every job: exact for ended jobs, and for live ones
+ * while their index holds no more than that (admin.c, append_index_reads).
+ * Returns a new JSON array of job objects. */
 #define VQ_QUEUE_LIST_MAX 10000
 int vq_queue_list(vq_queue *q, int state, size_t limit, json_t **out, vq_error *err);
 

@@ -844,12 +844,12 @@ static const char *job_id(t_resp *h)
     return id;
 }
 
-/* created times never increase down the list (jobs of one millisecond tie) */
+/* last changes never increase down the list (jobs of one millisecond tie) */
 static void check_newest_first(json_t *arr)
 {
     for (size_t i = 1; i < json_array_size(arr); i++) {
-        const char *a = json_string_value(json_object_get(json_array_get(arr, i - 1), "created"));
-        const char *b = json_string_value(json_object_get(json_array_get(arr, i), "created"));
+        const char *a = json_string_value(json_object_get(json_array_get(arr, i - 1), "updated"));
+        const char *b = json_string_value(json_object_get(json_array_get(arr, i), "updated"));
         if (!a || !b || strcmp(a, b) < 0) T_FAIL_("jobs %zu and %zu are not newest first", i - 1, i);
     }
 }
@@ -1276,6 +1276,45 @@ static int job_ended(void *arg)
     return done;
 }
 
+static const char *first_id(json_t *arr)
+{
+    return json_string_value(json_object_get(json_array_get(arr, 0), "id"));
+}
+
+/* Two refusals J1 then J2; J1 retried by hand fails again, later than J2:
+ * newest first by last change, ?limit=1 answers J1, as ?limit=3 begins. */
+static void test_api_jobs_limit_1_is_first_of_more(void)
+{
+    start(T_STACK_WORKERS);
+    const char *sd = mkdomain("--version 4 --disks 1 --template --data-mib 0");
+    char tmpl[64], j1[64], j2[64], path[128];
+    snprintf(tmpl, sizeof tmpl, "%s", disk_by_alias(sd, "template-001"));
+    t_resp h = amend(sd, tmpl, 409);
+    snprintf(j1, sizeof j1, "%s", json_string_value(json_object_get(h.json, "job_id")));
+    t_resp_free(&h);
+    h = amend(sd, tmpl, 409);
+    snprintf(j2, sizeof j2, "%s", json_string_value(json_object_get(h.json, "job_id")));
+    t_resp_free(&h);
+    snprintf(path, sizeof path, "/api/jobs/%s/retry", j1);
+    h = call("POST", path, NULL, 202);
+    t_resp_free(&h);
+    snprintf(path, sizeof path, "/api/jobs/%s", j1);
+    REQUIRE(t_poll(job_ended, path, 30000));
+    json_t *one = get("/api/jobs?state=failed&limit=1"), *three = get("/api/jobs?state=failed&limit=3");
+    json_t *all = get("/api/jobs?limit=1");
+    CHECK_INT(json_array_size(one), 1);
+    CHECK_INT(json_array_size(three), 2);
+    CHECK_STR(first_id(one), j1);
+    CHECK_STR(first_id(three), j1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(three, 1), "id")), j2);
+    CHECK_STR(first_id(all), j1);
+    check_newest_first(three);
+    json_decref(one);
+    json_decref(three);
+    json_decref(all);
+    t_stack_stop(&S);
+}
+
 static void test_api_e2e_amend_runs(void)
 {
     start(T_STACK_WORKERS);
@@ -1316,7 +1355,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_upgrade_skips_with_reasons), T(test_api_upgrade_to_v4),
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
-       T(test_api_jobs_list_cancel_retry), T(test_api_events_since_and_shape),
+       T(test_api_jobs_list_cancel_retry), T(test_api_jobs_limit_1_is_first_of_more), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll),
        T(test_api_events_waiter_answered_on_stop),
        T(test_api_events_bad_ids_400), T(test_api_events_since_time_and_limit), T(test_api_status_metrics_healthz_index),

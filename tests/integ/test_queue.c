@@ -1425,10 +1425,10 @@ static void test_queue_list_newest_first(void)
 {
     setup();
     made c = failed_job(), a = amend(), b = amend(), d = amend();
-    /* Distinct created times, in accept order. */
+    /* Distinct last changes, in the order of the indexes (one ms may hold several). */
     const made *all[] = {&a, &b, &c, &d};
     for (int i = 0; i < 4; i++)
-        freeReplyObject(rcmd("HSET {volq}:job:%s c %d", all[i]->id, 1000 + i));
+        freeReplyObject(rcmd("HSET {volq}:job:%s u %d", all[i]->id, 1000 + i));
     json_t *l = NULL;
     CHECK_INT(vq_queue_list(Q, -1, 10, &l, NULL), 0);
     CHECK_INT(json_array_size(l), 4);
@@ -1450,6 +1450,58 @@ static void test_queue_list_newest_first(void)
     CHECK_INT(vq_queue_list(Q, VQ_JOB_SUCCEEDED, 10, &l, NULL), 0);
     CHECK_INT(json_array_size(l), 0);
     json_decref(l);
+}
+
+/* The ids of a listing, joined with ' '. */
+static void list_ids(int state, size_t limit, char *out, size_t sz)
+{
+    json_t *l = NULL, *j;
+    size_t i, o = 0;
+    out[0] = '\0';
+    CHECK_INT(vq_queue_list(Q, state, limit, &l, NULL), 0);
+    json_array_foreach(l, i, j)
+        o += (size_t)snprintf(out + o, sz - o, "%s%s", i ? " " : "",
+                              json_string_value(json_object_get(j, "id")));
+    json_decref(l);
+}
+
+/* A short list is the start of a longer one: selection and order use the
+ * same key, the last change.  j1 was made first but failed last (a retry by
+ * hand that failed again); x was requeued (pushed at the far end of the
+ * queue) after five newer pushes. */
+static void test_queue_list_short_is_start_of_long(void)
+{
+    setup();
+    made j1 = failed_job(), j2 = failed_job();
+    freeReplyObject(rcmd("HSET {volq}:job:%s u 2000", j2.id));
+    freeReplyObject(rcmd("ZADD {volq}:st:failed 2000 %s", j2.id));
+    freeReplyObject(rcmd("HSET {volq}:job:%s u 3000", j1.id));
+    freeReplyObject(rcmd("ZADD {volq}:st:failed 3000 %s", j1.id));
+    char one[64], all[256], want[256];
+    list_ids(VQ_JOB_FAILED, 1, one, sizeof one);
+    CHECK_STR(one, j1.id);
+    list_ids(VQ_JOB_FAILED, 3, all, sizeof all);
+    snprintf(want, sizeof want, "%s %s", j1.id, j2.id);
+    CHECK_STR(all, want);
+    made x = amend(), q[5];
+    for (int i = 0; i < 5; i++) q[i] = amend();
+    for (int i = 0; i < 5; i++) freeReplyObject(rcmd("HSET {volq}:job:%s u %d", q[i].id, 4000 + i));
+    freeReplyObject(rcmd("HSET {volq}:job:%s u 5000", x.id));
+    freeReplyObject(rcmd("LREM {volq}:q 0 %s", x.id));
+    freeReplyObject(rcmd("RPUSH {volq}:q %s", x.id));
+    list_ids(VQ_JOB_QUEUED, 2, all, sizeof all);
+    snprintf(want, sizeof want, "%s %s", x.id, q[4].id);
+    CHECK_STR(all, want);
+    /* every state together: each shorter list starts the longest */
+    char full[1024], part[1024];
+    list_ids(-1, 20, full, sizeof full);
+    CHECK_INT(strlen(full), 8 * 36 + 7);
+    for (size_t n = 1; n <= 8; n++) {
+        list_ids(-1, n, part, sizeof part);
+        CHECK_INT(strlen(part), n * 36 + n - 1);
+        CHECK(strncmp(full, part, strlen(part)) == 0);
+    }
+    CHECK(strncmp(full, x.id, 36) == 0);
 }
 
 static void test_queue_status(void)
@@ -2029,7 +2081,7 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_trim_by_count_and_age), T(test_queue_trim_across_end_states),
        T(test_queue_trim_batches), T(test_queue_repair_injected),
        T(test_queue_repair_upgrades_ended_index),
-       T(test_queue_list_newest_first), T(test_queue_status), T(test_queue_lock_holders),
+       T(test_queue_list_newest_first), T(test_queue_list_short_is_start_of_long), T(test_queue_status), T(test_queue_lock_holders),
        T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_since_time_pages_are_full), T(test_queue_events_bad_ids),
