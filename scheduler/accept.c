@@ -74,6 +74,74 @@ static void reply_refused(vq_req *r, const vq_accept_req *a, const char *job_id)
                                      a->refusal, "job_id", job_id));
 }
 
+/* 422: the key was used for another request, which made job j (as one
+ * request of its own, or as one disk's job of a bulk upgrade). */
+static void reply_key_used(vq_req *r, const vq_job *j, int by_bulk)
+{
+    char reason[320];
+    if (by_bulk)
+        snprintf(reason, sizeof reason, "this Idempotency-Key was used for an upgrade of domain %s, "
+                 "which made job %s for disk %s: use a new key for another request", j->domain_id,
+                 j->id, j->disk_id);
+    else
+        snprintf(reason, sizeof reason, "this Idempotency-Key made job %s, a %s of disk %s: use a "
+                 "new key for another request", j->id, j->kind, j->disk_id);
+    vq_reply_json_(r, 422, json_pack("{s:s,s:s,s:s}", "error", reason, "reason", reason,
+                                     "job_id", j->id));
+}
+
+int vq_bulk_key_(const char *key, const char *disk_id, char out[VQ_BULK_KEY_MAX])
+{
+    int n = snprintf(out, VQ_BULK_KEY_MAX, "%s/%s", key, disk_id);
+    if (n >= 0 && n < VQ_BULK_KEY_MAX) return 0;
+    out[0] = '\0';
+    return -1;
+}
+
+/* The 422 for job_id, made under the key by another request: 1 answered (an
+ * error too), 0 when the job is gone (its key no longer holds: acceptance
+ * takes it as unused). */
+static int refuse_key_of(vq_req *r, const char *job_id, int by_bulk)
+{
+    vq_job *j = NULL;
+    vq_error err = {0};
+    int rc = vq_queue_get(r->s->q, job_id, &j, &err);
+    if (rc == VQ_ENOENT) return 0;
+    if (rc)
+        vq_reply_verror_(r, &err);
+    else
+        reply_key_used(r, j, by_bulk);
+    vq_job_free(j);
+    return 1;
+}
+
+/* The jobs keys[0..n) made, in one round trip: 0, or 1 with the error answered. */
+static int read_keys(vq_req *r, const char **keys, size_t n, char (*made)[VQ_UUID_SIZE])
+{
+    vq_error err = {0};
+    if (vq_queue_idem_jobs(r->s->q, keys, n, made, &err) == 0) return 0;
+    vq_reply_verror_(r, &err);
+    return 1;
+}
+
+int vq_idem_used_by_single_(vq_req *r, const char *key)
+{
+    char made[1][VQ_UUID_SIZE];
+    if (!key) return 0;
+    if (read_keys(r, &key, 1, made)) return 1;
+    return made[0][0] ? refuse_key_of(r, made[0], 0) : 0;
+}
+
+int vq_idem_used_by_bulk_(vq_req *r, const char *key, const char *disk_id)
+{
+    char bulk_key[VQ_BULK_KEY_MAX], made[2][VQ_UUID_SIZE];
+    const char *keys[2] = {key, bulk_key};
+    if (!key || !disk_id || vq_bulk_key_(key, disk_id, bulk_key)) return 0;
+    if (read_keys(r, keys, 2, made)) return 1;
+    /* The key of a single request (made[0]) is acceptance's to answer. */
+    return !made[0][0] && made[1][0] ? refuse_key_of(r, made[1], 1) : 0;
+}
+
 /* 1 when the job j, made under a's Idempotency-Key, is the one a asks for. */
 static int same_request(const vq_job *j, const vq_accept_req *a, const vq_same_req *same)
 {
@@ -95,15 +163,10 @@ static void reply_idempotent(vq_req *r, const vq_accept_req *a, const vq_same_re
 {
     vq_job *j = job_or_reply(r, job_id);
     if (!j) return;
-    if (same_request(j, a, same)) {
+    if (same_request(j, a, same))
         vq_reply_json_(r, 200, vq_job_json(j));
-    } else {
-        char reason[256];
-        snprintf(reason, sizeof reason, "this Idempotency-Key made job %s, a %s of disk %s: use a "
-                 "new key for another request", j->id, j->kind, j->disk_id);
-        vq_reply_json_(r, 422, json_pack("{s:s,s:s,s:s}", "error", reason, "reason", reason,
-                                         "job_id", j->id));
-    }
+    else
+        reply_key_used(r, j, 0);
     vq_job_free(j);
 }
 
@@ -111,6 +174,7 @@ void vq_accept_one_(vq_req *r, const vq_accept_req *a, const vq_same_req *same)
 {
     vq_accept_res res = {0};
     vq_error err = {0};
+    if (same->disk && vq_idem_used_by_bulk_(r, a->idem_key, a->disk_id)) return;
     if (vq_queue_accept(r->s->q, a, 1, &res, &err)) {
         vq_reply_verror_(r, &err);
         return;

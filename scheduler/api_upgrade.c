@@ -10,10 +10,6 @@
 #include "volq/kind.h"
 #include "volq/log.h"
 
-/* An Idempotency-Key is per request; each disk's job gets "KEY/DISK_ID"
- * (at most 160 + 1 + 36 bytes: within the queue's 200). */
-#define VQ_BULK_KEY_MAX 201
-
 static const char *const upgrade_fields[] = {"to_v4", NULL};
 
 /* One upgrade request.  Arrays are per disk of the domain (index i: ids[i]),
@@ -175,8 +171,7 @@ static int read_keys(bulk *b, vq_error *err)
     const char **keys = calloc(b->n ? b->n : 1, sizeof *keys);
     if (!keys) return vq_error_set(err, VQ_ENOMEM, "out of memory planning the upgrade");
     for (size_t i = 0; i < b->n; i++) {
-        int n = snprintf(b->keys[i], VQ_BULK_KEY_MAX, "%s/%s", b->idem_key, b->ids[i]);
-        if (n < 0 || n >= VQ_BULK_KEY_MAX) b->keys[i][0] = '\0'; /* checked: cannot happen */
+        vq_bulk_key_(b->idem_key, b->ids[i], b->keys[i]); /* "" when too long: cannot happen */
         keys[i] = b->keys[i];
     }
     int rc = vq_queue_idem_jobs(b->s->q, keys, b->n, b->made, err);
@@ -279,7 +274,10 @@ void vq_api_upgrade_(vq_req *r)
     vq_error err = {0};
     int to_v4 = 0;
     if (parse_upgrade(r, &to_v4) || vq_req_idem_key_(r, &b.idem_key)) return;
-    if (vq_find_domain_(r, r->arg[0], &d) || ensure_v4(r, d, to_v4)) goto out;
+    /* Before anything changes (ensure_v4 may raise the domain's version). */
+    if (vq_find_domain_(r, r->arg[0], &d) || vq_idem_used_by_single_(r, b.idem_key) ||
+        ensure_v4(r, d, to_v4))
+        goto out;
     b.d = d;
     if (vq_domain_images(d, &b.ids, &b.n, &err) || alloc_bulk(&b, &err)) {
         vq_reply_verror_(r, &err);

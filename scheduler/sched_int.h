@@ -171,6 +171,20 @@ typedef struct vq_same_req {
     const char *const *params;
 } vq_same_req;
 
+/* One Idempotency-Key is shared by single requests and bulk upgrades: a
+ * single request stores KEY, a bulk one "KEY/DISK_ID" per disk (at most
+ * 160 + 1 + 36 bytes: within the queue's 200).  vq_bulk_key_ fills out (-1
+ * when it does not fit, which the header's cap rules out). */
+#define VQ_BULK_KEY_MAX 201
+int vq_bulk_key_(const char *key, const char *disk_id, char out[VQ_BULK_KEY_MAX]);
+/* A key used before by the other kind of request answers 422 and nothing is
+ * made.  1 when answered (an error too), 0 to go on (key NULL: 0).
+ * used_by_single: for a bulk upgrade, the key made a single request's job.
+ * used_by_bulk: for a single request on disk_id, a bulk upgrade made that
+ * disk's job under the key (and no single request used it). */
+int vq_idem_used_by_single_(vq_req *r, const char *key);
+int vq_idem_used_by_bulk_(vq_req *r, const char *key, const char *disk_id);
+
 /* accept.c: one job through vq_queue_accept, answered 202/200/409 (422: an
  * Idempotency-Key used before for another request, see same). */
 void vq_accept_one_(vq_req *r, const vq_accept_req *a, const vq_same_req *same);

@@ -737,6 +737,76 @@ static void test_api_upgrade_idempotency_key(void)
     t_stack_stop(&S);
 }
 
+static t_resp keyed(const char *method, const char *path, const char *body, const char *key)
+{
+    char hdr[200];
+    t_resp h;
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s\r\n", key);
+    REQUIRE(t_req(&S, method, path, body, hdr, &h) == 0);
+    return h;
+}
+
+/* One key, two kinds of request: a single amend's key used for a bulk
+ * upgrade, or a bulk's for a single amend of one of its disks, is 422 and
+ * nothing is made (the V3 domain is not raised either); each request's own
+ * repeat still answers 200 with its jobs. */
+static void test_api_idempotency_key_single_vs_bulk(void)
+{
+    start(0);
+    char sd1[64], sd2[64], one[200], bulk1[128], bulk2[128], one2[200], job[64];
+    snprintf(sd1, sizeof sd1, "%s", mkdomain("--version 3 --disks 2 --data-mib 0"));
+    snprintf(sd2, sizeof sd2, "%s", mkdomain("--version 4 --disks 2 --data-mib 0"));
+    const char *body = "{\"qcow_version\":\"qcow2_v3\"}";
+    snprintf(one, sizeof one, "/api/storagedomains/%s/disks/%s", sd1, disk_by_alias(sd1, "vm-001_Disk1"));
+    snprintf(one2, sizeof one2, "/api/storagedomains/%s/disks/%s", sd2, disk_by_alias(sd2, "vm-001_Disk1"));
+    snprintf(bulk1, sizeof bulk1, "/api/storagedomains/%s/upgrade", sd1);
+    snprintf(bulk2, sizeof bulk2, "/api/storagedomains/%s/upgrade", sd2);
+    char md[1024];
+    t_resp h = keyed("PUT", one, body, "single-1");
+    CHECK_INT(h.status, 409); /* V3: refused, and recorded under the key */
+    snprintf(job, sizeof job, "%s", json_string_value(json_object_get(h.json, "job_id")));
+    t_resp_free(&h);
+    h = keyed("POST", bulk1, "{\"to_v4\":true}", "single-1");
+    CHECK_INT(h.status, 422);
+    CHECK_STR(json_string_value(json_object_get(h.json, "job_id")), job);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "error")),
+                   "this Idempotency-Key made job ");
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 1);
+    snprintf(md, sizeof md, "grep -qx VERSION=3 %s/%s/dom_md/metadata", S.domains, sd1);
+    CHECK(system(md) == 0);
+    /* a bulk's key, then a single amend of one of its disks */
+    t_resp a = keyed("POST", bulk2, "{}", "bulk-1");
+    CHECK_INT(a.status, 202);
+    CHECK_INT(json_array_size(json_object_get(a.json, "jobs")), 2);
+    CHECK_INT(count_jobs(), 3);
+    h = keyed("PUT", one2, body, "bulk-1");
+    CHECK_INT(h.status, 422);
+    CHECK_CONTAINS(json_string_value(json_object_get(h.json, "error")),
+                   "this Idempotency-Key was used for an upgrade of domain ");
+    const char *bulk_job = json_string_value(json_object_get(h.json, "job_id"));
+    size_t i;
+    json_t *j;
+    int found = 0;
+    json_array_foreach(json_object_get(a.json, "jobs"), i, j)
+        found += bulk_job && strcmp(json_string_value(json_object_get(j, "id")), bulk_job) == 0;
+    CHECK_INT(found, 1);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 3);
+    /* each one's own repeat */
+    h = keyed("POST", bulk2, "{}", "bulk-1");
+    CHECK_INT(h.status, 200);
+    CHECK(json_equal(json_object_get(a.json, "jobs"), json_object_get(h.json, "jobs")));
+    t_resp_free(&h);
+    t_resp_free(&a);
+    h = keyed("PUT", one, body, "single-1");
+    CHECK_INT(h.status, 200);
+    CHECK_STR(json_string_value(json_object_get(h.json, "id")), job);
+    t_resp_free(&h);
+    CHECK_INT(count_jobs(), 3);
+    t_stack_stop(&S);
+}
+
 /* 150 disks: more than one scan thread's share, so the scan hands them on in
  * several runs, each accepted while the next loads.  A disk locked before the
  * bulk and one already amended sit late in the domain; every other disk gets
@@ -1354,6 +1424,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_create_volume_new_and_existing_disk), T(test_api_create_volume_bad_input_400),
        T(test_api_upgrade_skips_with_reasons), T(test_api_upgrade_to_v4),
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
+       T(test_api_idempotency_key_single_vs_bulk),
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
        T(test_api_jobs_list_cancel_retry), T(test_api_jobs_limit_1_is_first_of_more), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll),
