@@ -52,6 +52,7 @@ int vq_cli_int(const char *s, const char *opt, long lo, long hi, long *out)
     return 0;
 }
 
+/* One line, as every error (SPEC §3): what is wrong, then where to look. */
 int vq_cli_usage(const vq_cmd *cmd, const char *fmt, ...)
 {
     char msg[512];
@@ -59,9 +60,7 @@ int vq_cli_usage(const vq_cmd *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "volq %s: %s\nusage: volq %s\nsee: volq %s --help\n", cmd->name, msg,
-            cmd->usage, cmd->name);
-    return VQ_EXIT_USAGE;
+    return vq_cli_fail(VQ_EXIT_USAGE, "%s: %s; see volq %s --help", cmd->name, msg, cmd->name);
 }
 
 int vq_cli_help(const vq_cmd *cmd)
@@ -126,6 +125,6 @@ int vq_cli_args(const vq_cmd *cmd, int argc, char **argv, const vq_opt *opts, co
     }
     if (npos) *npos = n;
     if (n >= minpos) return 0;
-    *exitcode = vq_cli_usage(cmd, "missing argument");
+    *exitcode = vq_cli_usage(cmd, "missing argument (volq %s)", cmd->usage);
     return 1;
 }

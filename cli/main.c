@@ -106,10 +106,7 @@ int main(int argc, char **argv)
     c.api = vq_config_str(c.api, "VOLQ_API", "http://127.0.0.1:8085");
     c.token = vq_config_str(c.token, "VOLQ_TOKEN", NULL);
     if (c.token && !*c.token) c.token = NULL;
-    if (argc < 2) {
-        usage(stderr);
-        return VQ_EXIT_USAGE;
-    }
+    if (argc < 2) return vq_cli_fail(VQ_EXIT_USAGE, "no command given; see volq --help");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         const vq_cmd *cmd = argc > 2 ? vq_cmd_find(argv[2]) : NULL;

@@ -82,13 +82,34 @@ static void test_cli_help_version_usage(void)
     }
     REQUIRE(t_volq(&S, &c, NOENV, (const char *)NULL) == 0);
     CHECK_INT(c.status, 2);
+    CHECK_STR(c.err, "volq: no command given; see volq --help\n");
     t_cmd_free(&c);
     VOLQ(&c, "frobnicate");
     CHECK_INT(c.status, 2);
     check_one_line_error(&c);
     t_cmd_free(&c);
+    /* usage errors: one line on stderr, what is wrong and where to look */
     VOLQ(&c, "jobs", "--bogus");
     CHECK_INT(c.status, 2);
+    CHECK_STR(c.err, "volq: jobs: unknown option --bogus; see volq jobs --help\n");
+    CHECK_STR(c.out, "");
+    t_cmd_free(&c);
+    VOLQ(&c, "jobs", "--limit");
+    CHECK_INT(c.status, 2);
+    CHECK_STR(c.err, "volq: jobs: --limit needs a value; see volq jobs --help\n");
+    t_cmd_free(&c);
+    VOLQ(&c, "disks");
+    CHECK_INT(c.status, 2);
+    CHECK_STR(c.err, "volq: disks: missing argument (volq disks SD_ID); see volq disks --help\n");
+    t_cmd_free(&c);
+    VOLQ(&c, "job", "a", "b");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "unexpected argument \"b\"");
+    t_cmd_free(&c);
+    VOLQ(&c, "events", "-x");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
     t_cmd_free(&c);
 }
 
