@@ -147,17 +147,21 @@ static void report_exit(const stack *s, pid_t pid, int st)
                     name_of(s, pid), WTERMSIG(st));
 }
 
-/* Until a signal comes or a child dies.  0 after a signal, 1 after a death. */
+/* Until a signal comes or a child dies.  0 after a signal, 1 after a death.
+ * A Ctrl-C reaches the children too, and one may exit before our waitpid is
+ * interrupted: a child's exit found once a signal was seen is the stop. */
 static int wait_for_stop(stack *s)
 {
     for (;;) {
         int st;
+        if (sig_seen) return 0;
         pid_t pid = waitpid(-1, &st, 0);
         if (pid < 0 && errno == EINTR && sig_seen) return 0;
         if (pid < 0 && errno != EINTR) return 1;
         if (pid <= 0 || (pid != s->sched && pid != s->worker)) continue;
-        report_exit(s, pid, st);
         if (pid == s->sched) s->sched = 0; else s->worker = 0;
+        if (sig_seen) return 0;
+        report_exit(s, pid, st);
         return 1;
     }
 }
@@ -182,10 +186,12 @@ static void stop_child(pid_t pid, int forward)
     }
 }
 
-static void stop_all(stack *s, int child_died)
+/* forward: send SIGTERM even if no signal came to us alone (a child died, or
+ * the signal came before the children were there to get it). */
+static void stop_all(stack *s, int forward_anyway)
 {
     vq_error err = {0};
-    int forward = child_died || sig_to_forward > 0;
+    int forward = forward_anyway || sig_to_forward > 0;
     fprintf(stderr, "volq up: stopping the workers (each finishes its running job)\n");
     stop_child(s->worker, forward);
     fprintf(stderr, "volq up: stopping the scheduler\n");
@@ -230,8 +236,9 @@ int vq_cmd_up(vq_cli *c, int argc, char **argv)
     fprintf(stderr, "volq up: redis %s (%s), API http://%s, domains %s; Ctrl-C stops\n", s.url,
             s.redis_started ? "started" : "already running, reused", s.listen, s.domains);
     if ((rc = start_scheduler(&s)) == 0) rc = start_workers(&s);
+    int early = sig_seen > 0; /* a Ctrl-C during the start may have missed the children */
     int died = rc ? 1 : wait_for_stop(&s);
-    stop_all(&s, died);
+    stop_all(&s, died || early);
     if (rc == 0) rc = died ? VQ_EXIT_FAILED : VQ_EXIT_OK;
 out:
     if (s.lockfd >= 0) close(s.lockfd);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -674,6 +675,88 @@ static void test_cli_up_runs_the_stack_and_stops_it(void)
     CHECK(kill(rpid, 0) != 0);
 }
 
+/* The direct children of pid (at most n), from /proc. */
+static size_t children_of(pid_t pid, pid_t *out, size_t n)
+{
+    char path[64];
+    size_t k = 0;
+    long c;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && k < n && fscanf(f, "%ld", &c) == 1) out[k++] = (pid_t)c;
+    if (f) fclose(f);
+    return k;
+}
+
+static int is_zombie(pid_t pid)
+{
+    char path[64], state = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f && fscanf(f, "%*d (%*[^)]) %c", &state) != 1) state = 0;
+    if (f) fclose(f);
+    return state == 'Z';
+}
+
+static int both_zombies(void *arg)
+{
+    const pid_t *k = arg;
+    return is_zombie(k[0]) && is_zombie(k[1]);
+}
+
+/* Runs the traced volq up until a waitpid of its returns a child's pid (the
+ * syscall's exit), passing its other signals on. */
+static void trace_to_reaped_child(pid_t pid)
+{
+    int sig = 0, st;
+    for (;;) {
+        REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, sig) == 0);
+        REQUIRE(waitpid(pid, &st, __WALL) == pid && WIFSTOPPED(st));
+        sig = 0;
+        if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
+            struct __ptrace_syscall_info si;
+            REQUIRE(ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof si, &si) > 0);
+            if (si.op == PTRACE_SYSCALL_INFO_EXIT && si.exit.rval > 0) return;
+        } else if (st >> 16 == 0) {
+            sig = WSTOPSIG(st); /* a signal to deliver (SIGCHLD) */
+        }
+    }
+}
+
+/* A Ctrl-C reaches the children too; a child that exits before volq up's
+ * waitpid is interrupted is part of the stop.  Made certain with ptrace: the
+ * children get SIGINT and exit while volq up is held, then its SIGINT comes
+ * just as its waitpid returns one of them.  Exit 0, no "exited" report. */
+static void test_cli_up_child_exit_after_signal_is_a_stop(void)
+{
+    up_run u;
+    snprintf(S.domains, sizeof S.domains, "%s/domains", t_dir());
+    mkdir(S.domains, 0755);
+    snprintf(u.state, sizeof u.state, "%s/st", t_dir());
+    int port = t_free_port();
+    snprintf(u.listen, sizeof u.listen, "127.0.0.1:%d", port);
+    snprintf(u.api, sizeof u.api, "http://127.0.0.1:%d", port);
+    u.pid = spawn_up(&u, "up.log");
+    REQUIRE(u.pid > 0);
+    REQUIRE(t_poll(up_answers, &u, 30000));
+    pid_t kids[2];
+    REQUIRE(children_of(u.pid, kids, 2) == 2);
+    REQUIRE(ptrace(PTRACE_SEIZE, u.pid, 0, PTRACE_O_TRACESYSGOOD) == 0);
+    REQUIRE(ptrace(PTRACE_INTERRUPT, u.pid, 0, 0) == 0);
+    int st;
+    REQUIRE(waitpid(u.pid, &st, __WALL) == u.pid && WIFSTOPPED(st));
+    kill(kids[0], SIGINT);
+    kill(kids[1], SIGINT);
+    REQUIRE(t_poll(both_zombies, kids, 30000));
+    trace_to_reaped_child(u.pid);
+    kill(u.pid, SIGINT);
+    REQUIRE(ptrace(PTRACE_DETACH, u.pid, 0, 0) == 0);
+    REQUIRE(t_poll(exited, &u, 30000));
+    CHECK_INT(u.pid, -1); /* exit status 0 */
+    CHECK(system("grep -q 'exited with status' up.log") != 0);
+    CHECK(system("grep -q 'stopping redis' up.log") == 0);
+}
+
 static void test_cli_events_follow_json_lines(void)
 {
     REQUIRE(t_stack_start(&S, 0) == 0);
@@ -811,4 +894,5 @@ T_MAIN(T(test_cli_help_version_usage), T(test_cli_input_errors_exit_2_before_sen
        T(test_cli_events_since_time_pages_all),
        T(test_cli_token), T(test_cli_redis_down_exit_3), T(test_cli_e2e_amend_wait_and_upgrade),
        T(test_cli_e2e_upgrade_failures_exit_1), T(test_cli_up_runs_the_stack_and_stops_it),
+       T(test_cli_up_child_exit_after_signal_is_a_stop),
        T(test_cli_events_follow_json_lines), T(test_cli_top_on_a_terminal))
