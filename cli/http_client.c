@@ -55,6 +55,10 @@ static int parse_url(const char *url, api_url *u, vq_error *err)
     const char *hp = url + sizeof scheme - 1;
     size_t hplen = strcspn(hp, "/");
     if (parse_host_port(hp, hplen, u)) goto bad;
+    long port = strtol(u->port, NULL, 10); /* digits only, at most 7 of them */
+    if (port < 1 || port > 65535)
+        return vq_error_set(err, VQ_EINVAL, "--api %s: port %s is not between 1 and 65535", url,
+                            u->port);
     int n = snprintf(u->prefix, sizeof u->prefix, "%s", hp + hplen);
     if (n < 0 || (size_t)n >= sizeof u->prefix) goto bad;
     size_t pl = strlen(u->prefix);

@@ -163,6 +163,14 @@ static void test_cli_input_errors_exit_2_before_sending(void)
     VOLQ_ENV(&c, env, "--api", "ftp://x", "status");
     CHECK_INT(c.status, 2);
     t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "--api", "http://127.0.0.1:99999", "status");
+    CHECK_INT(c.status, 2);
+    check_one_line_error(&c);
+    CHECK_CONTAINS(c.err, "port 99999 is not between 1 and 65535");
+    t_cmd_free(&c);
+    VOLQ_ENV(&c, env, "--api", "http://127.0.0.1:0", "status");
+    CHECK_INT(c.status, 2);
+    t_cmd_free(&c);
 }
 
 static void test_cli_dead_api_exit_3_one_line(void)
