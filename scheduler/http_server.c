@@ -268,8 +268,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
         vq_reply_error_(&r, 400, NULL, "malformed request line");
         return;
     }
-    if (qs && evhttp_parse_query_str(qs, &r.query) != 0) {
-        vq_reply_error_(&r, 400, NULL, "malformed query string");
+    /* A decoded %00 would end the value early: "limit=5%00x" would read as 5. */
+    if (qs && (strstr(qs, "%00") || evhttp_parse_query_str(qs, &r.query) != 0)) {
+        vq_reply_error_(&r, 400, NULL, "malformed query string%s",
+                        strstr(qs, "%00") ? ": %00 (NUL) is not allowed" : "");
         return;
     }
     dispatch(&r, path);

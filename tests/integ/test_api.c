@@ -1302,6 +1302,22 @@ static void test_api_malformed_requests(void)
     t_stack_stop(&S);
 }
 
+/* An encoded NUL would end a value early (limit=5%00 would read as 5): 400. */
+static void test_api_query_nul_400(void)
+{
+    start(0);
+    static const char *const paths[] = {"/api/jobs?limit=5%00", "/api/events?limit=5%00x",
+                                        "/api/jobs?state=failed%00"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        t_resp h = call("GET", paths[i], NULL, 400);
+        CHECK_CONTAINS(json_string_value(json_object_get(h.json, "error")), "%00");
+        t_resp_free(&h);
+    }
+    t_resp h = call("GET", "/api/jobs?limit=5", NULL, 200);
+    t_resp_free(&h);
+    t_stack_stop(&S);
+}
+
 /* One keep-alive request on fd; the status of its answer (the connection stays). */
 static int keepalive_status(int fd)
 {
@@ -1431,4 +1447,4 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_events_waiter_answered_on_stop),
        T(test_api_events_bad_ids_400), T(test_api_events_since_time_and_limit), T(test_api_status_metrics_healthz_index),
        T(test_api_redis_down_answers_503_then_recovers), T(test_api_scheduler_restart_keeps_jobs),
-       T(test_api_malformed_requests), T(test_api_connection_cap), T(test_api_e2e_amend_runs))
+       T(test_api_malformed_requests), T(test_api_query_nul_400), T(test_api_connection_cap), T(test_api_e2e_amend_runs))
