@@ -447,7 +447,10 @@ static int keep_started(child *w, int64_t now)
 /* The job started ahead (its lease kept first: it must still be ours), else
  * the job claimed ahead, started now (new; vq_job_free()), with the held end
  * before it and the claim of the job after it, or handed back when stopping;
- * NULL when none or cancelled meanwhile.  No end stays held past this. */
+ * NULL when none.  A claimed job cancelled or gone meanwhile is followed by
+ * the job claimed with its start, started in turn: NULL leaves no claim
+ * behind (w->ahead is ""), which nothing else would start.  No end stays held
+ * past this. */
 static vq_job *start_ahead(child *w)
 {
     if (w->started && !keep_started(w, vq_now_ms()))
@@ -459,8 +462,9 @@ static vq_job *start_ahead(child *w)
         return j;
     }
     if (!w->ahead[0] || !chaining(w)) end_held(w);
-    if (!w->ahead[0]) return NULL;
-    return start_claimed(w, 0);
+    vq_job *j = NULL;
+    while (!j && w->ahead[0]) j = start_claimed(w, 0); /* each claim took a job off the queue */
+    return j;
 }
 
 /* After a lost claim answer, the in-flight list may hold a job this worker
@@ -474,7 +478,11 @@ static void put_back_strays(child *w)
         vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
     } else {
         w->stray = 0;
-        drop_started(w); /* put back with the list: not ours to run any more */
+        /* Put back with the list: not ours to run any more.  A claim still
+         * named would be started as gone, and the claim made with that start
+         * left unrun in the list. */
+        drop_started(w);
+        w->ahead[0] = '\0';
     }
     w->last_beat = 0; /* the put-back may have dropped the registration */
 }
@@ -697,6 +705,8 @@ int vq_worker_child_run_(const vq_worker_opts *o)
     while (!vq_worker_stop_ || (j && w.lease_from)) {
         if (!j) end_held(&w);
         if (!j && !w.batch.size) put_back_strays(&w);
+        /* A claim made with an end (end_held) is ours to run, before any fetch. */
+        if (!j && w.ahead[0]) j = start_ahead(&w);
         worker_beat(&w, NULL);
         vq_error err = {0};
         if (!j && w.batch.size) j = next_of_run(&w, &err);

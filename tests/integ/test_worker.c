@@ -787,6 +787,58 @@ static void test_worker_sigkill_with_started_and_claimed(void)
     vq_job_free(c);
 }
 
+/* The ids of the clients whose last command was cmd ("blmove"), up to max. */
+static int clients_by_cmd(fixture *f, const char *cmd, long long *ids, int max)
+{
+    char *list = t_redis_str(&f->redis, "CLIENT LIST");
+    char want[64];
+    snprintf(want, sizeof want, " cmd=%s ", cmd);
+    int n = 0;
+    for (char *line = strtok(list, "\n"); line; line = strtok(NULL, "\n"))
+        if (strstr(line, want) && n < max) ids[n++] = atoll(strstr(line, "id=") + 3);
+    free(list);
+    return n;
+}
+
+/* The connection of the worker with a job started ahead and one claimed is
+ * cut during the running job's last qemu-img, while another worker waits in
+ * BLMOVE: the fence after that qemu-img finds it lost, so the worker puts its
+ * in-flight list back (the started and the claimed job, to the front) once
+ * the running job ends.  The claim it held is no longer its own, and none
+ * made after it is left in its list unrun: every job ends, both in-flight
+ * lists are empty and nothing is queued. */
+static void test_worker_put_back_claim_is_not_left_in_list(void)
+{
+    fixture f = {0};
+    char jobs[3][VQ_UUID_SIZE];
+    /* 1.5 s: the second worker and the cut both come within the last qemu-img. */
+    const char *env[] = {slow_qemu("1.5"), NULL};
+    vq_job *r = started_during_last_volume(&f, jobs, NULL, env);
+    REQUIRE(r);
+    pid_t w1 = f.worker;
+    long long ids[4];
+    pid_t w2 = start_worker(&f, 1, env);
+    int64_t deadline = vq_now_ms() + 10000;
+    while (clients_by_cmd(&f, "blmove", ids, 4) < 1 && vq_now_ms() < deadline) t_sleep_ms(5);
+    REQUIRE(clients_by_cmd(&f, "blmove", ids, 4) == 1);
+    /* The first worker's last command was the claim sent with the start. */
+    REQUIRE(clients_by_cmd(&f, "lmove", ids, 4) == 1);
+    CHECK_INT(t_redis_int(&f.redis, "CLIENT KILL ID %lld", ids[0]), 1);
+    for (int i = 0; i < 3; i++) {
+        vq_job *j = wait_end(&f, jobs[i], 20000);
+        REQUIRE(j);
+        CHECK_STR(vq_job_state_name(j->state), "succeeded");
+        vq_job_free(j);
+    }
+    CHECK_INT(t_redis_int(&f.redis, "LLEN {volq}:proc:%s", r->worker), 0);
+    CHECK_INT(t_redis_int(&f.redis, "LLEN {volq}:q"), 0);
+    kill(w2, SIGTERM);
+    waitpid(w2, NULL, 0);
+    f.worker = w1;
+    stop_worker(&f);
+    vq_job_free(r);
+}
+
 /* qemu-img runs (by any worker) in the folder of disk img, as logged by the
  * wrapper of paused_with_started_job. */
 static int runs_in(const char *log, const char *img)
@@ -914,4 +966,4 @@ T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_sna
        T(test_worker_bump_owed_by_dead_attempt_is_made), T(test_worker_sigterm_finishes_running_job),
        T(test_worker_group_sigint_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
-       T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_put_back_claim_is_not_left_in_list), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
