@@ -33,7 +33,10 @@ static int append_unclaim(vq_queue *q, const vq_batch *b, const char *proc, vq_e
 {
     vq_strv k = {0}, a = {0};
     vq_strv_add_(&k, proc);
-    for (size_t i = 0; i < b->nback; i++) vq_strv_add_(&a, b->back[i]);
+    for (size_t i = 0; i < b->nback; i++) {
+        vq_strv_addf_(&k, "%s%s", VQ_K_JOB, b->back[i]);
+        vq_strv_add_(&a, b->back[i]);
+    }
     int rc = vq_queue_append_(q, "unclaim.lua", &k, &a, err);
     vq_strv_free_(&k);
     vq_strv_free_(&a);

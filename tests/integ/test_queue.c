@@ -1755,6 +1755,36 @@ static void test_queue_unclaim_and_start_claimed(void)
     vq_job_free(j);
 }
 
+/* A claimed job cancelled before it is handed back only leaves the worker's
+ * list: it does not go back into the queue, where it would count as queued
+ * (and as the oldest waiting) until a worker skipped it.  The others go back
+ * to the front in claim order. */
+static void test_queue_unclaim_leaves_cancelled_out(void)
+{
+    setup();
+    made a = amend(), b = amend(), c = amend();
+    char ids[2][VQ_UUID_SIZE];
+    CHECK_INT(vq_queue_claim(Q, W1, ids[0], NULL), 0);
+    CHECK_INT(vq_queue_claim(Q, W1, ids[1], NULL), 0);
+    CHECK_STR(ids[0], a.id);
+    CHECK_STR(ids[1], b.id);
+    CHECK_INT(vq_queue_cancel(Q, b.id, NULL), 0);
+    vq_batch back = {.worker = W1, .back = (const char(*)[VQ_UUID_SIZE])ids, .nback = 2};
+    CHECK_INT(vq_queue_batch(Q, &back, NULL), 0);
+    CHECK_INT(rint_("LLEN {volq}:proc:" W1), 0);
+    CHECK_INT(rint_("LLEN {volq}:q"), 2);
+    CHECK_INT(rint_("LPOS {volq}:q %s", b.id), -1);
+    CHECK_R(rstr("LINDEX {volq}:q -1"), a.id);
+    CHECK_R(rstr("LINDEX {volq}:q 0"), c.id);
+    CHECK_R(state_of(a.id), "queued");
+    CHECK_R(state_of(b.id), "cancelled");
+    json_t *s = NULL;
+    CHECK_INT(vq_queue_status(Q, &s, NULL), 0);
+    REQUIRE(s);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(s, "jobs"), "queued")), 2);
+    json_decref(s);
+}
+
 /* Redis's count of writes since its last save. */
 static long long writes_so_far(void)
 {
@@ -2083,7 +2113,8 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_list_short_is_start_of_long), T(test_queue_status), T(test_queue_lock_holders),
        T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
-       T(test_queue_unclaim_and_start_claimed), T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
+       T(test_queue_unclaim_and_start_claimed), T(test_queue_unclaim_leaves_cancelled_out),
+       T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_since_time_pages_are_full), T(test_queue_events_bad_ids),
        T(test_queue_events_up_to_max),
        T(test_queue_events_follow_blocks), T(test_queue_events_capped),
