@@ -122,6 +122,17 @@ typedef struct head {
  * counter by a finish; a fenced finish adds nothing, so the next one does. */
 static unsigned long runs_reported;
 
+/* The last finish whose answer was lost with the connection: it may have run
+ * and added its runs.  Sent again, the same attempt's finish answers stale
+ * if it did, and its runs are then reported (not added again by the next
+ * finish).  A finish lost before it reached Redis and fenced meanwhile
+ * leaves its runs uncounted: rarer, and a count short rather than double. */
+static struct {
+    char id[VQ_UUID_SIZE];  /* "" when none */
+    unsigned long long token;
+    unsigned long runs;
+} unsure;
+
 static int append_move(vq_queue *q, const char *proc, int block_ms, vq_error *err)
 {
     char secs[32];
@@ -410,11 +421,25 @@ static int finish_call(vq_queue *q, const vq_job *j, vq_outcome o, const char *r
     return 0;
 }
 
+/* A finish of j (as h) got no answer: lost (VQ_EREDIS), it may have run. */
+static void finish_lost(const vq_job *j, const head *h, const vq_error *e)
+{
+    if (e->code != VQ_EREDIS) return;
+    snprintf(unsure.id, sizeof unsure.id, "%s", j->id);
+    unsure.token = j->token;
+    unsure.runs = h->runs;
+}
+
 /* finish.lua's answer: {'ok', state} or {'stale'}. */
 static int finish_result(const vq_job *j, const head *h, const redisReply *rep,
                          vq_job_state *final_state, vq_error *err)
 {
-    if (strcmp(vq_reply_str_(rep, 0), "ok") != 0) return stale(j, err);
+    int again = strcmp(unsure.id, j->id) == 0 && unsure.token == j->token;
+    unsure.id[0] = '\0';
+    if (strcmp(vq_reply_str_(rep, 0), "ok") != 0) {
+        if (again) runs_reported += unsure.runs; /* the lost one ran */
+        return stale(j, err);
+    }
     runs_reported += h->runs;
     if (final_state) *final_state = (vq_job_state)vq_job_state_parse(vq_reply_str_(rep, 1));
     return 0;
@@ -431,9 +456,14 @@ int vq_queue_finish(vq_queue *q, const vq_job *j, vq_outcome o, const char *reas
                     vq_job_state *final_state, vq_error *err)
 {
     head h = {0};
+    vq_error e = {0};
     int rc = finish_call(q, j, o, reason, &h, err);
-    redisReply *rep = rc ? NULL : vq_queue_run_(q, h.script, &h.keys, &h.args, err);
-    if (!rc) rc = rep ? finish_result(j, &h, rep, final_state, err) : VQ_EREDIS;
+    redisReply *rep = rc ? NULL : vq_queue_run_(q, h.script, &h.keys, &h.args, &e);
+    if (!rc && rep) rc = finish_result(j, &h, rep, final_state, err);
+    if (!rc && !rep) {
+        finish_lost(j, &h, &e);
+        rc = vq_error_set(err, e.code ? e.code : VQ_EREDIS, "%s", e.text);
+    }
     if (rep) freeReplyObject(rep);
     head_free(&h);
     return rc;
@@ -445,11 +475,13 @@ static int finish_then(const vq_job *prev, head *h, int then, const vq_error *te
                        vq_job_state *final_state, vq_error *err)
 {
     int rc;
-    if (h->reply)
+    if (h->reply) {
         rc = finish_result(prev, h, h->reply, final_state, err);
-    else
+    } else {
+        finish_lost(prev, h, &h->err);
         rc = vq_error_set(err, h->err.code ? h->err.code : then ? then : VQ_EREDIS, "%s",
                           h->err.code ? h->err.text : terr->text);
+    }
     if (!rc && then) rc = vq_error_set(err, then, "%s", terr->text);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "lib/redis_harness.h"
 #include "t.h"
 #include "volq/queue.h"
+#include "volq/spawn.h"
 
 #define DOM "11111111-2222-3333-4444-555555555555"
 #define W1 "host-a:101"
@@ -1785,6 +1786,52 @@ static void test_queue_unclaim_leaves_cancelled_out(void)
     json_decref(s);
 }
 
+/* A finish that ran but whose answer was lost (here: the read timed out while
+ * CLIENT PAUSE held it) is sent again and answers stale; its qemu-img runs
+ * were added by the one that ran, and the next finish does not add them
+ * again. */
+static void test_queue_finish_lost_answer_counts_runs_once(void)
+{
+    setup();
+    made a = amend(), b = amend();
+    vq_redis *r = NULL;
+    REQUIRE(vq_redis_connect(R.url, 300, &r, NULL) == 0);
+    vq_queue *q = NULL;
+    REQUIRE(vq_queue_new(r, &CFG, &q, NULL) == 0);
+    vq_job *j = NULL;
+    REQUIRE(vq_queue_fetch(q, W1, 0, &j, NULL) == 0 && j);
+    CHECK_STR(j->id, a.id);
+    const char *const argv[] = {"/bin/true", NULL};
+    for (int i = 0; i < 2; i++) CHECK_INT(vq_spawn_run(argv, NULL, 5000, NULL, NULL, 0, NULL, NULL), 0);
+    freeReplyObject(rcmd("CLIENT PAUSE 1000 WRITE"));
+    vq_error e = {0};
+    CHECK_INT(vq_queue_finish(q, j, VQ_OUT_SUCCESS, NULL, NULL, &e), VQ_EREDIS);
+    CHECK_CONTAINS(e.text, "connection lost");
+    long long deadline = t_now_ms() + 10000;
+    char *st = state_of(a.id);
+    while (strcmp(st, "succeeded") != 0 && t_now_ms() < deadline) {
+        free(st);
+        t_sleep_ms(20);
+        st = state_of(a.id);
+    }
+    CHECK_STR(st, "succeeded");
+    free(st);
+    CHECK_INT(rint_("HGET {volq}:stats qemu_img_runs"), 2);
+    vq_error e2 = {0};
+    CHECK_INT(vq_queue_finish(q, j, VQ_OUT_SUCCESS, NULL, NULL, &e2), VQ_ESTALE);
+    vq_job *k = NULL;
+    REQUIRE(vq_queue_fetch(q, W1, 0, &k, NULL) == 0 && k);
+    CHECK_STR(k->id, b.id);
+    CHECK_INT(vq_spawn_run(argv, NULL, 5000, NULL, NULL, 0, NULL, NULL), 0);
+    vq_job_state fs = (vq_job_state)-1;
+    CHECK_INT(vq_queue_finish(q, k, VQ_OUT_SUCCESS, NULL, &fs, NULL), 0);
+    CHECK_INT(fs, VQ_JOB_SUCCEEDED);
+    CHECK_INT(rint_("HGET {volq}:stats qemu_img_runs"), 3);
+    vq_job_free(j);
+    vq_job_free(k);
+    vq_queue_free(q);
+}
+
 /* Redis's count of writes since its last save. */
 static long long writes_so_far(void)
 {
@@ -2112,7 +2159,8 @@ T_MAIN(T(test_queue_accept_single), T(test_queue_accept_bulk_in_one_call),
        T(test_queue_trim_batches), T(test_queue_repair_injected),
        T(test_queue_repair_upgrades_ended_index),
        T(test_queue_list_newest_first), T(test_queue_list_short_is_start_of_long), T(test_queue_status), T(test_queue_lock_holders),
-       T(test_queue_finish_fetch_pipeline), T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
+       T(test_queue_finish_fetch_pipeline), T(test_queue_finish_lost_answer_counts_runs_once),
+       T(test_queue_claim_then_finish_start), T(test_queue_finish_claim), T(test_queue_boundary_pipelines),
        T(test_queue_unclaim_and_start_claimed), T(test_queue_unclaim_leaves_cancelled_out),
        T(test_queue_fence_writes_nothing), T(test_queue_events_since_id_and_time),
        T(test_queue_events_since_time_pages_are_full), T(test_queue_events_bad_ids),
