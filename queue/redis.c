@@ -11,6 +11,7 @@
 
 #include "redis_int.h"
 #include "volq/blob.h"
+#include "volq/job.h"
 #include "volq/log.h"
 
 /* Every script is sent after the shared helpers of lib.lua (locals only). */
@@ -18,6 +19,10 @@
 #define SHA_HEX 41
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* A failure within this long of the end of the last retry's wait is one more
+ * in a row: its wait is the next step of the backoff.  Twice the longest wait,
+ * so that a server refusing every command keeps the retries 5 s apart. */
+#define RETRY_ROW_MS (2 * BACKOFF_MAX_MS)
 
 /* One command of a pipeline.  Scripts keep a copy of their EVALSHA argv so that
  * a NOSCRIPT answer can be run again after loading the script. */
@@ -41,6 +46,8 @@ struct vq_redis {
     size_t nscripts;
     struct pend *pend;   /* pipeline: [head, n) pending, [head, unread) already read */
     size_t head, unread, n, cap;
+    int retry_ms;        /* vq_redis_retry_wait: the next wait before jitter; 0: none yet */
+    int64_t retried;     /* ms: when its last wait ended (0: never) */
 };
 
 static void set_timeout(vq_redis *r)
@@ -237,6 +244,17 @@ static void sleep_unless_stopped(int ms, volatile int *stop)
     }
 }
 
+/* delay ±25%, so that many clients do not retry in step. */
+static int jitter(int delay)
+{
+    return delay * 3 / 4 + rand() % (delay / 2 + 1);
+}
+
+static int doubled(int delay)
+{
+    return delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+}
+
 int vq_redis_reconnect_wait(vq_redis *r, volatile int *stop, vq_error *err)
 {
     char where[300];
@@ -249,13 +267,31 @@ int vq_redis_reconnect_wait(vq_redis *r, volatile int *stop, vq_error *err)
             return 0;
         }
         if (stop && *stop) return vq_error_set(err, e.code, "%s", e.text);
-        /* ±25% so that many clients do not reconnect in step. */
-        int jittered = delay * 3 / 4 + rand() % (delay / 2 + 1);
+        int jittered = jitter(delay);
         vq_log(VQ_LOG_WARN, "%s; retrying in %d ms (attempt %d)", e.text, jittered, attempt);
         sleep_unless_stopped(jittered, stop);
         if (stop && *stop) return vq_error_set(err, e.code, "%s", e.text);
-        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+        delay = doubled(delay);
     }
+}
+
+int vq_redis_retry_wait(vq_redis *r, volatile int *stop, vq_error *err)
+{
+    int answered = r->c && !r->broken; /* an error reply: the connection is good */
+    int in_row = r->retried && vq_now_ms() - r->retried <= RETRY_ROW_MS;
+    if (!in_row) r->retry_ms = BACKOFF_MIN_MS;
+    /* A lost connection is made again at once, unless it was just made. */
+    if (answered || in_row) {
+        sleep_unless_stopped(jitter(r->retry_ms), stop);
+        r->retry_ms = doubled(r->retry_ms);
+    }
+    int rc = 0;
+    if (stop && *stop)
+        rc = vq_error_set(err, VQ_EREDIS, "redis: stopping while it fails");
+    else if (!answered)
+        rc = vq_redis_reconnect_wait(r, stop, err);
+    r->retried = vq_now_ms();
+    return rc;
 }
 
 /* ---- the send-and-check path ------------------------------------------ */
@@ -338,11 +374,12 @@ static redisReply *roundtrip(vq_redis *r, const char *cmd, size_t len, vq_error 
     return read_reply(r, &rep, err) ? NULL : rep;
 }
 
-/* An error reply becomes NULL + VQ_EREDIS "redis: <message>". */
-static redisReply *checked(redisReply *rep, vq_error *err)
+/* An error reply becomes NULL + VQ_EREPLY "redis: <message>", or VQ_EREDIS
+ * when it made the handle reconnect (a demoted master, in sentinel mode). */
+static redisReply *checked(const vq_redis *r, redisReply *rep, vq_error *err)
 {
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        vq_error_set(err, VQ_EREDIS, "redis: %s", rep->str);
+        vq_error_set(err, r->broken ? VQ_EREDIS : VQ_EREPLY, "redis: %s", rep->str);
         freeReplyObject(rep);
         return NULL;
     }
@@ -366,7 +403,7 @@ static redisReply *roundtrip_argv(vq_redis *r, int argc, const char **argv, cons
 redisReply *vq_redis_argv(vq_redis *r, int argc, const char **argv, const size_t *lens,
                           vq_error *err)
 {
-    return checked(roundtrip_argv(r, argc, argv, lens, err), err);
+    return checked(r, roundtrip_argv(r, argc, argv, lens, err), err);
 }
 
 redisReply *vq_redis_cmd(vq_redis *r, vq_error *err, const char *fmt, ...)
@@ -380,7 +417,7 @@ redisReply *vq_redis_cmd(vq_redis *r, vq_error *err, const char *fmt, ...)
         vq_error_set(err, VQ_EINVAL, "redis: bad command format");
         return NULL;
     }
-    redisReply *rep = checked(roundtrip(r, cmd, (size_t)len, err), err);
+    redisReply *rep = checked(r, roundtrip(r, cmd, (size_t)len, err), err);
     redisFreeCommand(cmd);
     return rep;
 }
@@ -422,7 +459,7 @@ redisReply *vq_redis_get_reply(vq_redis *r, vq_error *err)
     }
     pend_clear(p);
     if (r->head == r->n) r->head = r->unread = r->n = 0;
-    return checked(rep, err);
+    return checked(r, rep, err);
 }
 
 /* ---- scripts ---------------------------------------------------------- */
@@ -460,7 +497,7 @@ static int load_script(vq_redis *r, int idx, vq_error *err)
     size_t lens[] = {6, 4, len};
     redisReply *rep = vq_redis_argv(r, 3, argv, lens, err);
     free(text);
-    if (!rep) return VQ_EREDIS;
+    if (!rep) return err && err->code ? err->code : VQ_EREDIS;
     int rc = 0;
     if (rep->type == REDIS_REPLY_STRING && rep->len == SHA_HEX - 1)
         memcpy(r->sha[idx], rep->str, SHA_HEX);
@@ -563,7 +600,7 @@ redisReply *vq_redis_script(vq_redis *r, const char *name, int nkeys, const char
     lens[0] = 7;
     lens[1] = SHA_HEX - 1;
     lens[2] = strlen(nk);
-    redisReply *rep = checked(evalsha_raw(r, idx, argc, (char **)argv, lens, err), err);
+    redisReply *rep = checked(r, evalsha_raw(r, idx, argc, (char **)argv, lens, err), err);
     free(argv);
     free(lens);
     return rep;

@@ -79,7 +79,7 @@ static const struct {
 } status_of[] = {
     {VQ_EINVAL, 400},   {VQ_ENOENT, 404},  {VQ_EILLEGAL, 409}, {VQ_EREFUSED, 409},
     {VQ_ELOCKED, 409},  {VQ_ESTATE, 409},  {VQ_EBUSY, 409},    {VQ_EEXIST, 409},
-    {VQ_EREDIS, 503},   {VQ_ETIMEDOUT, 503},
+    {VQ_EREDIS, 503},   {VQ_EREPLY, 503},  {VQ_ETIMEDOUT, 503},
 };
 
 void vq_reply_verror_(vq_req *r, const vq_error *err)

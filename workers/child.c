@@ -2,6 +2,7 @@
  * while qemu-img runs; stop writing the moment the attempt is fenced. */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,19 @@
 #include "worker_int.h"
 
 volatile sig_atomic_t vq_worker_stop_;
+
+/* The same log line is written at most once per VQ_SAID_MS (a Redis that
+ * refuses every command would otherwise get a few lines per retry); the next
+ * time it is, it says how many were left out.  VQ_SAID_LINES lines are
+ * tracked: a loop that fails alternates a few. */
+#define VQ_SAID_MS 60000
+#define VQ_SAID_LINES 4
+
+typedef struct said {
+    char text[300];
+    int64_t at;        /* ms: last written (0: not yet) */
+    unsigned skipped;  /* left out since */
+} said;
 
 /* A job's last step handed over by its kind (vq_job_ctx.defer), with the job. */
 typedef struct last_step {
@@ -48,6 +62,7 @@ typedef struct child {
         vq_error err;
         int64_t since;     /* ms */
     } held;
+    said said[VQ_SAID_LINES];
 } child;
 
 /* Progress is written at most this often (ms) (and at the end of the job); the
@@ -76,6 +91,51 @@ static void on_term(int sig)
     vq_worker_stop_ = 1;
 }
 
+/* A call Redis did not answer (the connection lost) or refused (an error
+ * reply): waited out (reconnect()) and made again, not a job's failure. */
+static int redis_failed(int code)
+{
+    return code == VQ_EREDIS || code == VQ_EREPLY;
+}
+
+/* The slot of a log line: its own, else the oldest one, taken for it. */
+static said *said_slot(child *w, const char *line)
+{
+    said *old = &w->said[0];
+    for (int i = 0; i < VQ_SAID_LINES; i++) {
+        if (strcmp(w->said[i].text, line) == 0) return &w->said[i];
+        if (w->said[i].at < old->at) old = &w->said[i];
+    }
+    snprintf(old->text, sizeof old->text, "%s", line);
+    old->at = 0;
+    old->skipped = 0;
+    return old;
+}
+
+/* vq_log, but a line written less than VQ_SAID_MS ago is left out. */
+static void say(child *w, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(child *w, int level, const char *fmt, ...)
+{
+    char line[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    int64_t now = vq_now_ms();
+    said *s = said_slot(w, line);
+    if (s->at && now - s->at < VQ_SAID_MS) {
+        s->skipped++;
+        return;
+    }
+    if (s->skipped)
+        vq_log(level, "%s (%u more times in %lld s)", line, s->skipped,
+               (long long)(now - s->at) / 1000);
+    else
+        vq_log(level, "%s", line);
+    s->at = now;
+    s->skipped = 0;
+}
+
 /* Registration and lease both expire unless renewed about three times per lease. */
 static int beat_interval_ms(const child *w)
 {
@@ -88,7 +148,7 @@ static void worker_beat(child *w, const char *job_id)
     if (job_id == NULL && now - w->last_beat < beat_interval_ms(w)) return;
     vq_error err = {0};
     if (vq_queue_worker_beat(w->q, w->id, job_id ? job_id : "", &err))
-        vq_log(VQ_LOG_WARN, "worker %s: registration failed: %s", w->id, err.text);
+        say(w, VQ_LOG_WARN, "worker %s: registration failed: %s", w->id, err.text);
     w->last_beat = now;
 }
 
@@ -115,14 +175,14 @@ static int reconnect(child *w, const vq_error *why);
 
 /* The answer of a fence: 0 when the lease is confirmed, VQ_ESTALE when the
  * attempt is fenced (it stops and writes nothing more).  When Redis cannot
- * answer (rc VQ_EREDIS: a lost connection), the worker waits for it, as for
- * a job's end, and asks again: a write made unconfirmed could land after
- * another worker took the job over (a host cut off from Redis while
- * housekeeping, elsewhere, ends its lease). */
+ * answer (rc VQ_EREDIS: a lost connection; VQ_EREPLY: it refuses), the
+ * worker waits for it, as for a job's end, and asks again: a write made
+ * unconfirmed could land after another worker took the job over (a host cut
+ * off from Redis while housekeeping, elsewhere, ends its lease). */
 static int confirm(run_state *rs, int rc, vq_error *why)
 {
     child *w = rs->w;
-    while (rc == VQ_EREDIS) {
+    while (redis_failed(rc)) {
         if (reconnect(w, why)) {
             rc = vq_error_set(why, VQ_ESTALE, "stopping while redis is away");
             break;
@@ -318,9 +378,11 @@ static void ahead(vq_job_ctx *c)
         if (w->ahead[0]) start_next(w);
         return;
     }
-    vq_log(VQ_LOG_WARN, "worker %s: claim failed: %s", w->id, err.text);
+    say(w, VQ_LOG_WARN, "worker %s: claim failed: %s", w->id, err.text);
     w->ahead[0] = '\0';
-    w->stray = err.code == VQ_EREDIS;
+    /* Lost: the list may hold a claim; refused: no more claims in the ticks
+     * of this job (for one put-back of the list after it). */
+    w->stray = redis_failed(err.code);
 }
 
 static vq_outcome outcome_of(int rc)
@@ -341,17 +403,22 @@ static void log_end(const vq_job *j, int frc, vq_job_state st, const char *reaso
                vq_job_state_name(st), reason ? ": " : "", reason ? reason : "");
 }
 
-/* Waits out a Redis outage; 0 when connected again, VQ_EREDIS when stopping.
- * What the in-flight list holds is not known any more (a claim or a start
- * whose answer was lost; after a failover, writes the new master never got):
- * it is put back once no job of this worker runs (put_back_strays). */
+/* Waits out a Redis failure; 0 when Redis may be asked again, VQ_EREDIS when
+ * stopping.  A lost connection is made again; a refused command (an error
+ * reply: OOM, MISCONF, NOREPLICAS, ...) keeps it; failures in a row wait a
+ * backoff up to 5 s first (vq_redis_retry_wait), so that a Redis that
+ * refuses everything is not asked in a loop.  What the in-flight list holds
+ * is not known any more (a claim or a start whose answer was lost; after a
+ * failover, writes the new master never got): it is put back once no job of
+ * this worker runs (put_back_strays). */
 static int reconnect(child *w, const vq_error *why)
 {
-    vq_log(VQ_LOG_WARN, "worker %s: %s", w->id, why->text);
+    say(w, VQ_LOG_WARN, "worker %s: %s", w->id, why->text);
     vq_error err = {0};
+    int lost = vq_redis_ctx(w->q->r) == NULL;
     w->stray = 1;
-    if (vq_redis_reconnect_wait(w->q->r, (volatile int *)&vq_worker_stop_, &err)) return VQ_EREDIS;
-    vq_log(VQ_LOG_NOTICE, "worker %s: reconnected to redis", w->id);
+    if (vq_redis_retry_wait(w->q->r, (volatile int *)&vq_worker_stop_, &err)) return VQ_EREDIS;
+    if (lost) say(w, VQ_LOG_NOTICE, "worker %s: reconnected to redis", w->id);
     return 0;
 }
 
@@ -372,7 +439,7 @@ static int end_held_start(child *w, const char *claimed, int in_tick, vq_job **n
     vq_job_state st = VQ_JOB_NSTATES;
     int rc = vq_queue_finish_start_claim(w->q, h, outcome_of(w->held.rc), reason, &st, claimed,
                                          next, w->ahead, err);
-    if (rc == VQ_EREDIS && !*next) {
+    if (redis_failed(rc) && !*next) {
         w->ahead[0] = '\0';
         if (!in_tick && reconnect(w, err) == 0) end_held(w);
         return rc;
@@ -402,10 +469,10 @@ static vq_job *start_claimed(child *w, int in_tick)
         rc = vq_queue_start_claimed(w->q, w->id, claimed, &j, &err);
     else
         rc = vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
-    if (rc && rc != VQ_EREDIS)
+    if (rc && !redis_failed(rc))
         vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
                w->id, claimed, err.text);
-    if (rc == VQ_EREDIS) w->stray = 1;
+    if (redis_failed(rc)) w->stray = 1;
     return j;
 }
 
@@ -475,7 +542,7 @@ static void put_back_strays(child *w)
     vq_error err = {0};
     if (!w->stray) return;
     if (vq_queue_requeue_worker(w->q, w->id, NULL, &err)) {
-        vq_log(VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
+        say(w, VQ_LOG_WARN, "worker %s: in-flight list left to the parent: %s", w->id, err.text);
     } else {
         w->stray = 0;
         /* Put back with the list: not ours to run any more.  A claim still
@@ -513,7 +580,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
                   : claim ? vq_queue_finish_claim(w->q, j, outcome_of(rc), reason, &st, w->ahead,
                                                   &err)
                           : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
-        if (frc == VQ_EREDIS && !next) {
+        if (redis_failed(frc) && !next) {
             if (reconnect(w, &err)) return NULL;
             continue;
         }
@@ -668,7 +735,7 @@ static vq_job *run_job(child *w, vq_job *j)
 static vq_job *next_of_run(child *w, vq_error *err)
 {
     vq_job *j = vq_wbatch_next_(&w->batch, w->q, w->id, w->o->domains_root, err);
-    if (err->code != VQ_EREDIS) return j;
+    if (!redis_failed(err->code)) return j;
     if (reconnect(w, err) == 0) vq_wbatch_abort_(&w->batch, w->q, w->id);
     w->last_beat = 0; /* the put-back may have dropped the registration */
     return NULL;
@@ -710,9 +777,9 @@ int vq_worker_child_run_(const vq_worker_opts *o)
         worker_beat(&w, NULL);
         vq_error err = {0};
         if (!j && w.batch.size) j = next_of_run(&w, &err);
-        if (err.code == VQ_EREDIS) continue;
+        if (redis_failed(err.code)) continue;
         if (!j && !w.batch.size && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
-            if (err.code != VQ_EREDIS) vq_log(VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
+            if (!redis_failed(err.code)) say(&w, VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
             else if (reconnect(&w, &err)) break;
             continue;
         }

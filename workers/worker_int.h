@@ -47,8 +47,8 @@ void vq_wbatch_begin_(vq_wbatch *b);
 /* The next job of the run that needs work, started (new; vq_job_free()); the
  * jobs with nothing to do met on the way are recorded.  NULL when the run is
  * over (the queue is empty or a job was cancelled meanwhile: b->size is 0
- * then), when stopping, or on error (err set; after VQ_EREDIS and a reconnect
- * call vq_wbatch_abort_()). */
+ * then), when stopping, or on error (err set; after a Redis failure,
+ * VQ_EREDIS or VQ_EREPLY, and its wait call vq_wbatch_abort_()). */
 vq_job *vq_wbatch_next_(vq_wbatch *b, vq_queue *q, const char *worker, const char *root,
                         vq_error *err);
 /* At a stop: records the jobs found idle, hands the others back. */

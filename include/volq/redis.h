@@ -29,6 +29,14 @@ typedef struct vq_redis_url {
     char master[128];  /* sentinel:// only: the name the sentinels monitor */
 } vq_redis_url;
 
+/* An error reply (OOM, MISCONF, NOREPLICAS, WRONGTYPE, LOADING, ...): the
+ * server was reached and refused the command, and the connection is still
+ * good.  VQ_EREDIS is a lost or failed connection, and, in sentinel mode, the
+ * answer of a server that is no longer the master (the next call asks the
+ * sentinels again).  Out of error.h's sequence, so that a code added there
+ * cannot take its value. */
+enum { VQ_EREPLY = -64 };
+
 /* redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N],
  * unix://[user:pass@]/path[?db=N],
  * sentinel://[user:pass@]host[:port][,host[:port]...]/MASTER[/db] (1 to
@@ -64,9 +72,21 @@ int vq_redis_reconnect(vq_redis *r, vq_error *err);
  * non-zero (then VQ_EREDIS).  For daemons. */
 int vq_redis_reconnect_wait(vq_redis *r, volatile int *stop, vq_error *err);
 
+/* After a call failed on r (VQ_EREDIS or VQ_EREPLY), before the next: 0 once
+ * Redis may be asked again, VQ_EREDIS when *stop became non-zero.  An error
+ * reply keeps the connection and waits; a lost connection is made again
+ * (vq_redis_reconnect_wait), at once unless the last retry ended within 10 s
+ * (it then waits first too: a connection lost as soon as made).  The waits
+ * are the reconnects' backoff (100 ms, doubling to 5 s, ±25%), one step
+ * further for each failure in a row, from 100 ms again after 10 s without
+ * one.  For daemons: a server that refuses every command is asked every 5 s,
+ * not in a loop. */
+int vq_redis_retry_wait(vq_redis *r, volatile int *stop, vq_error *err);
+
 /* Runs one command given as argv (binary-safe).  Returns the reply (free with
  * freeReplyObject) or NULL with VQ_EREDIS filled; an error reply is turned into
- * NULL + VQ_EREDIS too ("redis: ERR ...").  On a connection error the handle is
+ * NULL + VQ_EREPLY ("redis: ERR ..."; VQ_EREDIS when it sends the handle back
+ * to the sentinels).  On a connection error the handle is
  * marked broken; the next call reconnects once before sending.  A command whose
  * write fails on an old connection (the server restarted meanwhile) is sent
  * once more on a new one: the server cannot have run what it did not receive.

@@ -45,7 +45,7 @@ static void test_redis_command_and_error_reply(void)
     const char *argv[] = {"GET", "k"};
     CHECK_STR(text_of(vq_redis_argv(r, 2, argv, NULL, &e)), "x y");
     CHECK(vq_redis_cmd(r, &e, "INCR %s", "k") == NULL);
-    CHECK_INT(e.code, VQ_EREDIS);
+    CHECK_INT(e.code, VQ_EREPLY); /* not VQ_EREDIS: the connection was not lost */
     CHECK_STR(e.text, "redis: ERR value is not an integer or out of range");
     /* The connection is still good after an error reply. */
     vq_error e2 = {0};
@@ -168,6 +168,83 @@ static void test_redis_reconnect_wait(void)
     int st;
     waitpid(child, &st, 0);
     vq_redis_free(r);
+}
+
+static long long client_id(vq_redis *r)
+{
+    redisReply *rep = vq_redis_cmd(r, NULL, "CLIENT ID");
+    long long id = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    if (rep) freeReplyObject(rep);
+    return id;
+}
+
+/* A PING appended, the connection (client id) killed, the reply read: the
+ * code of the failure. */
+static int lose_connection(vq_redis *r, long long id)
+{
+    const char *ping[] = {"PING"};
+    CHECK_INT(vq_redis_append_argv(r, 1, ping, NULL, NULL), 0);
+    freeReplyObject(t_redis_cmd(&R, "CLIENT KILL ID %lld", id));
+    vq_error e = {0};
+    CHECK(vq_redis_get_reply(r, &e) == NULL);
+    CHECK_CONTAINS(e.text, "redis: connection lost");
+    return e.code;
+}
+
+/* ms vq_redis_retry_wait took, which must answer want. */
+static long long timed_retry_wait(vq_redis *r, volatile int *stop, int want)
+{
+    vq_error e = {0};
+    long long t0 = t_now_ms();
+    CHECK_INT(vq_redis_retry_wait(r, stop, &e), want);
+    return t_now_ms() - t0;
+}
+
+/* A server that refuses writes (min-replicas-to-write, no replica): each
+ * write is an error reply, VQ_EREPLY, on a connection that stays good.  The
+ * retries wait the backoff without reconnecting, longer each time in a row
+ * (100, 200, 400 ms, ±25%).  A lost connection is made again at once, then
+ * with the backoff when lost again right away; a stop ends the wait. */
+static void test_redis_retry_wait_backs_off_on_error_replies(void)
+{
+    start_redis();
+    vq_redis *r = connect_or_die(R.url);
+    long long id = client_id(r);
+    REQUIRE(id > 0);
+    freeReplyObject(t_redis_cmd(&R, "CONFIG SET min-replicas-to-write 1"));
+    long long waited[3];
+    for (int i = 0; i < 3; i++) {
+        vq_error e = {0};
+        CHECK(vq_redis_cmd(r, &e, "SET %s %s", "k", "v") == NULL);
+        CHECK_INT(e.code, VQ_EREPLY);
+        CHECK_STR(e.text, "redis: NOREPLICAS Not enough good replicas to write.");
+        waited[i] = timed_retry_wait(r, NULL, 0);
+        CHECK_INT(client_id(r), id); /* the same connection: no reconnect */
+    }
+    CHECK(waited[0] >= 75);
+    CHECK(waited[1] >= 150);
+    CHECK(waited[2] >= 300);
+    freeReplyObject(t_redis_cmd(&R, "CONFIG SET min-replicas-to-write 0"));
+    CHECK_STR(text_of(vq_redis_cmd(r, NULL, "SET %s %s", "k", "v")), "OK");
+
+    /* Lost (killed under a pipeline, which is not sent again): a new
+     * connection at once (a fresh handle: no failure before). */
+    vq_redis *r2 = connect_or_die(R.url);
+    long long id2 = client_id(r2);
+    CHECK_INT(lose_connection(r2, id2), VQ_EREDIS);
+    CHECK(timed_retry_wait(r2, NULL, 0) < 75);
+    long long id3 = client_id(r2);
+    CHECK(id3 > id2);
+    /* Lost again right after: the backoff first. */
+    CHECK_INT(lose_connection(r2, id3), VQ_EREDIS);
+    CHECK(timed_retry_wait(r2, NULL, 0) >= 75);
+    CHECK(client_id(r2) > id3);
+    volatile int stop = 1;
+    vq_error e2 = {0};
+    CHECK_INT(vq_redis_retry_wait(r, &stop, &e2), VQ_EREDIS);
+    CHECK_STR(e2.text, "redis: stopping while it fails");
+    vq_redis_free(r);
+    vq_redis_free(r2);
 }
 
 static void test_redis_pipeline_order_and_errors(void)
@@ -338,5 +415,6 @@ static void test_redis_resolve_order(void)
 T_MAIN(T(test_redis_command_and_error_reply), T(test_redis_connect_refused),
        T(test_redis_auth_password_and_user), T(test_redis_select_db),
        T(test_redis_reconnect_after_restart), T(test_redis_reconnect_wait),
+       T(test_redis_retry_wait_backs_off_on_error_replies),
        T(test_redis_pipeline_order_and_errors), T(test_redis_script_reload_after_flush),
        T(test_redis_embedded_start_reuse_stop), T(test_redis_resolve_order))

@@ -839,6 +839,77 @@ static void test_worker_put_back_claim_is_not_left_in_list(void)
     vq_job_free(r);
 }
 
+/* Lines of worker.log that contain text. */
+static int log_lines_with(const char *text)
+{
+    FILE *f = fopen("worker.log", "r");
+    char line[2048];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n += strstr(line, text) != NULL;
+    if (f) fclose(f);
+    return n;
+}
+
+/* A number in INFO section's "name:value" (or "name:count=value") line, -1 when none. */
+static long long info_number(fixture *f, const char *section, const char *name)
+{
+    char *info = t_redis_str(&f->redis, "INFO %s", section);
+    const char *p = strstr(info, name);
+    long long n = -1;
+    if (p) {
+        p += strlen(name);
+        if (strncmp(p, "count=", 6) == 0) p += 6;
+        n = atoll(p);
+    }
+    free(info);
+    return n;
+}
+
+/* Redis reachable but refusing writes (min-replicas-to-write without a
+ * replica): every fetch of an idle worker gets an error reply.  The worker
+ * keeps its connection and waits a growing backoff between tries, up to 5 s,
+ * where it used to reconnect in a loop (thousands of times a second, a few
+ * log lines each); each line is written once.  Once Redis takes writes
+ * again, the worker runs the next job. */
+static void test_worker_backs_off_while_redis_refuses_writes(void)
+{
+    fixture f = {0};
+    start_redis(&f);
+    make_domain(&f, "--version 4 --disks 1 --chain 2 --data-mib 1");
+    vq_disk *d = find_disk(&f, is_plain_old_chain);
+    REQUIRE(d);
+    start_worker(&f, 1, NULL);
+    long long ids[2];
+    int64_t deadline = vq_now_ms() + 10000;
+    while (clients_by_cmd(&f, "blmove", ids, 2) < 1 && vq_now_ms() < deadline) t_sleep_ms(5);
+    REQUIRE(clients_by_cmd(&f, "blmove", ids, 2) == 1);
+    freeReplyObject(t_redis_query(&f.redis, "CONFIG SET min-replicas-to-write 1"));
+    freeReplyObject(t_redis_query(&f.redis, "CLIENT UNBLOCK %lld", ids[0]));
+    while (log_lines_with("NOREPLICAS") < 1 && vq_now_ms() < deadline) t_sleep_ms(5);
+    REQUIRE(log_lines_with("NOREPLICAS") >= 1);
+    long long conns = info_number(&f, "stats", "total_connections_received:");
+    long long refused = info_number(&f, "errorstats", "errorstat_NOREPLICAS:");
+    /* Watched for 3 s: a retry at 0.1, 0.3, 0.7, 1.5 and 3.1 s, at most. */
+    int64_t until = vq_now_ms() + 3000;
+    while (vq_now_ms() < until) t_sleep_ms(50);
+    CHECK_INT(info_number(&f, "stats", "total_connections_received:"), conns);
+    long long tries = info_number(&f, "errorstats", "errorstat_NOREPLICAS:") - refused;
+    CHECK(tries >= 1 && tries <= 30);
+    CHECK(log_lines_with("NOREPLICAS") <= 4);
+    CHECK_INT(log_lines_with("reconnected"), 0);
+    freeReplyObject(t_redis_query(&f.redis, "CONFIG SET min-replicas-to-write 0"));
+    char job[VQ_UUID_SIZE];
+    accept_amend(&f, d, job);
+    vq_job *j = wait_end(&f, job, 20000);
+    REQUIRE(j);
+    CHECK_STR(vq_job_state_name(j->state), "succeeded");
+    CHECK_INT(j->crashes, 0);
+    CHECK_INT(t_redis_int(&f.redis, "LLEN {volq}:proc:%s", j->worker), 0);
+    stop_worker(&f);
+    vq_job_free(j);
+    vq_disk_free(d);
+}
+
 /* qemu-img runs (by any worker) in the folder of disk img, as logged by the
  * wrapper of paused_with_started_job. */
 static int runs_in(const char *log, const char *img)
@@ -966,4 +1037,5 @@ T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_sna
        T(test_worker_bump_owed_by_dead_attempt_is_made), T(test_worker_sigterm_finishes_running_job),
        T(test_worker_group_sigint_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
-       T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_put_back_claim_is_not_left_in_list), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_put_back_claim_is_not_left_in_list),
+       T(test_worker_backs_off_while_redis_refuses_writes), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
