@@ -470,9 +470,9 @@ static vq_job *start_claimed(child *w, int in_tick)
     else
         rc = vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
     if (rc && !redis_failed(rc))
-        vq_log(VQ_LOG_WARN, "worker %s: claimed job %s left to the parent or the lease: %s",
+        vq_log(VQ_LOG_WARN, "worker %s: claimed job %s put back with the in-flight list: %s",
                w->id, claimed, err.text);
-    if (redis_failed(rc)) w->stray = 1;
+    if (rc) w->stray = 1; /* the list may hold it unstarted, which only we would put back */
     return j;
 }
 
@@ -779,6 +779,7 @@ int vq_worker_child_run_(const vq_worker_opts *o)
         if (!j && w.batch.size) j = next_of_run(&w, &err);
         if (redis_failed(err.code)) continue;
         if (!j && !w.batch.size && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
+            w.stray = 1; /* the move may have been made, the start not */
             if (!redis_failed(err.code)) say(&w, VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
             else if (reconnect(&w, &err)) break;
             continue;

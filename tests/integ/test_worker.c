@@ -910,6 +910,40 @@ static void test_worker_backs_off_while_redis_refuses_writes(void)
     vq_disk_free(d);
 }
 
+/* A job whose record the worker cannot read once started (its parameters
+ * are not JSON) is not left running in the worker's in-flight list until
+ * its lease runs out: the worker puts its list back at once, a crash counted
+ * each time, and the job fails at max_crashes, with no housekeeping run. */
+static void test_worker_unreadable_job_is_put_back(void)
+{
+    fixture f = {0};
+    char job[VQ_UUID_SIZE];
+    vq_disk *d = one_amend(&f, "--version 4 --disks 1 --chain 2 --data-mib 1", job);
+    freeReplyObject(t_redis_query(&f.redis, "HSET {volq}:job:%s p {not-json", job));
+    start_worker(&f, 1, NULL);
+    int64_t deadline = vq_now_ms() + 10000;
+    while (vq_now_ms() < deadline) {
+        char *s = t_redis_str(&f.redis, "HGET {volq}:job:%s s", job);
+        int ended = strcmp(s, "failed") == 0;
+        free(s);
+        if (ended) break;
+        t_sleep_ms(20);
+    }
+    vq_queue_config cfg;
+    vq_queue_config_default(&cfg);
+    char cr[16], reason[64];
+    snprintf(cr, sizeof cr, "%d", cfg.max_crashes);
+    snprintf(reason, sizeof reason, "worker died %d times during this job", cfg.max_crashes);
+    CHECK_R(t_redis_str(&f.redis, "HGET {volq}:job:%s s", job), "failed");
+    CHECK_R(t_redis_str(&f.redis, "HGET {volq}:job:%s cr", job), cr);
+    CHECK_R(t_redis_str(&f.redis, "HGET {volq}:job:%s r", job), reason);
+    CHECK_INT(t_redis_int(&f.redis, "LLEN {volq}:q"), 0);
+    CHECK_INT(t_redis_int(&f.redis, "ZCARD {volq}:running"), 0);
+    CHECK(log_lines_with("put back with the in-flight list") + log_lines_with("fetch failed") >= 1);
+    stop_worker(&f);
+    vq_disk_free(d);
+}
+
 /* qemu-img runs (by any worker) in the folder of disk img, as logged by the
  * wrapper of paused_with_started_job. */
 static int runs_in(const char *log, const char *img)
@@ -1038,4 +1072,4 @@ T_MAIN(T(test_worker_amends_chain_gen_events_lock), T(test_worker_amends_old_sna
        T(test_worker_group_sigint_finishes_running_job),
        T(test_worker_paused_past_lease_is_fenced), T(test_worker_starts_next_during_last_volume),
        T(test_worker_sigterm_finishes_started_hands_back_claimed), T(test_worker_held_end_waits_at_most_a_tick), T(test_worker_sigkill_with_started_and_claimed), T(test_worker_put_back_claim_is_not_left_in_list),
-       T(test_worker_backs_off_while_redis_refuses_writes), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
+       T(test_worker_backs_off_while_redis_refuses_writes), T(test_worker_unreadable_job_is_put_back), T(test_worker_paused_with_started_job_runs_it_once), T(test_worker_hung_qemu_times_out_then_fails))
