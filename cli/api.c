@@ -51,6 +51,10 @@ static int fail_status(const vq_cli *c, const vq_http_resp *r)
 {
     char text[512];
     error_text(r, text, sizeof text);
+    /* A 503 with Redis's own error ("redis: MISCONF ..."): Redis runs but refuses. */
+    if (r->status == 503 && strncmp(text, "redis: ", 7) == 0)
+        return vq_cli_fail(VQ_EXIT_UNREACHABLE, "%s; redis refuses the command: see its log "
+                           "(docs/troubleshooting.md)", text);
     for (size_t i = 0; i < sizeof by_status / sizeof by_status[0]; i++)
         if (by_status[i].status == r->status)
             return vq_cli_fail(by_status[i].exit, "%s%s", text, by_status[i].hint);

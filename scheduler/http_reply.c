@@ -1,4 +1,5 @@
 /* Answers and request parsing shared by every handler. */
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <malloc.h>
@@ -121,7 +122,10 @@ int vq_req_query_int_(vq_req *r, const char *name, long lo, long hi, long def, l
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (!*v || *end || errno || n < lo || n > hi) {
+    /* Digits only (a leading '-' for a negative bound): strtol also takes
+     * spaces and '+', which no documented value has. */
+    if (!(isdigit((unsigned char)v[0]) || (v[0] == '-' && isdigit((unsigned char)v[1]))) || *end ||
+        errno || n < lo || n > hi) {
         vq_reply_error_(r, 400, NULL, "query parameter %s must be a number from %ld to %ld",
                         name, lo, hi);
         return -1;

@@ -62,6 +62,7 @@ static const char *const names[] = {
     [-VQ_ESPAWN] = "child process failed",
     [-VQ_ECONN] = "cannot reach the scheduler",
     [-VQ_ESTATE] = "wrong state",
+    [-VQ_EREPLY] = "redis refused the command",
 };
 
 const char *vq_strerror(int code)

@@ -3,7 +3,7 @@
 #define VOLQ_ERROR_H
 
 /* Functions return 0 or one of these (negative).  The CLI maps them to exit codes:
- * VQ_EINVAL -> 2, VQ_EREDIS/VQ_ECONN -> 3, the rest -> 1. */
+ * VQ_EINVAL -> 2, VQ_EREDIS/VQ_EREPLY/VQ_ECONN -> 3, the rest -> 1. */
 enum {
     VQ_OK = 0,
     VQ_EINVAL = -1,    /* bad input: malformed, non-UUID, out of range */
@@ -11,7 +11,7 @@ enum {
     VQ_EILLEGAL = -3,  /* containment: the object leads outside its domain */
     VQ_EIO = -4,       /* a syscall on a file failed */
     VQ_ENOMEM = -5,
-    VQ_EREDIS = -6,    /* Redis unreachable or answered an error */
+    VQ_EREDIS = -6,    /* Redis unreachable (a lost or failed connection) */
     VQ_EREFUSED = -7,  /* the job is refused (template, V3, ...): not retried */
     VQ_ELOCKED = -8,   /* the disk is locked by another job */
     VQ_ESTALE = -9,    /* fenced: this attempt's token is no longer current */
@@ -21,6 +21,7 @@ enum {
     VQ_ESPAWN = -13,   /* a child process failed (exit status or signal) */
     VQ_ECONN = -14,    /* the scheduler's HTTP API is unreachable */
     VQ_ESTATE = -15,   /* the job is not in a state that allows the operation */
+    VQ_EREPLY = -16,   /* Redis answered an error reply (the connection is good) */
 };
 
 /* The text is one line, no trailing newline or period, and names the object:

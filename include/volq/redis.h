@@ -29,13 +29,11 @@ typedef struct vq_redis_url {
     char master[128];  /* sentinel:// only: the name the sentinels monitor */
 } vq_redis_url;
 
-/* An error reply (OOM, MISCONF, NOREPLICAS, WRONGTYPE, LOADING, ...): the
- * server was reached and refused the command, and the connection is still
- * good.  VQ_EREDIS is a lost or failed connection, and, in sentinel mode, the
- * answer of a server that is no longer the master (the next call asks the
- * sentinels again).  Out of error.h's sequence, so that a code added there
- * cannot take its value. */
-enum { VQ_EREPLY = -64 };
+/* VQ_EREPLY (error.h) is an error reply (OOM, MISCONF, NOREPLICAS, WRONGTYPE,
+ * LOADING, ...): the server was reached and refused the command, and the
+ * connection is still good.  VQ_EREDIS is a lost or failed connection, and,
+ * in sentinel mode, the answer of a server that is no longer the master (the
+ * next call asks the sentinels again). */
 
 /* redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N],
  * unix://[user:pass@]/path[?db=N],

@@ -205,7 +205,8 @@ static void test_api_unknown_ids_404_malformed_400(void)
     static const char *const malformed[] = {"/api/storagedomains/not-a-uuid/disks",
                                             "/api/disks/ABCDEFAB-2222-3333-4444-555555555555",
                                             "/api/jobs/12", "/api/jobs?state=bogus",
-                                            "/api/jobs?limit=0", "/api/events?since=yesterday"};
+                                            "/api/jobs?limit=0", "/api/jobs?limit=+5", "/api/jobs?limit=%205",
+                                            "/api/events?since=yesterday"};
     start(0);
     const char *sd = mkdomain("--disks 1 --data-mib 0");
     for (size_t i = 0; i < sizeof not_found / sizeof not_found[0]; i++) {
@@ -882,6 +883,10 @@ static void test_api_upgrade_fails_midway(void)
     CHECK_CONTAINS(a.body, "stopped after 32 job(s) were accepted");
     CHECK_INT(t_redis_int(&S.redis, "LLEN {volq}:q"), FIRST);
     CHECK_INT(t_redis_int(&S.redis, "HLEN {volq}:locks"), FIRST);
+    /* An error reply is not a lost connection: Redis is not marked down. */
+    t_resp st = call("GET", "/api/status", NULL, 200);
+    CHECK_STR(json_string_value(json_object_get(st.json, "redis")), "up");
+    t_resp_free(&st);
     freeReplyObject(t_redis_query(&S.redis, "DEL %s", bad));
     long long deadline = t_now_ms() + 10000;
     do {
