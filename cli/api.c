@@ -47,12 +47,21 @@ static const struct {
     {503, VQ_EXIT_UNREACHABLE, "; is redis-server (or `volq up`) running?"},
 };
 
+/* A 503 that quotes Redis's own error reply ("redis: MISCONF ...": its code
+ * in capitals): Redis runs but refuses, which "is it running?" would not help. */
+static int error_reply(const char *text)
+{
+    if (strncmp(text, "redis: ", 7) != 0) return 0;
+    const char *p = text + 7;
+    while (*p >= 'A' && *p <= 'Z') p++;
+    return p > text + 7 && (*p == ' ' || *p == '\0');
+}
+
 static int fail_status(const vq_cli *c, const vq_http_resp *r)
 {
     char text[512];
     error_text(r, text, sizeof text);
-    /* A 503 with Redis's own error ("redis: MISCONF ..."): Redis runs but refuses. */
-    if (r->status == 503 && strncmp(text, "redis: ", 7) == 0)
+    if (r->status == 503 && error_reply(text))
         return vq_cli_fail(VQ_EXIT_UNREACHABLE, "%s; redis refuses the command: see its log "
                            "(docs/troubleshooting.md)", text);
     for (size_t i = 0; i < sizeof by_status / sizeof by_status[0]; i++)
