@@ -234,11 +234,13 @@ static int build_head(const vq_cli *c, const api_url *u, const char *method, con
                       size_t blen, const char *idem_key, char *head, size_t sz)
 {
     int n = snprintf(head, sz,
-                     "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: volq/%s\r\n"
+                     "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: volq/%s\r\n"
                      "Accept: application/json\r\nConnection: close\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n"
                      "%s%s%s%s%s%s\r\n",
-                     method, u->prefix, path, u->host, u->port, VOLQ_VERSION, blen,
+                     /* An IPv6 address goes in brackets (RFC 7230's Host) */
+                     method, u->prefix, path, strchr(u->host, ':') ? "[" : "", u->host,
+                     strchr(u->host, ':') ? "]" : "", u->port, VOLQ_VERSION, blen,
                      c->token ? "Authorization: Bearer " : "", c->token ? c->token : "",
                      c->token ? "\r\n" : "", idem_key ? "Idempotency-Key: " : "",
                      idem_key ? idem_key : "", idem_key ? "\r\n" : "");
