@@ -17,7 +17,9 @@ static void went_up(vq_sched *s)
     s->redis_backoff_ms = BACKOFF_MIN_MS;
     vq_log(VQ_LOG_NOTICE, "redis %s is up", s->redis_url);
     /* After a Redis restart as at start-up: locks and indexes may disagree. */
-    if (vq_queue_repair(s->q, &fixed, &err))
+    if (vq_queue_repair(s->q, &fixed, &err) && err.code == VQ_EREPLY)
+        vq_log(VQ_LOG_WARN, "start-up repair not made: %s", err.text);
+    else if (err.code)
         vq_redis_link_down_(s, err.text);
     else if (fixed)
         vq_log(VQ_LOG_NOTICE, "start-up repair fixed %zu record(s)", fixed);
@@ -56,15 +58,26 @@ static void reconnect(vq_sched *s)
     schedule_retry(s);
 }
 
+/* An error reply (Redis refuses writes: OOM, MISCONF, NOREPLICAS) is not a
+ * lost link: reads still work and the API goes on answering; housekeeping
+ * backs off as reconnects do, and says so once until it works again. */
 static void housekeep(vq_sched *s)
 {
     size_t moved = 0;
     vq_error err = {0};
-    if (vq_queue_housekeep(s->q, &moved, &err)) {
+    if (vq_now_ms() < s->next_redis_try) return;
+    if (vq_queue_housekeep(s->q, &moved, &err) == 0) {
+        s->redis_backoff_ms = BACKOFF_MIN_MS;
+        if (moved) vq_log(VQ_LOG_INFO, "housekeeping moved %zu job(s)", moved);
+        return;
+    }
+    if (err.code != VQ_EREPLY) {
         vq_redis_link_down_(s, err.text);
         return;
     }
-    if (moved) vq_log(VQ_LOG_INFO, "housekeeping moved %zu job(s)", moved);
+    if (s->redis_backoff_ms == BACKOFF_MIN_MS)
+        vq_log(VQ_LOG_WARN, "housekeeping refused: %s; retrying with backoff", err.text);
+    schedule_retry(s);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

@@ -910,6 +910,44 @@ static void test_api_upgrade_fails_midway(void)
     t_stack_stop(&S);
 }
 
+/* Lines of the scheduler's log that hold needle. */
+static int sched_log_count(const char *needle)
+{
+    FILE *f = fopen("scheduler.log", "r");
+    char line[2048];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+    if (f) fclose(f);
+    return n;
+}
+
+static int housekeeping_refused(void *arg)
+{
+    (void)arg;
+    return sched_log_count("housekeeping refused") > 0;
+}
+
+/* Redis refusing writes (min-replicas-to-write) while a retry is due: the
+ * housekeeping is refused and says so once, the API goes on answering, and
+ * Redis is not taken for gone (no reconnect loop). */
+static void test_api_redis_refusing_writes_stays_up(void)
+{
+    start(0);
+    freeReplyObject(
+        t_redis_query(&S.redis, "ZADD {volq}:due 0 11111111-2222-3333-4444-555555555555"));
+    freeReplyObject(t_redis_query(&S.redis, "CONFIG SET min-replicas-to-write 1"));
+    REQUIRE(t_poll(housekeeping_refused, NULL, 10000));
+    for (int i = 0; i < 20; i++) {
+        t_resp h = call("GET", "/api/status", NULL, 200);
+        CHECK_STR(json_string_value(json_object_get(h.json, "redis")), "up");
+        t_resp_free(&h);
+    }
+    CHECK_INT(sched_log_count("went away"), 0);
+    CHECK_INT(sched_log_count("housekeeping refused"), 1);
+    freeReplyObject(t_redis_query(&S.redis, "CONFIG SET min-replicas-to-write 0"));
+    t_stack_stop(&S);
+}
+
 /* ---- jobs ------------------------------------------------------------- */
 
 static const char *job_id(t_resp *h)
@@ -1447,6 +1485,7 @@ T_MAIN(T(test_api_domains_list), T(test_api_cross_site_changes_refused), T(test_
        T(test_api_upgrade_older_than_v3_refused), T(test_api_upgrade_idempotency_key),
        T(test_api_idempotency_key_single_vs_bulk),
        T(test_api_upgrade_in_runs), T(test_api_upgrade_fails_midway),
+       T(test_api_redis_refusing_writes_stays_up),
        T(test_api_jobs_list_cancel_retry), T(test_api_jobs_limit_1_is_first_of_more), T(test_api_events_since_and_shape),
        T(test_api_events_long_poll),
        T(test_api_events_waiter_answered_on_stop),
