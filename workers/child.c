@@ -161,6 +161,9 @@ typedef struct run_state {
     int calls;             /* round trips the attempt made (heartbeats, progress) */
     int pending;           /* a progress_later answer is still to be read */
     int owed;              /* a progress_later send failed: its fence is asked again */
+    char *plan;            /* the job's plan until Redis said it holds it (owned):
+                              sent again where a lease check would be */
+    int plan_total;
 } run_state;
 
 /* After a fenced write (heartbeat, progress): the lease and the registration
@@ -179,6 +182,22 @@ static int reconnect(child *w, const vq_error *why);
  * worker waits for it, as for a job's end, and asks again: a write made
  * unconfirmed could land after another worker took the job over (a host cut
  * off from Redis while housekeeping, elsewhere, ends its lease). */
+/* A lease check made now, answered: the plan again while Redis has not said
+ * it holds it (its write is fenced like a lease check), else a heartbeat. */
+static int ask_again(run_state *rs, vq_error *why)
+{
+    rs->calls++;
+    if (!rs->plan) return vq_queue_heartbeat(rs->w->q, rs->job, why);
+    int rc = vq_queue_plan_send(rs->w->q, rs->job, rs->plan_total, rs->plan, why);
+    return rc ? rc : vq_queue_progress_recv(rs->w->q, rs->job, why);
+}
+
+static void plan_held(run_state *rs)
+{
+    free(rs->plan);
+    rs->plan = NULL;
+}
+
 static int confirm(run_state *rs, int rc, vq_error *why)
 {
     child *w = rs->w;
@@ -188,10 +207,10 @@ static int confirm(run_state *rs, int rc, vq_error *why)
             break;
         }
         vq_error_clear(why);
-        rs->calls++;
-        rc = vq_queue_heartbeat(w->q, rs->job, why);
+        rc = ask_again(rs, why);
     }
     if (rc == 0) {
+        plan_held(rs);
         renewed(w, vq_now_ms());
         return 0;
     }
@@ -210,15 +229,16 @@ static int settle(run_state *rs)
     if (rs->w->fenced) return VQ_ESTALE; /* once fenced, every later check says so */
     if (rs->owed) {
         rs->owed = 0;
-        rs->calls++;
-        rc = vq_queue_heartbeat(rs->w->q, rs->job, &err);
+        rc = ask_again(rs, &err);
     } else if (rs->pending) {
         rs->pending = 0;
         rc = vq_queue_progress_recv(rs->w->q, rs->job, &err);
     } else {
         return 0;
     }
-    return rc ? confirm(rs, rc, &err) : 0;
+    if (rc) return confirm(rs, rc, &err);
+    plan_held(rs);
+    return 0;
 }
 
 static int write_progress(run_state *rs, int must);
@@ -346,12 +366,17 @@ static int sent_later(run_state *rs, int rc, int write, const vq_error *err)
 }
 
 /* 0 of total with the job's plan, always written (at Redis before this
- * returns), its answer read later as progress_later's. */
+ * returns), its answer read later as progress_later's.  Until an answer says
+ * Redis holds it, the plan is what a lost or refused answer asks again: a
+ * worker that dies once Redis answers again leaves it for the next attempt. */
 static int plan(vq_job_ctx *c, const char *plan, int total)
 {
     run_state *rs = c->priv;
     if (settle(rs)) return VQ_ESTALE;
     report(rs, 0, total);
+    free(rs->plan);
+    if (!(rs->plan = strdup(plan))) return progress_later(c, 0, total);
+    rs->plan_total = total;
     vq_error err = {0};
     int rc = vq_queue_plan_send(rs->w->q, rs->job, total, plan, &err);
     return sent_later(rs, rc, 1, &err);
@@ -706,6 +731,7 @@ static vq_job *run_job(child *w, vq_job *j)
     int64_t ran = vq_now_ms() - t0;
     j->run_ms = ran > 0 ? ran : 1; /* sent with the end */
     settle(&rs); /* the fences' answers, before the end's own pipeline */
+    plan_held(&rs); /* held, or no longer of use (fenced) */
     run_tail(w); /* the job before ends first (when no tick of this one ran it) */
     vq_job *next = NULL;
     if (w->fenced || rc == VQ_ESTALE) {
