@@ -19,6 +19,9 @@ int t_run_(const struct t_case *cases, int argc, char **argv);
 const char *t_dir(void);  /* the case's temporary folder (absolute; cwd too) */
 long long t_now_ms(void); /* monotonic clock, ms: for deadlines */
 void t_sleep_ms(int ms);  /* one nap between two polls of a deadline loop */
+/* The lines of the file at path (a daemon's log) that hold needle; 0 when it
+ * cannot be read. */
+int t_log_count(const char *path, const char *needle);
 
 #define T(fn) {#fn, fn}
 #define T_MAIN(...)                                                           \

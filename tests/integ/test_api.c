@@ -910,21 +910,10 @@ static void test_api_upgrade_fails_midway(void)
     t_stack_stop(&S);
 }
 
-/* Lines of the scheduler's log that hold needle. */
-static int sched_log_count(const char *needle)
-{
-    FILE *f = fopen("scheduler.log", "r");
-    char line[2048];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
-    if (f) fclose(f);
-    return n;
-}
-
 static int housekeeping_refused(void *arg)
 {
     (void)arg;
-    return sched_log_count("housekeeping refused") > 0;
+    return t_log_count("scheduler.log", "housekeeping refused") > 0;
 }
 
 /* Redis refusing writes (min-replicas-to-write) while a retry is due: the
@@ -942,8 +931,8 @@ static void test_api_redis_refusing_writes_stays_up(void)
         CHECK_STR(json_string_value(json_object_get(h.json, "redis")), "up");
         t_resp_free(&h);
     }
-    CHECK_INT(sched_log_count("went away"), 0);
-    CHECK_INT(sched_log_count("housekeeping refused"), 1);
+    CHECK_INT(t_log_count("scheduler.log", "went away"), 0);
+    CHECK_INT(t_log_count("scheduler.log", "housekeeping refused"), 1);
     freeReplyObject(t_redis_query(&S.redis, "CONFIG SET min-replicas-to-write 0"));
     t_stack_stop(&S);
 }
@@ -1076,6 +1065,20 @@ static int one_waiting(void *arg)
     return ok;
 }
 
+/* With one waiter (pid, a child in GET /api/events?wait=): a refused amend
+ * of tmpl posts an event, which must end the wait at once (the child exits 0). */
+static void wake_waiter(const char *sd, const char *tmpl, pid_t pid)
+{
+    CHECK(t_poll(one_waiting, NULL, 5000));
+    double t0 = now_s();
+    t_resp h = amend(sd, tmpl, 409);
+    t_resp_free(&h);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(now_s() - t0 < 5.0);
+}
+
 static void test_api_events_long_poll(void)
 {
     start(0);
@@ -1095,14 +1098,7 @@ static void test_api_events_long_poll(void)
         int rc = t_req(&S, "GET", "/api/events?wait=20", NULL, NULL, &h);
         _exit(rc == 0 && h.status == 200 && json_array_size(h.json) == 1 ? 0 : 1);
     }
-    CHECK(t_poll(one_waiting, NULL, 5000));
-    t0 = now_s();
-    t_resp h = amend(sd, tmpl, 409);
-    t_resp_free(&h);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CHECK(now_s() - t0 < 5.0);
+    wake_waiter(sd, tmpl, pid);
     t_stack_stop(&S);
 }
 
@@ -1194,14 +1190,7 @@ static void test_api_events_since_time_and_limit(void)
         _exit(rc == 0 && h.status == 200 && json_array_size(h.json) == 1 && m &&
               strcmp(m, "Failed to amend template-001.") == 0 ? 0 : 1);
     }
-    CHECK(t_poll(one_waiting, NULL, 5000));
-    double t0 = now_s();
-    t_resp h = amend(sd, tmpl, 409);
-    t_resp_free(&h);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CHECK(now_s() - t0 < 5.0);
+    wake_waiter(sd, tmpl, pid);
     snprintf(path, sizeof path, "/api/events?since=%s&limit=1", t);
     json_t *page = get(path);
     CHECK_INT(json_array_size(page), 1);
@@ -1218,7 +1207,7 @@ static void test_api_events_since_time_and_limit(void)
     page = get("/api/events?limit=1200");
     CHECK_INT(json_array_size(page), 1200);
     json_decref(page);
-    h = call("GET", "/api/events?limit=10001", NULL, 400);
+    t_resp h = call("GET", "/api/events?limit=10001", NULL, 400);
     t_resp_free(&h);
     t_stack_stop(&S);
 }

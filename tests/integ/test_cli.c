@@ -652,17 +652,24 @@ static pid_t redis_pid(const char *state)
     return (pid_t)pid;
 }
 
+/* `volq up` on an empty domains folder and a state folder of the case's,
+ * on a free port (log: up.log); not waited for. */
+static void start_up(up_run *u)
+{
+    snprintf(S.domains, sizeof S.domains, "%s/domains", t_dir());
+    mkdir(S.domains, 0755);
+    snprintf(u->state, sizeof u->state, "%s/st", t_dir());
+    int port = t_free_port();
+    snprintf(u->listen, sizeof u->listen, "127.0.0.1:%d", port);
+    snprintf(u->api, sizeof u->api, "http://127.0.0.1:%d", port);
+    u->pid = spawn_up(u, "up.log");
+    REQUIRE(u->pid > 0);
+}
+
 static void test_cli_up_runs_the_stack_and_stops_it(void)
 {
     up_run u;
-    snprintf(S.domains, sizeof S.domains, "%s/domains", t_dir());
-    mkdir(S.domains, 0755);
-    snprintf(u.state, sizeof u.state, "%s/st", t_dir());
-    int port = t_free_port();
-    snprintf(u.listen, sizeof u.listen, "127.0.0.1:%d", port);
-    snprintf(u.api, sizeof u.api, "http://127.0.0.1:%d", port);
-    u.pid = spawn_up(&u, "up.log");
-    REQUIRE(u.pid > 0);
+    start_up(&u);
     if (!t_poll(up_answers, &u, 30000)) {
         system("cat up.log >&2");
         REQUIRE(!"volq up did not come up");
@@ -738,14 +745,7 @@ static void trace_to_reaped_child(pid_t pid)
 static void test_cli_up_child_exit_after_signal_is_a_stop(void)
 {
     up_run u;
-    snprintf(S.domains, sizeof S.domains, "%s/domains", t_dir());
-    mkdir(S.domains, 0755);
-    snprintf(u.state, sizeof u.state, "%s/st", t_dir());
-    int port = t_free_port();
-    snprintf(u.listen, sizeof u.listen, "127.0.0.1:%d", port);
-    snprintf(u.api, sizeof u.api, "http://127.0.0.1:%d", port);
-    u.pid = spawn_up(&u, "up.log");
-    REQUIRE(u.pid > 0);
+    start_up(&u);
     REQUIRE(t_poll(up_answers, &u, 30000));
     pid_t kids[2];
     REQUIRE(children_of(u.pid, kids, 2) == 2);

@@ -125,18 +125,6 @@ static void kill_scheduler(t_stack *s)
     s->sched = 0;
 }
 
-/* Lines of a daemon log (in the case's folder) that contain needle. */
-static int log_count(const char *log, const char *needle)
-{
-    FILE *f = fopen(log, "r");
-    char line[2048];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    if (f) fclose(f);
-    return n;
-}
-
 /* ---- the API ------------------------------------------------------------ */
 
 static json_t *get_json(const t_stack *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -976,14 +964,14 @@ typedef struct log_wait {
 static int logged(void *arg)
 {
     const log_wait *w = arg;
-    return log_count(w->log, w->needle) >= w->at_least;
+    return t_log_count(w->log, w->needle) >= w->at_least;
 }
 
 static void wait_logged(const char *log, const char *needle, int at_least)
 {
     log_wait w = {log, needle, at_least};
     if (!t_poll(logged, &w, 30000))
-        T_FAIL_("%s has %d lines with \"%s\", expected %d or more", log, log_count(log, needle),
+        T_FAIL_("%s has %d lines with \"%s\", expected %d or more", log, t_log_count(log, needle),
                 needle, at_least);
 }
 
@@ -1023,7 +1011,7 @@ static int redis_outage(t_stack *s, const json_t *ids, int at_least, const char 
     json_t *running = get_json(s, "/api/jobs?state=running");
     int nrunning = (int)json_array_size(running);
     json_decref(running);
-    int retries0 = log_count("worker.log", "retrying in");
+    int retries0 = t_log_count("worker.log", "retrying in");
     REQUIRE(t_redis_kill9(&s->redis) == 0);
     cli_during_outage(s, sd2, disk2);
     wait_logged("worker.log", "retrying in", retries0 + 1); /* the workers back off meanwhile */
@@ -1047,7 +1035,7 @@ static void test_soak_redis_kill9(void)
     REQUIRE(t_stack_start_workers(&s, 2) == 0);
     int64_t t0 = vq_now_ms();
     json_t *ids = bulk_upgrade(&s, sd, ndisks);
-    int up0 = log_count("scheduler.log", " is up"), running = 0;
+    int up0 = t_log_count("scheduler.log", " is up"), running = 0;
     for (int i = 0; i < outages; i++)
         running += redis_outage(&s, ids, ndisks * (i + 1) / (outages + 2), sd2, disk2);
     wait_all_ended(&s, ids);
@@ -1056,8 +1044,8 @@ static void test_soak_redis_kill9(void)
     judge(&s, sd, ids, before, sampled, &v);
     /* The daemons came back by themselves and said so. */
     wait_logged("scheduler.log", " is up", up0 + outages);
-    CHECK(log_count("scheduler.log", "went away") >= outages);
-    CHECK(log_count("worker.log", "reconnected") >= outages);
+    CHECK(t_log_count("scheduler.log", "went away") >= outages);
+    CHECK(t_log_count("worker.log", "reconnected") >= outages);
     /* The amend that exited 3 during the outage made no job and took no lock. */
     json_t *d2 = get_json(&s, "/api/disks/%s", disk2);
     REQUIRE(d2);
@@ -1068,7 +1056,7 @@ static void test_soak_redis_kill9(void)
     snprintf(mid, sizeof mid, "%d redis kills (%d jobs running at them), %d/%zu accepted jobs "
              "succeeded, reconnects logged: scheduler %d, workers %d, CLI exit 3 while down",
              outages, running, (int)json_array_size(ids) - v.lost, json_array_size(ids),
-             log_count("scheduler.log", " is up") - up0, log_count("worker.log", "reconnected"));
+             t_log_count("scheduler.log", " is up") - up0, t_log_count("worker.log", "reconnected"));
     print_counts("redis-kill9", &v, mid, secs);
     t_stack_stop(&s);
     json_decref(ids);

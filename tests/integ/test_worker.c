@@ -839,16 +839,6 @@ static void test_worker_put_back_claim_is_not_left_in_list(void)
     vq_job_free(r);
 }
 
-/* Lines of worker.log that contain text. */
-static int log_lines_with(const char *text)
-{
-    FILE *f = fopen("worker.log", "r");
-    char line[2048];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f)) n += strstr(line, text) != NULL;
-    if (f) fclose(f);
-    return n;
-}
 
 /* A number in INFO section's "name:value" (or "name:count=value") line, -1 when none. */
 static long long info_number(fixture *f, const char *section, const char *name)
@@ -885,8 +875,8 @@ static void test_worker_backs_off_while_redis_refuses_writes(void)
     REQUIRE(clients_by_cmd(&f, "blmove", ids, 2) == 1);
     freeReplyObject(t_redis_query(&f.redis, "CONFIG SET min-replicas-to-write 1"));
     freeReplyObject(t_redis_query(&f.redis, "CLIENT UNBLOCK %lld", ids[0]));
-    while (log_lines_with("NOREPLICAS") < 1 && vq_now_ms() < deadline) t_sleep_ms(5);
-    REQUIRE(log_lines_with("NOREPLICAS") >= 1);
+    while (t_log_count("worker.log", "NOREPLICAS") < 1 && vq_now_ms() < deadline) t_sleep_ms(5);
+    REQUIRE(t_log_count("worker.log", "NOREPLICAS") >= 1);
     long long conns = info_number(&f, "stats", "total_connections_received:");
     long long refused = info_number(&f, "errorstats", "errorstat_NOREPLICAS:");
     /* Watched for 3 s: a retry at 0.1, 0.3, 0.7, 1.5 and 3.1 s, at most. */
@@ -895,8 +885,8 @@ static void test_worker_backs_off_while_redis_refuses_writes(void)
     CHECK_INT(info_number(&f, "stats", "total_connections_received:"), conns);
     long long tries = info_number(&f, "errorstats", "errorstat_NOREPLICAS:") - refused;
     CHECK(tries >= 1 && tries <= 30);
-    CHECK(log_lines_with("NOREPLICAS") <= 4);
-    CHECK_INT(log_lines_with("reconnected"), 0);
+    CHECK(t_log_count("worker.log", "NOREPLICAS") <= 4);
+    CHECK_INT(t_log_count("worker.log", "reconnected"), 0);
     freeReplyObject(t_redis_query(&f.redis, "CONFIG SET min-replicas-to-write 0"));
     char job[VQ_UUID_SIZE];
     accept_amend(&f, d, job);
@@ -939,21 +929,9 @@ static void test_worker_unreadable_job_is_put_back(void)
     CHECK_R(t_redis_str(&f.redis, "HGET {volq}:job:%s r", job), reason);
     CHECK_INT(t_redis_int(&f.redis, "LLEN {volq}:q"), 0);
     CHECK_INT(t_redis_int(&f.redis, "ZCARD {volq}:running"), 0);
-    CHECK(log_lines_with("put back with the in-flight list") + log_lines_with("fetch failed") >= 1);
+    CHECK(t_log_count("worker.log", "put back with the in-flight list") + t_log_count("worker.log", "fetch failed") >= 1);
     stop_worker(&f);
     vq_disk_free(d);
-}
-
-/* qemu-img runs (by any worker) in the folder of disk img, as logged by the
- * wrapper of paused_with_started_job. */
-static int runs_in(const char *log, const char *img)
-{
-    FILE *f = fopen(log, "r");
-    char line[2048];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f)) n += strstr(line, img) != NULL;
-    if (f) fclose(f);
-    return n;
 }
 
 /* A worker paused past its leases while a job is started ahead: both jobs
@@ -989,7 +967,7 @@ static void test_worker_paused_with_started_job_runs_it_once(void)
     REQUIRE(all[0] && all[1] && all[2]);
     for (int i = 0; i < 3; i++) CHECK_STR(vq_job_state_name(all[i]->state), "succeeded");
     /* The second disk's two volumes were amended by one attempt alone. */
-    CHECK_INT(runs_in(log, f.imgs[1]), 2);
+    CHECK_INT(t_log_count(log, f.imgs[1]), 2);
     vq_disk *d2 = reload(&f, f.imgs[1]);
     REQUIRE(d2);
     check_all_v3_and_clean(&f, d2);
