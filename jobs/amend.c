@@ -30,10 +30,6 @@ static int refuse_if_not_eligible(const vq_domain *d, const vq_disk *disk, const
         const vq_volume *v = &disk->vols[i];
         if (v->shared || v->meta.format != VQ_FORMAT_COW) continue;
         vq_error probe = {0};
-        /* A bump that could not be written must be known before the amend. */
-        if (v->qcow_version == 2 && vq_meta_check_bump(v->id, &v->meta, &probe))
-            return vq_error_set(err, VQ_EREFUSED, "%s: its GEN bump could not be written",
-                                probe.text);
         int busy = vq_qemu_in_use(imgdir, v->id, &probe);
         if (busy > 0 && after_crash)
             return vq_error_set(err, VQ_EBUSY,

@@ -521,19 +521,25 @@ size_t vq_disk_count_v2(const vq_disk *disk)
     return n;
 }
 
-/* Own volumes: LEGAL each, and how many are qcow2 / at 0.10. */
+/* Own volumes: LEGAL each, and how many are qcow2 / at 0.10.  A volume at
+ * 0.10 whose GEN bump could not be written (its .meta would pass 512 bytes)
+ * refuses the amend before qemu-img, which the bump must follow, runs. */
 static int check_own_volumes(const vq_disk *disk, size_t *ncow, size_t *nv2, vq_error *err)
 {
     *ncow = *nv2 = 0;
     for (size_t i = 0; i < disk->nvols; i++) {
         const vq_volume *v = &disk->vols[i];
+        vq_error e = {0};
         if (v->shared) continue;
         if (v->meta.legality != VQ_LEGAL)
             return vq_error_set(err, VQ_EREFUSED, "volume %s is %s", v->id,
                                 vq_legality_name(v->meta.legality));
         if (v->meta.format != VQ_FORMAT_COW) continue;
         (*ncow)++;
-        if (v->qcow_version == 2) (*nv2)++;
+        if (v->qcow_version != 2) continue;
+        (*nv2)++;
+        if (vq_meta_check_bump(v->id, &v->meta, &e))
+            return vq_error_set(err, VQ_EREFUSED, "%s: its GEN bump could not be written", e.text);
     }
     return 0;
 }

@@ -608,6 +608,15 @@ static void test_api_amend_refused_when_gen_bump_would_not_fit(void)
     t_resp h = amend(sd, img, 409);
     CHECK_CONTAINS(json_string_value(json_object_get(h.json, "reason")), "over 512");
     t_resp_free(&h);
+    /* A bulk upgrade skips it as illegal (its metadata), with the same reason. */
+    char path[160];
+    snprintf(path, sizeof path, "/api/storagedomains/%s/upgrade", sd);
+    h = call("POST", path, "{}", 202);
+    json_t *sk = json_array_get(json_object_get(h.json, "skipped"), 0);
+    CHECK_INT(json_array_size(json_object_get(h.json, "jobs")), 0);
+    CHECK_STR(json_string_value(json_object_get(sk, "code")), "illegal");
+    CHECK_CONTAINS(json_string_value(json_object_get(sk, "reason")), "GEN bump");
+    t_resp_free(&h);
     char *after = folder_sums(sd, img);
     CHECK_STR(after, before);
     free(before);
