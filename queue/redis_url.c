@@ -242,3 +242,21 @@ int vq_redis_url_parse(const char *url, vq_redis_url *out, vq_error *err)
     *out = u;
     return 0;
 }
+
+void vq_redis_url_shown(const char *url, char *out, size_t sz)
+{
+    const char *sep = strstr(url, "://");
+    const char *auth = sep ? sep + 3 : url;
+    const char *end = strchr(auth, '/');
+    if (!end) end = auth + strlen(auth);
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@') at = p; /* the last '@': a password may hold one */
+    if (!at) {
+        snprintf(out, sz, "%s", url);
+        return;
+    }
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    int keep = colon ? (int)(colon - url) + 1 : (int)(auth - url);
+    snprintf(out, sz, "%.*s***%s", keep, url, at);
+}

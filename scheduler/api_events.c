@@ -57,7 +57,7 @@ static int poll_once(vq_sched *s, struct evhttp_request *ev, const char *since, 
     vq_error err = {0};
     last[0] = '\0';
     if (!s->redis_up) {
-        vq_reply_error_(&r, 503, NULL, "redis is unreachable at %s; retrying", s->redis_url);
+        vq_reply_error_(&r, 503, NULL, "redis is unreachable at %s; retrying", s->redis_shown);
         return 1;
     }
     if (vq_queue_events(s->q, since, limit, 0, &out, last, &err)) {

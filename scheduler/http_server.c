@@ -194,7 +194,7 @@ static void run_route(vq_req *r, const vq_route *rt)
 {
     if (!same_origin(r, rt) || !authorized(r, rt)) return;
     if (rt->needs_redis && !r->s->redis_up) {
-        vq_reply_error_(r, 503, NULL, "redis is unreachable at %s; retrying", r->s->redis_url);
+        vq_reply_error_(r, 503, NULL, "redis is unreachable at %s; retrying", r->s->redis_shown);
         return;
     }
     if (rt->changes) vq_status_forget_();

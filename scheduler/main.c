@@ -132,7 +132,7 @@ static int run(vq_sched *s, const char *listen)
         goto out;
     }
     vq_log(VQ_LOG_NOTICE, "volq-scheduler %s: domains %s, redis %s%s", VOLQ_VERSION,
-           s->domains_root, s->redis_url, s->token ? ", token required for changes" : "");
+           s->domains_root, s->redis_shown, s->token ? ", token required for changes" : "");
     if (access(s->domains_root, R_OK | X_OK) != 0)
         vq_log(VQ_LOG_WARN, "domains root %s is not a readable folder; see --domains",
                s->domains_root);
@@ -158,5 +158,6 @@ int main(int argc, char **argv)
     vq_queue_config_default(&s.qcfg);
     if (vq_redis_resolve(f.redis, f.state, s.redis_url, sizeof s.redis_url, &err))
         return fail(err.text, NULL, err.code == VQ_EINVAL ? 2 : 3);
+    vq_redis_url_shown(s.redis_url, s.redis_shown, sizeof s.redis_shown);
     return run(&s, vq_config_str(f.listen, "VOLQ_LISTEN", "127.0.0.1:8085"));
 }

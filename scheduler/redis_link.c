@@ -15,7 +15,7 @@ static void went_up(vq_sched *s)
     vq_error err = {0};
     s->redis_up = 1;
     s->redis_backoff_ms = BACKOFF_MIN_MS;
-    vq_log(VQ_LOG_NOTICE, "redis %s is up", s->redis_url);
+    vq_log(VQ_LOG_NOTICE, "redis %s is up", s->redis_shown);
     /* After a Redis restart as at start-up: locks and indexes may disagree. */
     if (vq_queue_repair(s->q, &fixed, &err) && err.code == VQ_EREPLY)
         vq_log(VQ_LOG_WARN, "start-up repair not made: %s", err.text);
@@ -97,7 +97,7 @@ void vq_redis_link_down_(vq_sched *s, const char *why)
     s->redis_up = 0;
     s->redis_backoff_ms = BACKOFF_MIN_MS;
     s->next_redis_try = vq_now_ms() + BACKOFF_MIN_MS;
-    vq_log(VQ_LOG_WARN, "redis %s went away: %s; answering 503 until it is back", s->redis_url,
+    vq_log(VQ_LOG_WARN, "redis %s went away: %s; answering 503 until it is back", s->redis_shown,
            why);
 }
 

@@ -64,6 +64,7 @@ typedef struct vq_sched {
     const char *domains_root;
     const char *token;           /* VOLQ_TOKEN, NULL when unset */
     char redis_url[512];
+    char redis_shown[512];       /* redis_url without its password: logs, answers */
     vq_queue_config qcfg;
     vq_queue *q;                 /* NULL until the first connect succeeds */
     int redis_up;

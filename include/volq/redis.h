@@ -45,6 +45,10 @@ typedef struct vq_redis_url {
  * *out is left untouched then. */
 int vq_redis_url_parse(const char *url, vq_redis_url *out, vq_error *err);
 
+/* url as it may be shown (logs, answers): its password, if any, as "***"
+ * ("redis://volq:***@host:6379/0"). */
+void vq_redis_url_shown(const char *url, char *out, size_t sz);
+
 typedef struct vq_redis vq_redis;
 
 /* Connects (AUTH user pass, or AUTH pass; SELECT db) within timeout_ms, which

@@ -186,7 +186,26 @@ static void test_url_bad_leaves_out_untouched(void)
     CHECK_INT(u.port, 0x5a5a5a5a);
 }
 
-T_MAIN(T(test_url_host_defaults), T(test_url_user_pass_port_db), T(test_url_pass_only),
+/* What logs and answers show: the password never. */
+static void test_url_shown_hides_the_password(void)
+{
+    static const char *const cases[][2] = {
+        {"redis://volq:s3cret@10.0.0.7:6380/2", "redis://volq:***@10.0.0.7:6380/2"},
+        {"redis://:secret@localhost", "redis://:***@localhost"},
+        {"redis://:a@b@h/1", "redis://:***@h/1"},
+        {"unix://volq:pw@/run/redis.sock?db=1", "unix://volq:***@/run/redis.sock?db=1"},
+        {"sentinel://u:p@s1:26379,s2/mymaster/0", "sentinel://u:***@s1:26379,s2/mymaster/0"},
+        {"redis://h:6379/0", "redis://h:6379/0"},
+        {"unix:///run/redis.sock", "unix:///run/redis.sock"},
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vq_redis_url_shown(cases[i][0], out, sizeof out);
+        CHECK_STR(out, cases[i][1]);
+    }
+}
+
+T_MAIN(T(test_url_host_defaults), T(test_url_shown_hides_the_password), T(test_url_user_pass_port_db), T(test_url_pass_only),
        T(test_url_percent_and_at_in_password), T(test_url_ipv6), T(test_url_unix),
        T(test_url_bad), T(test_url_sentinel), T(test_url_sentinel_bad),
        T(test_url_bad_leaves_out_untouched))
