@@ -13,7 +13,8 @@
 
 static const char usage[] =
     "usage: volq-scheduler [options]\n"
-    "The volq daemon: the HTTP API (SPEC §4) and housekeeping of the job queue.\n"
+    "The volq daemon: the HTTP API (docs/api.md, man volq-scheduler) and housekeeping of the\n"
+    "job queue.\n"
     "\n"
     "  --redis URL          redis://[user:pass@]host:port/db or unix:///path (VOLQ_REDIS),\n"
     "                       or sentinel://[user:pass@]host:port,host:port/MASTER;\n"
@@ -32,14 +33,14 @@ typedef struct flags {
     const char *redis, *state, *domains, *listen, *level, *format;
 } flags;
 
-static int parse_flags(int argc, char **argv, flags *f)
+static int parse_flags(int argc, char **argv, flags *f, vq_error *err)
 {
     const vq_flag table[] = {
         {"redis", &f->redis},       {"state", &f->state},       {"domains", &f->domains},
         {"listen", &f->listen},     {"log-level", &f->level},   {"log-format", &f->format},
         {NULL, NULL},
     };
-    return vq_config_flags(argc, argv, table, "volq-scheduler", usage);
+    return vq_config_flags(argc, argv, table, "volq-scheduler", usage, err);
 }
 
 static int fail(const char *msg, const char *arg, int code)
@@ -148,8 +149,10 @@ int main(int argc, char **argv)
     flags f = {0};
     static vq_sched s; /* large (connection table): not on the stack */
     vq_error err = {0};
-    if (parse_flags(argc, argv, &f))
-        return fail("bad usage; see volq-scheduler --help", NULL, 2);
+    if (parse_flags(argc, argv, &f, &err)) {
+        fprintf(stderr, "volq-scheduler: %s; see volq-scheduler --help\n", err.text);
+        return 2;
+    }
     int rc = setup_logging(&f);
     if (rc) return rc;
     srand((unsigned)time(NULL) ^ (unsigned)getpid()); /* backoff jitter only */

@@ -66,7 +66,8 @@ for name in $order; do
   [ -x "$bin" ] || { echo "bench.sh: $bin missing" >&2; failed=$((failed + 1)); continue; }
   echo "## bench/$name" | tee -a "$results"
   start=$(date +%s)
-  timeout -k 10 "$per_bench_timeout" "$bin" 2>&1 | tee -a "$results"
+  # --foreground: a Ctrl-C reaches the benchmark, which stops what it started
+  timeout --foreground -k 10 "$per_bench_timeout" "$bin" 2>&1 | tee -a "$results"
   rc=${PIPESTATUS[0]}
   echo "# bench/$name: $(($(date +%s) - start)) s, load $(cut -d' ' -f1-3 /proc/loadavg)" |
     tee -a "$results"

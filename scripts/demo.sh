@@ -17,7 +17,15 @@ port=8085
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 export VOLQ_API="http://127.0.0.1:$port"
 
-say "Making a sample V3 storage domain (12 disks with 2-3 volume chains, a template, thin disks, a raw disk)"
+say "Making a sample V3 storage domain: 16 disks"
+cat <<'EOT'
+   12 VM disks with chains of 3 volumes at compat 0.10 (in 4 of them the top
+      volume is already at 1.1: their older volumes are still amended),
+    1 template disk (templates are never amended: they stay at 0.10),
+    2 thin disks on that template (their own volumes are amended, not the template's),
+    1 raw disk (nothing to amend).
+The QCOW_VERSION column shows each disk's top (leaf) volume.
+EOT
 sd=$("$top/scripts/mkdomain.sh" "$work/domains" --version 3 --disks 12 --chain 3 --data-mib 1 \
       --template --thin 2 --raw 1 --mixed)
 echo "storage domain $sd under $work/domains"

@@ -30,14 +30,15 @@ int vq_config_log(const char *component, const char *level_flag, const char *for
 }
 
 int vq_config_flags(int argc, char **argv, const vq_flag *flags, const char *prog,
-                    const char *usage)
+                    const char *usage, vq_error *err)
 {
-    enum { HELP = VQ_FLAGS_MAX, VERSION };
+    /* A flag's value is its index + 1: getopt's optopt is 0 for an unknown flag. */
+    enum { HELP = VQ_FLAGS_MAX + 1, VERSION };
     struct option opts[VQ_FLAGS_MAX + 3] = {{0}};
     int n = 0;
     for (; flags[n].name; n++) {
-        if (n == VQ_FLAGS_MAX) return -1;
-        opts[n] = (struct option){flags[n].name, required_argument, NULL, n};
+        if (n == VQ_FLAGS_MAX) return vq_error_set(err, VQ_EINVAL, "too many flags");
+        opts[n] = (struct option){flags[n].name, required_argument, NULL, n + 1};
     }
     opts[n] = (struct option){"help", no_argument, NULL, HELP};
     opts[n + 1] = (struct option){"version", no_argument, NULL, VERSION};
@@ -52,8 +53,17 @@ int vq_config_flags(int argc, char **argv, const vq_flag *flags, const char *pro
             printf("%s %s\n", prog, VOLQ_VERSION);
             exit(0);
         }
-        if (c < 0 || c >= n) return -1;
-        *flags[c].slot = optarg;
+        if (c < 1 || c > n) {
+            /* '?' for both: optopt names the flag that lacks its value, else 0 */
+            if (optopt >= 1 && optopt <= n)
+                return vq_error_set(err, VQ_EINVAL, "option --%s needs a value",
+                                    flags[optopt - 1].name);
+            const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            return vq_error_set(err, VQ_EINVAL, "unknown option %.100s", arg);
+        }
+        *flags[c - 1].slot = optarg;
     }
-    return optind < argc ? -1 : 0;
+    if (optind < argc)
+        return vq_error_set(err, VQ_EINVAL, "unexpected argument %.100s", argv[optind]);
+    return 0;
 }

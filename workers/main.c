@@ -41,14 +41,14 @@ typedef struct flags {
     const char *redis, *state, *domains, *procs, *timeout, *level, *format;
 } flags;
 
-static int parse_flags(int argc, char **argv, flags *f)
+static int parse_flags(int argc, char **argv, flags *f, vq_error *err)
 {
     const vq_flag table[] = {
         {"redis", &f->redis},         {"state", &f->state},       {"domains", &f->domains},
         {"processes", &f->procs},     {"qemu-timeout", &f->timeout},
         {"log-level", &f->level},     {"log-format", &f->format}, {NULL, NULL},
     };
-    return vq_config_flags(argc, argv, table, "volq-worker", usage);
+    return vq_config_flags(argc, argv, table, "volq-worker", usage, err);
 }
 
 static int fail(const char *msg, const char *arg)
@@ -61,7 +61,8 @@ static int fail(const char *msg, const char *arg)
 int main(int argc, char **argv)
 {
     flags f = {0};
-    if (parse_flags(argc, argv, &f)) return fail("bad usage", NULL);
+    vq_error ferr = {0};
+    if (parse_flags(argc, argv, &f, &ferr)) return fail(ferr.text, NULL);
 
     vq_error lerr = {0};
     if (vq_config_log("worker", f.level, f.format, &lerr)) return fail(lerr.text, NULL);

@@ -191,7 +191,8 @@ int vq_worker_pool_run_(const vq_worker_opts *o)
         vq_log(VQ_LOG_WARN, "worker pool: cannot adopt orphaned qemu-img: %s", strerror(errno));
     slot *slots = calloc((size_t)o->processes, sizeof *slots);
     if (!slots) return 1;
-    vq_log(VQ_LOG_INFO, "worker pool: starting %d processes", o->processes);
+    vq_log(VQ_LOG_INFO, "worker pool: starting %d process%s", o->processes,
+           o->processes == 1 ? "" : "es");
     int forwarded = 0, killed = 0;
     for (;;) {
         reap(o, slots, o->processes);

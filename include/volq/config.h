@@ -26,9 +26,10 @@ typedef struct vq_flag {
 
 /* Parses argv against flags (ended by {NULL, NULL}; at most VQ_FLAGS_MAX),
  * and --help (prints usage, exits 0) and --version (prints "prog VERSION",
- * exits 0).  0, or -1 for an unknown flag, a missing value or an argument
- * left over (the caller says how to get help). */
+ * exits 0).  0, or VQ_EINVAL for an unknown flag ("unknown option --x"), a
+ * missing value ("option --x needs a value") or an argument left over
+ * ("unexpected argument x"); the caller says how to get help. */
 int vq_config_flags(int argc, char **argv, const vq_flag *flags, const char *prog,
-                    const char *usage);
+                    const char *usage, vq_error *err);
 
 #endif

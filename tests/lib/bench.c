@@ -175,9 +175,44 @@ long long b_redis_info(redisContext *c, const char *section, const char *field)
 
 /* ---- processes ----------------------------------------------------------- */
 
+/* The children spawned and not yet stopped or waited for.  Each is in a
+ * process group of its own (below), so a Ctrl-C or timeout's SIGTERM, which
+ * reaches only the bench's group, would leave them running: the bench
+ * passes the signal on to their groups, then dies of it. */
+#define B_KIDS_MAX 64
+static volatile pid_t kids[B_KIDS_MAX];
+
+static void on_stop_signal(int sig)
+{
+    for (int i = 0; i < B_KIDS_MAX; i++)
+        if (kids[i] > 0) {
+            kill(-kids[i], SIGTERM);
+            kill(kids[i], SIGTERM);
+        }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void track(pid_t pid, int add)
+{
+    static int handlers;
+    if (add && !handlers) {
+        struct sigaction sa = {.sa_handler = on_stop_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        handlers = 1;
+    }
+    for (int i = 0; i < B_KIDS_MAX; i++)
+        if (add ? kids[i] <= 0 : kids[i] == pid) {
+            kids[i] = add ? pid : 0;
+            return;
+        }
+}
+
 pid_t b_spawn(const char *path, const char **argv, const char *const *env, const char *log)
 {
     pid_t pid = fork();
+    if (pid > 0) track(pid, 1);
     if (pid != 0) return pid;
     int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
@@ -209,8 +244,11 @@ pid_t b_spawn_volq(const char *name, const char **argv, const char *const *env, 
 
 int b_stop(pid_t pid, int sig, int timeout_ms)
 {
-    int st;
-    if (pid <= 0 || kill(pid, sig)) return -1;
+    int st = -1;
+    if (pid <= 0 || kill(pid, sig)) {
+        if (pid > 0) track(pid, 0);
+        return -1;
+    }
     for (int waited = 0; waitpid(pid, &st, WNOHANG) == 0; waited += 5) {
         if (waited > timeout_ms) {
             kill(pid, SIGKILL);
@@ -219,6 +257,7 @@ int b_stop(pid_t pid, int sig, int timeout_ms)
         }
         b_sleep_ms(5);
     }
+    track(pid, 0);
     return st;
 }
 
@@ -228,6 +267,7 @@ int b_wait(pid_t pid)
     pid_t r;
     while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
     }
+    if (pid > 0) track(pid, 0); /* after: a stop signal meanwhile must reach it */
     if (pid < 0 || r != pid) return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

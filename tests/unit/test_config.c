@@ -37,7 +37,9 @@ static void test_config_log_levels_and_formats(void)
     CHECK_STR(e.text, "unknown log format xml (text, json)");
 }
 
-/* Parses argv (copied: getopt permutes) with the flags a and b; 0 or -1. */
+/* Parses argv (copied: getopt permutes) with the flags a and b; 0 or
+ * VQ_EINVAL with its message in why. */
+static vq_error why;
 static int parse(int argc, const char *const *in, const char **a, const char **b)
 {
     char *argv[8];
@@ -46,7 +48,8 @@ static int parse(int argc, const char *const *in, const char **a, const char **b
     *a = *b = NULL;
     const vq_flag table[] = {{"alpha", a}, {"beta", b}, {NULL, NULL}};
     optind = 0; /* getopt starts afresh */
-    return vq_config_flags(argc, argv, table, "t", "usage: t\n");
+    vq_error_clear(&why);
+    return vq_config_flags(argc, argv, table, "t", "usage: t\n", &why);
 }
 
 static void test_config_flags(void)
@@ -63,13 +66,20 @@ static void test_config_flags(void)
     CHECK_INT(parse(5, last_wins, &a, &b), 0);
     CHECK_STR(b, "y");
     const char *unknown[] = {"t", "--gamma", "1"};
-    CHECK_INT(parse(3, unknown, &a, &b), -1);
+    CHECK_INT(parse(3, unknown, &a, &b), VQ_EINVAL);
+    CHECK_STR(why.text, "unknown option --gamma");
     const char *no_value[] = {"t", "--alpha"};
-    CHECK_INT(parse(2, no_value, &a, &b), -1);
+    CHECK_INT(parse(2, no_value, &a, &b), VQ_EINVAL);
+    CHECK_STR(why.text, "option --alpha needs a value");
+    const char *no_value2[] = {"t", "--alpha", "1", "--beta"};
+    CHECK_INT(parse(4, no_value2, &a, &b), VQ_EINVAL);
+    CHECK_STR(why.text, "option --beta needs a value");
     const char *extra[] = {"t", "--alpha", "1", "stray"};
-    CHECK_INT(parse(4, extra, &a, &b), -1);
+    CHECK_INT(parse(4, extra, &a, &b), VQ_EINVAL);
+    CHECK_STR(why.text, "unexpected argument stray");
     const char *short_opt[] = {"t", "-a", "1"};
-    CHECK_INT(parse(3, short_opt, &a, &b), -1);
+    CHECK_INT(parse(3, short_opt, &a, &b), VQ_EINVAL);
+    CHECK_STR(why.text, "unknown option -a");
 }
 
 T_MAIN(T(test_config_flag_env_default), T(test_config_log_levels_and_formats),
