@@ -294,16 +294,18 @@ static int owed_bump(const char *plan, const vq_volume *v)
  * qemu-img may even finish after the worker died), and only that. */
 static char *make_plan(const vq_disk *disk, const char *before, int *owed)
 {
-    char *plan = malloc(disk->nvols * (VQ_UUID_SIZE + 12) + 1), *p = plan;
+    /* " VOL:GEN" per volume: a UUID, and GEN below 1000 (VQ_UUID_SIZE counts the NUL) */
+    size_t size = disk->nvols * (VQ_UUID_SIZE + 4) + 1, n = 0;
+    char *plan = malloc(size);
     if (!plan) return NULL;
-    *p = '\0';
+    plan[0] = '\0';
     *owed = 0;
-    for (size_t i = 0; i < disk->nvols; i++) {
+    for (size_t i = 0; i < disk->nvols && n < size; i++) {
         const vq_volume *v = &disk->vols[i];
         int owes = owed_bump(before, v);
         *owed += owes;
         if (owes || (own_cow(v) && v->qcow_version == 2))
-            p += sprintf(p, "%s%s:%u", p == plan ? "" : " ", v->id, v->meta.gen);
+            n += (size_t)snprintf(plan + n, size - n, "%s%s:%u", n ? " " : "", v->id, v->meta.gen);
     }
     return plan;
 }

@@ -151,7 +151,7 @@ int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *com
     rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, 100, &res, &e);
     if (rc != 0) {
         if (rc != VQ_ESTALE) remove_partial(imgdir, vol); /* it did not exist before: ours */
-        /* The size the file system (raw) or qcow2 cannot hold: no retry helps. */
+        /* A size qcow2 (or, for raw, the disk's filesystem) cannot hold: no retry helps. */
         if (rc == VQ_ESPAWN && res.exited && strstr(res.out, "image size is too large"))
             rc = VQ_EREFUSED;
         return vq_error_set(err, rc, "volume %s: %s", vol, e.text);
