@@ -77,7 +77,7 @@ static int verify_v3(const vq_domain *d, const char *img, const char *vol, vq_er
         goto out_close_dir;
     }
     vq_qcow2 h;
-    rc = vq_qcow2_read(fd, &h, err);
+    rc = vq_qcow2_read_stat(fd, &st, &h, err);
     if (rc == 0 && h.version != 3)
         rc = vq_error_set(err, VQ_EIO, "volume %s: header still says version %u after amend", vol,
                           h.version);
@@ -104,7 +104,7 @@ static int bump_gen(const vq_domain *d, const char *img, const char *vol, vq_fs_
     vq_meta m = {0};
     if (vol) rc = vq_meta_read(dfd, vol, &m, err);
     if (vol && rc == 0) {
-        m.gen = (m.gen + 1) % 1000;
+        m.gen = vq_meta_next_gen(m.gen);
         rc = vq_meta_write_run(dfd, vol, &m, run, err);
     }
     if (end) {
@@ -270,13 +270,11 @@ static void remove_leftovers(const vq_domain *d, const vq_job *j)
 
 /* ---- the plan: the GEN bumps an attempt that died still owed ----------- */
 
-static int own_cow(const vq_volume *v) { return !v->shared && v->meta.format == VQ_FORMAT_COW; }
-
 /* 1 when v is in plan ("VOL:GEN ...") with the GEN its .meta still says and
  * is at compat 1.1 now: an attempt amended it and died before its bump. */
 static int owed_bump(const char *plan, const vq_volume *v)
 {
-    if (!plan || !own_cow(v) || v->qcow_version != 3) return 0;
+    if (!plan || v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 3) return 0;
     size_t n = strlen(v->id);
     for (const char *p = strstr(plan, v->id); p; p = strstr(p + 1, v->id)) {
         if ((p != plan && p[-1] != ' ') || p[n] != ':') continue;
@@ -304,7 +302,7 @@ static char *make_plan(const vq_disk *disk, const char *before, int *owed)
         const vq_volume *v = &disk->vols[i];
         int owes = owed_bump(before, v);
         *owed += owes;
-        if (owes || (own_cow(v) && v->qcow_version == 2))
+        if (owes || vq_volume_to_amend(v))
             n += (size_t)snprintf(plan + n, size - n, "%s%s:%u", n ? " " : "", v->id, v->meta.gen);
     }
     return plan;
@@ -339,7 +337,7 @@ static int amend_volumes(bump *b, vq_domain **dp, const vq_disk *disk, const cha
     int rc = owed ? bump_owed(b, disk, c->job->plan, err) : 0, done = 0;
     for (size_t i = disk->nvols; i-- > 0 && rc == 0;) {
         const vq_volume *v = &disk->vols[i];
-        if (v->shared || v->meta.format != VQ_FORMAT_COW || v->qcow_version != 2) continue;
+        if (!vq_volume_to_amend(v)) continue;
         vq_log(VQ_LOG_INFO, "job %s: amending volume %s of disk %s", c->job->id, v->id, disk->id);
         rc = amend_volume(b, imgdir, v->id, ++done, total, err);
     }

@@ -415,9 +415,6 @@ static int create_steps(create_run_state *s, vq_job_ctx *c, vq_error *err)
     rc = rc ? rc : vq_meta_write(s->dfd, s->job->volume_id, &m, err);
     vq_meta_free(&m);
     if (rc) return rc;
-    char mname[VQ_UUID_SIZE + 8];
-    snprintf(mname, sizeof mname, "%s.meta", s->job->volume_id);
-    vq_fs_chmod(s->dfd, mname, VOLUME_MODE, NULL);
     if ((rc = write_lease(s, err))) return rc;
     if ((rc = c->progress(c, 0, 1))) return rc;
     if ((rc = make_volume(s, c, err))) return rc;

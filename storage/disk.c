@@ -511,12 +511,17 @@ const vq_volume *vq_disk_leaf(const vq_disk *disk)
     return &disk->vols[0];
 }
 
+int vq_volume_to_amend(const vq_volume *v)
+{
+    return !v->shared && v->meta.format == VQ_FORMAT_COW && v->qcow_version == 2;
+}
+
 size_t vq_disk_count_v2(const vq_disk *disk)
 {
     size_t n = 0;
     for (size_t i = 0; i < disk->nvols; i++) {
         const vq_volume *v = &disk->vols[i];
-        if (!v->shared && v->meta.format == VQ_FORMAT_COW && v->qcow_version == 2) n++;
+        if (vq_volume_to_amend(v)) n++;
     }
     return n;
 }

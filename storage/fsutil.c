@@ -307,6 +307,16 @@ static int write_temp(int dir, vq_fs_run *run, const char *tmp, const void *buf,
     return rc;
 }
 
+/* Adds name (a kept file) to names (n of them) while there is room, else
+ * removes the file. */
+static void keep(int dir, char names[][VQ_FS_NAME], int *n, const char *name)
+{
+    if (*n < VQ_FS_SPARES)
+        memmove(names[(*n)++], name, VQ_FS_NAME);
+    else
+        unlinkat(dir, name, 0);
+}
+
 /* Puts the temp file in base's place.  Swapped with a regular file (a swap
  * would take anything, a folder too), the file replaced, now under the temp
  * name, is kept (fresh: not to be written into before the run's sync);
@@ -317,10 +327,7 @@ static int replace(int dir, vq_fs_run *run, const char *used, const char *base,
 {
     if (target && S_ISREG(target->st_mode) &&
         renameat2(dir, used, dir, base, RENAME_EXCHANGE) == 0) {
-        if (run->nfresh < VQ_FS_SPARES)
-            memcpy(run->fresh[run->nfresh++], used, VQ_FS_NAME);
-        else
-            unlinkat(dir, used, 0);
+        keep(dir, run->fresh, &run->nfresh, used);
         return 0;
     }
     return renameat(dir, used, dir, base);
@@ -382,12 +389,7 @@ int vq_fs_run_sync(int dirfd, vq_fs_run *run, const char *what, vq_error *err)
     int rc = run->written ? vq_fs_sync_dir(dirfd, what, err) : 0;
     if (rc < 0) return rc; /* the kept files stay fresh: never written into */
     run->written = 0;
-    for (int i = 0; i < run->nfresh; i++) {
-        if (run->nready < VQ_FS_SPARES)
-            memcpy(run->ready[run->nready++], run->fresh[i], VQ_FS_NAME);
-        else
-            unlinkat(dirfd, run->fresh[i], 0);
-    }
+    for (int i = 0; i < run->nfresh; i++) keep(dirfd, run->ready, &run->nready, run->fresh[i]);
     run->nfresh = 0;
     return 0;
 }

@@ -23,6 +23,7 @@
 #define LOCK_FIRST 100
 #define LOCK_LEN 200
 #define ARGV_MAX 16
+#define TICK_MS 100 /* qemu-img's tick: the lease renewed, a fence's answer read */
 
 const char *vq_qemu_img_path(void)
 {
@@ -64,7 +65,7 @@ int vq_qemu_amend(const char *imgdir, const char *vol, int timeout_ms, vq_spawn_
                           NULL};
     vq_spawn_result res;
     vq_error e = {0};
-    rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, 100, &res, &e);
+    rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, TICK_MS, &res, &e);
     if (rc == VQ_ESPAWN && res.exited && lock_error(res.out))
         return vq_error_set(err, VQ_EBUSY, "volume %s is in use: %s", vol, e.text);
     if (rc != 0) vq_error_set(err, rc, "volume %s: %s", vol, e.text);
@@ -148,7 +149,7 @@ int vq_qemu_create(const char *imgdir, const char *vol, int raw, const char *com
     create_argv(argv, vol, raw, opts, backing, backing_fmt, size ? num : NULL);
     vq_error e = {0};
     vq_spawn_result res;
-    rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, 100, &res, &e);
+    rc = vq_spawn_run(argv, imgdir, timeout_ms, tick, arg, TICK_MS, &res, &e);
     if (rc != 0) {
         if (rc != VQ_ESTALE) remove_partial(imgdir, vol); /* it did not exist before: ours */
         /* A size qcow2 (or, for raw, the disk's filesystem) cannot hold: no retry helps. */

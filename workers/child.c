@@ -162,8 +162,8 @@ typedef struct run_state {
     int pending;           /* a progress_later answer is still to be read */
     int owed;              /* a progress_later send failed: its fence is asked again */
     char *plan;            /* the job's plan until Redis said it holds it (owned):
-                              sent again where a lease check would be */
-    int plan_total;
+                              sent again, with 0 of job->total, where a lease
+                              check would be */
 } run_state;
 
 /* After a fenced write (heartbeat, progress): the lease and the registration
@@ -188,7 +188,7 @@ static int ask_again(run_state *rs, vq_error *why)
 {
     rs->calls++;
     if (!rs->plan) return vq_queue_heartbeat(rs->w->q, rs->job, why);
-    int rc = vq_queue_plan_send(rs->w->q, rs->job, rs->plan_total, rs->plan, why);
+    int rc = vq_queue_plan_send(rs->w->q, rs->job, rs->job->total, rs->plan, why);
     return rc ? rc : vq_queue_progress_recv(rs->w->q, rs->job, why);
 }
 
@@ -376,7 +376,6 @@ static int plan(vq_job_ctx *c, const char *plan, int total)
     report(rs, 0, total);
     free(rs->plan);
     if (!(rs->plan = strdup(plan))) return progress_later(c, 0, total);
-    rs->plan_total = total;
     vq_error err = {0};
     int rc = vq_queue_plan_send(rs->w->q, rs->job, total, plan, &err);
     return sent_later(rs, rc, 1, &err);

@@ -47,6 +47,9 @@ const vq_volume *vq_disk_leaf(const vq_disk *disk);
 
 /* Number of the disk's own (not shared) qcow2 volumes at compat 0.10. */
 size_t vq_disk_count_v2(const vq_disk *disk);
+/* 1 for a qcow2 volume of the disk's own (not a template's) at compat 0.10:
+ * one an amend changes. */
+int vq_volume_to_amend(const vq_volume *v);
 
 /* Whether an amend may run, from the files alone (the lock and "in use" are
  * checked elsewhere).  0 when eligible; else VQ_EREFUSED with the reason in err:

@@ -61,8 +61,9 @@ int vq_fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
  * file is written into only once a folder fsync made its swap durable: until
  * then a power loss may undo the swap and give the file its old name back,
  * which must still hold its old text.  So the kept files of a rewrite wait
- * ("fresh") for the run's sync, then serve ("ready") the next rewrites, of
- * this folder or, passed on, of the next disk's: a bulk upgrade then makes and
+ * ("fresh") for the run's sync, then serve ("ready") the next rewrites: in
+ * practice those of the next disk's run, to which they are passed on (an
+ * amend syncs its folder once, at its end): a bulk upgrade then makes and
  * frees no inode (ext4 without a journal scans every recently freed inode of
  * the group for each new one).  A kept file with another link is never
  * reused.  Zero a run before its first rewrite. */

@@ -51,6 +51,9 @@ int vq_meta_write(int imgfd, const char *vol, vq_meta *m, vq_error *err);
  * waits for the run's sync, and the files replaced are kept as later temp files. */
 int vq_meta_write_run(int imgfd, const char *vol, vq_meta *m, vq_fs_run *run, vq_error *err);
 
+/* The GEN after a change, as VDSM bumps it: (GEN+1) % 1000. */
+unsigned vq_meta_next_gen(unsigned gen);
+
 /* 0 when m, its GEN bumped, can be written (vq_meta_write would not refuse
  * it: 512 bytes at most, fields valid); else the error a write would give.
  * Checked before qemu-img changes the volume, which the bump must follow. */
