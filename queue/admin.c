@@ -200,7 +200,7 @@ int vq_queue_retry(vq_queue *q, const char *job_id, vq_error *err)
     if (rc) return rc;
     char *ids[] = {(char *)job_id};
     redisReply *rep = run_retry(q, ids, 1, err);
-    if (!rep) return err && err->code ? err->code : VQ_EREDIS;
+    if (!rep) return vq_redis_rc(err);
     const char *st = vq_reply_str_(rep, 0), *detail = vq_reply_str_(rep, 1);
     if (strcmp(st, "missing") == 0)
         rc = vq_error_set(err, VQ_ENOENT, "job %s: not found", job_id);
@@ -239,7 +239,7 @@ int vq_queue_retry_failed(vq_queue *q, size_t *retried, size_t *left, vq_error *
         size_t n = ids.n, batch_ok = 0;
         vq_strv_free_(&ids);
         if (!rep) {
-            rc = err && err->code ? err->code : VQ_EREDIS;
+            rc = vq_redis_rc(err);
             break;
         }
         for (size_t i = 0; i < n; i++) {
@@ -318,7 +318,7 @@ static int raw_holders(vq_queue *q, const char *const *disk_ids, size_t n,
     for (size_t i = 0; i < n; i++) vq_strv_add_(&a, disk_ids[i] ? disk_ids[i] : "");
     redisReply *rep = a.oom ? NULL : vq_redis_argv(q->r, (int)a.n, (const char **)a.v, a.len, err);
     vq_strv_free_(&a);
-    if (!rep) return err && err->code ? err->code : VQ_EREDIS;
+    if (!rep) return vq_redis_rc(err);
     for (size_t i = 0; i < n; i++) {
         const char *h = vq_reply_str_(rep, i);
         snprintf(holders[i], VQ_UUID_SIZE, "%s", vq_uuid_valid(h) ? h : "");

@@ -274,7 +274,7 @@ out_drain:
         redisReply *rep = vq_redis_get_reply(q->r, NULL);
         if (rep) freeReplyObject(rep);
     }
-    return err && err->code ? err->code : VQ_EREDIS;
+    return vq_redis_rc(err);
 }
 
 int vq_queue_redis_now_(vq_queue *q, int64_t *now, vq_error *err)

@@ -344,6 +344,16 @@ static int flush_out(redisContext *c)
     return 0;
 }
 
+int vq_redis_rc(const vq_error *err)
+{
+    return err && err->code ? err->code : VQ_EREDIS;
+}
+
+int vq_redis_failed(int code)
+{
+    return code == VQ_EREDIS || code == VQ_EREPLY;
+}
+
 int vq_redis_send(vq_redis *r, vq_error *err)
 {
     if (!r->c || r->broken) return vq_error_set(err, VQ_EREDIS, "redis: connection lost");
@@ -497,7 +507,7 @@ static int load_script(vq_redis *r, int idx, vq_error *err)
     size_t lens[] = {6, 4, len};
     redisReply *rep = vq_redis_argv(r, 3, argv, lens, err);
     free(text);
-    if (!rep) return err && err->code ? err->code : VQ_EREDIS;
+    if (!rep) return vq_redis_rc(err);
     int rc = 0;
     if (rep->type == REDIS_REPLY_STRING && rep->len == SHA_HEX - 1)
         memcpy(r->sha[idx], rep->str, SHA_HEX);

@@ -14,13 +14,6 @@
 /* "Forever" for requeue's liveness cutoff: the caller knows the worker is dead. */
 #define CUTOFF_DEAD "9000000000000000"
 
-/* The code of a call that got no reply: its error's (VQ_EREPLY for an error
- * reply, the worker then waits without reconnecting), else VQ_EREDIS. */
-static int no_reply(const vq_error *err)
-{
-    return err && err->code ? err->code : VQ_EREDIS;
-}
-
 /* ---- registration ------------------------------------------------------ */
 
 int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq_error *err)
@@ -32,7 +25,7 @@ int vq_queue_worker_beat(vq_queue *q, const char *worker, const char *job_id, vq
     vq_strv_add_(&a, job_id ? job_id : "");
     redisReply *rep = vq_queue_run_(q, "beat.lua", NULL, &a, err);
     vq_strv_free_(&a);
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     freeReplyObject(rep);
     return 0;
 }
@@ -58,7 +51,7 @@ int vq_queue_requeue_(vq_queue *q, const char *mode, const char *cutoff, char **
     redisReply *rep = vq_queue_run_(q, "requeue.lua", &k, &a, err);
     vq_strv_free_(&k);
     vq_strv_free_(&a);
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3;
     if (ok) {
         count->requeued += (size_t)rep->element[0]->integer;
@@ -77,7 +70,7 @@ static int read_proc(vq_queue *q, const char *worker, vq_strv *ids, vq_error *er
     if (rc) return rc;
     const char *argv[] = {"LRANGE", key, "0", "-1"};
     redisReply *rep = vq_redis_argv(q->r, 4, argv, NULL, err);
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
         vq_strv_add_(ids, vq_reply_str_(rep, i));
     freeReplyObject(rep);
@@ -153,7 +146,7 @@ static int append_move(vq_queue *q, const char *proc, int block_ms, vq_error *er
 static int read_move(vq_queue *q, char id[VQ_UUID_SIZE], vq_error *err)
 {
     redisReply *rep = vq_redis_get_reply(q->r, err);
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     if (rep->type == REDIS_REPLY_STRING) snprintf(id, VQ_UUID_SIZE, "%s", rep->str);
     freeReplyObject(rep);
     return 0;
@@ -197,7 +190,7 @@ int vq_queue_append_start_(vq_queue *q, const char *worker, const char *proc, co
 int vq_queue_read_start_(vq_queue *q, const char *id, vq_job **out, vq_error *err)
 {
     redisReply *rep = vq_redis_get_reply(q->r, err);
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     int rc = 0;
     if (strcmp(vq_reply_str_(rep, 0), "ok") == 0) rc = vq_queue_job_of_reply_(id, rep, out, err);
     freeReplyObject(rep);
@@ -313,7 +306,7 @@ static void fenced_call(const vq_job *j, const vq_strv *more, vq_strv *k, vq_str
 /* A fenced script's answer: 'ok', or 'stale' (VQ_ESTALE). */
 static int fenced_answer(const vq_job *j, redisReply *rep, vq_error *err)
 {
-    if (!rep) return no_reply(err);
+    if (!rep) return vq_redis_rc(err);
     int rc = strcmp(rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING ? rep->str : "",
                     "ok") == 0 ? 0 : stale(j, err);
     freeReplyObject(rep);

@@ -91,13 +91,6 @@ static void on_term(int sig)
     vq_worker_stop_ = 1;
 }
 
-/* A call Redis did not answer (the connection lost) or refused (an error
- * reply): waited out (reconnect()) and made again, not a job's failure. */
-static int redis_failed(int code)
-{
-    return code == VQ_EREDIS || code == VQ_EREPLY;
-}
-
 /* The slot of a log line: its own, else the oldest one, taken for it. */
 static said *said_slot(child *w, const char *line)
 {
@@ -118,6 +111,7 @@ static void say(child *w, int level, const char *fmt, ...)
 {
     char line[300];
     va_list ap;
+    if (level < vq_log_min_level) return; /* as vq_log: nothing formatted */
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
@@ -201,7 +195,7 @@ static void plan_held(run_state *rs)
 static int confirm(run_state *rs, int rc, vq_error *why)
 {
     child *w = rs->w;
-    while (redis_failed(rc)) {
+    while (vq_redis_failed(rc)) {
         if (reconnect(w, why)) {
             rc = vq_error_set(why, VQ_ESTALE, "stopping while redis is away");
             break;
@@ -375,7 +369,7 @@ static int plan(vq_job_ctx *c, const char *plan, int total)
     if (settle(rs)) return VQ_ESTALE;
     report(rs, 0, total);
     free(rs->plan);
-    if (!(rs->plan = strdup(plan))) return progress_later(c, 0, total);
+    rs->plan = strdup(plan); /* out of memory: sent once, not again */
     vq_error err = {0};
     int rc = vq_queue_plan_send(rs->w->q, rs->job, total, plan, &err);
     return sent_later(rs, rc, 1, &err);
@@ -406,7 +400,7 @@ static void ahead(vq_job_ctx *c)
     w->ahead[0] = '\0';
     /* Lost: the list may hold a claim; refused: no more claims in the ticks
      * of this job (for one put-back of the list after it). */
-    w->stray = redis_failed(err.code);
+    w->stray = vq_redis_failed(err.code);
 }
 
 static vq_outcome outcome_of(int rc)
@@ -463,7 +457,7 @@ static int end_held_start(child *w, const char *claimed, int in_tick, vq_job **n
     vq_job_state st = VQ_JOB_NSTATES;
     int rc = vq_queue_finish_start_claim(w->q, h, outcome_of(w->held.rc), reason, &st, claimed,
                                          next, w->ahead, err);
-    if (redis_failed(rc) && !*next) {
+    if (vq_redis_failed(rc) && !*next) {
         w->ahead[0] = '\0';
         if (!in_tick && reconnect(w, err) == 0) end_held(w);
         return rc;
@@ -493,7 +487,7 @@ static vq_job *start_claimed(child *w, int in_tick)
         rc = vq_queue_start_claimed(w->q, w->id, claimed, &j, &err);
     else
         rc = vq_queue_start_claim(w->q, w->id, claimed, &j, w->ahead, &err);
-    if (rc && !redis_failed(rc))
+    if (rc && !vq_redis_failed(rc))
         vq_log(VQ_LOG_WARN, "worker %s: claimed job %s put back with the in-flight list: %s",
                w->id, claimed, err.text);
     if (rc) w->stray = 1; /* the list may hold it unstarted, which only we would put back */
@@ -604,7 +598,7 @@ static vq_job *end_job(child *w, const vq_job *j, int rc, const vq_error *jerr, 
                   : claim ? vq_queue_finish_claim(w->q, j, outcome_of(rc), reason, &st, w->ahead,
                                                   &err)
                           : vq_queue_finish(w->q, j, outcome_of(rc), reason, &st, &err);
-        if (redis_failed(frc) && !next) {
+        if (vq_redis_failed(frc) && !next) {
             if (reconnect(w, &err)) return NULL;
             continue;
         }
@@ -760,7 +754,7 @@ static vq_job *run_job(child *w, vq_job *j)
 static vq_job *next_of_run(child *w, vq_error *err)
 {
     vq_job *j = vq_wbatch_next_(&w->batch, w->q, w->id, w->o->domains_root, err);
-    if (!redis_failed(err->code)) return j;
+    if (!vq_redis_failed(err->code)) return j;
     if (reconnect(w, err) == 0) vq_wbatch_abort_(&w->batch, w->q, w->id);
     w->last_beat = 0; /* the put-back may have dropped the registration */
     return NULL;
@@ -802,10 +796,10 @@ int vq_worker_child_run_(const vq_worker_opts *o)
         worker_beat(&w, NULL);
         vq_error err = {0};
         if (!j && w.batch.size) j = next_of_run(&w, &err);
-        if (redis_failed(err.code)) continue;
+        if (vq_redis_failed(err.code)) continue;
         if (!j && !w.batch.size && vq_queue_fetch(w.q, w.id, o->block_ms, &j, &err)) {
             w.stray = 1; /* the move may have been made, the start not */
-            if (!redis_failed(err.code)) say(&w, VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
+            if (!vq_redis_failed(err.code)) say(&w, VQ_LOG_WARN, "worker %s: fetch failed: %s", w.id, err.text);
             else if (reconnect(&w, &err)) break;
             continue;
         }

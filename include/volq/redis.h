@@ -107,6 +107,13 @@ redisReply *vq_redis_cmd(vq_redis *r, vq_error *err, const char *fmt, ...);
 int vq_redis_append_argv(vq_redis *r, int argc, const char **argv, const size_t *lens,
                          vq_error *err);
 redisReply *vq_redis_get_reply(vq_redis *r, vq_error *err);
+
+/* The code of a call that got no reply: its error's (VQ_EREPLY for an error
+ * reply), else VQ_EREDIS. */
+int vq_redis_rc(const vq_error *err);
+/* 1 for a code that says Redis did not answer (VQ_EREDIS) or refused
+ * (VQ_EREPLY): a call to wait out and make again, not a job's failure. */
+int vq_redis_failed(int code);
 /* Writes what was appended to the socket now, without reading replies: for a
  * write that must be at the server before the caller goes on (the server
  * reads it even if the caller dies next).  VQ_EREDIS when the write fails
